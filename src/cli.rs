@@ -1,0 +1,97 @@
+//! The command line: the one definition that the binary, the tests, the man page and the shell
+//! completions share (`cargo xtask gen` renders it; a test fails when the rendered files are stale).
+//!
+//! lllqos reads like `nice`, `chrt` or `timeout`: options, then the command and its arguments, which
+//! are never parsed as lllqos's own (`lllqos -l 0 ./app -l 5` passes `-l 5` to the app). A command
+//! whose name is also a subcommand's (`status`, `measure`) runs after `--`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, ValueHint};
+
+use crate::latency::Latency;
+use crate::lease::CPU_DMA_LATENCY;
+
+const EXAMPLES: &str = "\
+Examples:
+  lllqos -l 0 -- cyclictest --laptop -p 80   Run cyclictest while 0 us is requested
+  lllqos -l 50us chrt -f 80 ./app            Run ./app under SCHED_FIFO with a 50 us limit
+  lllqos -l 0                                Hold 0 us until SIGTERM, SIGINT or SIGHUP
+  lllqos -l 100 --pid 4242                   Hold 100 us while process 4242 lives";
+
+/// Hold a CPU wake-up latency request for exactly as long as a command runs.
+///
+/// lllqos asks the kernel, through the PM QoS interface (/dev/cpu_dma_latency), to keep CPUs out of
+/// idle states whose exit latency exceeds the requested value, runs COMMAND, and removes the request
+/// the moment COMMAND has been reaped. Exit status, signals and the terminal behave as if COMMAND ran
+/// directly. Without COMMAND, lllqos holds the request until it receives SIGTERM, SIGINT or SIGHUP
+/// (or, with --pid, until the named processes have exited).
+#[derive(Debug, Parser)]
+#[command(
+    name = "lllqos",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub hold: HoldArgs,
+}
+
+/// What to request, and for how long: the options of `lllqos [OPTIONS] [--] [COMMAND [ARGS]...]`.
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50,
+    /// 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling.
+    #[arg(
+        short,
+        long,
+        value_name = "VALUE",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
+    pub latency: Latency,
+
+    /// PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+).
+    #[arg(long, value_name = "PATH", default_value = CPU_DMA_LATENCY, value_hint = ValueHint::FilePath)]
+    pub device: PathBuf,
+
+    /// Exit with status 125, running nothing, when the request cannot be placed (by default lllqos
+    /// warns and runs COMMAND anyway).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Print no warnings.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Report the requested value and the limit actually in force.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Without COMMAND: hold until process PID has exited (may be repeated: until all have).
+    #[arg(
+        long,
+        value_name = "PID",
+        conflicts_with = "command",
+        value_parser = clap::value_parser!(i32).range(1..)
+    )]
+    pub pid: Vec<i32>,
+
+    /// The command to run while the request is in force, and its arguments.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        num_args = 1..,
+        value_hint = ValueHint::CommandWithArguments
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// The clap command, for generators and tests.
+pub fn command() -> clap::Command {
+    Cli::command()
+}

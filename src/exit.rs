@@ -1,0 +1,72 @@
+//! How lllqos ends: the exit statuses of a command wrapper.
+//!
+//! lllqos follows `env`, `nice`, `timeout` and `chroot`: the command's own status passes through;
+//! 125, 126 and 127 are lllqos's. A command killed by a signal makes lllqos die by the same signal,
+//! so that the parent sees `WIFSIGNALED` exactly as if it had run the command directly. That matters:
+//! bash stops a script's loop when a foreground job died of SIGINT, but not when it exited 130.
+
+use nix::sys::signal::{SigHandler, SigSet, Signal};
+
+/// The status lllqos exits with.
+///
+/// ```
+/// use lllqos::ExitStatus;
+/// assert_eq!(ExitStatus::Failure.code(), 125);
+/// assert_eq!(ExitStatus::CannotExecute.code(), 126);
+/// assert_eq!(ExitStatus::NotFound.code(), 127);
+/// assert_eq!(ExitStatus::Exited(3).code(), 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// The command exited with this code (0-255); a hold ended normally with 0.
+    Exited(i32),
+    /// The command was killed by this signal: lllqos dies of it too (128 + N if it cannot).
+    Signaled(Signal),
+    /// lllqos itself failed: a usage error, a bad value, a request that `--strict` could not place.
+    Failure,
+    /// The command exists but could not be executed (permission denied, not an executable).
+    CannotExecute,
+    /// The command was not found.
+    NotFound,
+}
+
+impl ExitStatus {
+    /// The numeric exit code (for [`ExitStatus::Signaled`], the shell's 128 + N).
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => 128 + signal as i32,
+            ExitStatus::Failure => 125,
+            ExitStatus::CannotExecute => 126,
+            ExitStatus::NotFound => 127,
+        }
+    }
+
+    /// Ends the process with this status. Everything lllqos changed must already be restored.
+    pub fn exit(self) -> ! {
+        if let ExitStatus::Signaled(signal) = self {
+            die_by(signal);
+        }
+        std::process::exit(self.code())
+    }
+}
+
+/// Dies of `signal`, the way the child did.
+///
+/// lllqos's own core dump is disabled first (RLIMIT_CORE 0 is not enough when `core_pattern` is a
+/// pipe, hence PR_SET_DUMPABLE too): the child has already dumped if it was going to. Then the
+/// signal's default action is restored, it is unblocked, and raised.
+fn die_by(signal: Signal) -> ! {
+    use nix::sys::resource::{Resource, setrlimit};
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+    let _ = nix::sys::prctl::set_dumpable(false);
+    // SAFETY: installing SIG_DFL runs no code of ours.
+    let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+    let _ = nix::sys::signal::raise(signal);
+    let mut set = SigSet::empty();
+    set.add(signal);
+    let _ = set.thread_unblock();
+    // Still here: a signal whose default action is not fatal (it cannot be, the child died of it,
+    // but the kernel is the judge). Exit the way a shell would report it.
+    std::process::exit(128 + signal as i32)
+}

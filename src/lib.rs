@@ -1,0 +1,37 @@
+//! lllqos: hold a CPU wake-up latency request for exactly as long as some work runs.
+//!
+//! Linux lets a process ask that CPUs stay out of idle states whose exit latency is larger than a
+//! limit, through the PM QoS interface. The global request is a file descriptor on
+//! `/dev/cpu_dma_latency`: it is in force while the descriptor is open. The `lllqos` command wraps a
+//! command the way `chrt` or `nice` do; this library is the same machinery for Rust programs.
+//!
+//! The modules, in the order a reader needs them:
+//!
+//! - [`latency`]: the value type and its parser (`50us`, `0.5ms`).
+//! - [`lease`]: the global request as an RAII [`Lease`] (the Rust form of the Python package's
+//!   `with low_wakeup_latency(0) as lease: lease.acquired()`).
+//! - [`run`]: running a command under the request: spawning, signal relay, reaping, holding.
+//! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
+//! - [`privilege`]: what a setuid or file-capability install may use its privilege for.
+//! - [`cli`] and [`app`]: the command line and what it does.
+//!
+//! ```no_run
+//! use lllqos::{Latency, Lease};
+//!
+//! let lease = Lease::best_effort(Latency::ZERO);
+//! println!("acquired: {}", lease.acquired());
+//! // ... latency-critical work ...
+//! drop(lease);
+//! ```
+
+pub mod app;
+pub mod cli;
+pub mod exit;
+pub mod latency;
+pub mod lease;
+pub mod privilege;
+pub mod run;
+
+pub use exit::ExitStatus;
+pub use latency::Latency;
+pub use lease::{Lease, LeaseError};

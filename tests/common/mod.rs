@@ -1,0 +1,330 @@
+//! Shared test helpers: the kernel-state lock and guard, the binary, small waits.
+//!
+//! The kernel's PM QoS state is global. Every test that places or observes a request takes
+//! [`Kernel::take`]: a file lock shared by all test binaries and threads (so `cargo test` and
+//! `cargo nextest` both serialize them), plus a guard that records the per-CPU values and restores
+//! them when the test ends, even by panic. Without root or without the node, it prints a SKIPPED
+//! line and the test returns.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const NODE: &str = "/dev/cpu_dma_latency";
+pub const UNCONSTRAINED: i32 = 2_000_000_000;
+const LOCK_PATH: &str = "/tmp/lllqos-kernel-tests.lock";
+
+/// Path of the lllqos binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lllqos"))
+}
+
+/// `lllqos` with these arguments, for assert_cmd.
+pub fn lllqos<I, S>(args: I) -> assert_cmd::Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = assert_cmd::Command::new(bin());
+    cmd.args(args);
+    cmd
+}
+
+/// A plain std Command for lllqos, for tests that signal it or read its raw wait status.
+pub fn lllqos_std<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    cmd
+}
+
+/// Exclusive use of the kernel's PM QoS state for one test.
+pub struct Kernel {
+    _lock: File,
+    cpus: Vec<(PathBuf, String)>,
+    /// What the global node read when the test started (other holders on the machine).
+    pub baseline: i32,
+}
+
+impl Kernel {
+    /// Takes the lock and records the state, or prints SKIPPED and returns `None`.
+    pub fn take(test: &str) -> Option<Kernel> {
+        if !nix::unistd::geteuid().is_root() || !Path::new(NODE).exists() {
+            println!("SKIPPED: {test}: needs root and {NODE} (the real kernel interface)");
+            return None;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK_PATH)
+            .expect("open the test lock");
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let cpus = resume_latency_files()
+            .into_iter()
+            .map(|path| {
+                let value = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+                (path, value)
+            })
+            .collect();
+        Some(Kernel {
+            _lock: lock,
+            cpus,
+            baseline: read_node(),
+        })
+    }
+
+    /// What the node must read while a request of `us` is in force.
+    pub fn expect(&self, us: i32) -> i32 {
+        us.min(self.baseline)
+    }
+
+    /// The per-CPU values as they were when the test started.
+    pub fn saved_cpu_values(&self) -> &[(PathBuf, String)] {
+        &self.cpus
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        for (path, value) in &self.cpus {
+            if std::fs::read_to_string(path)
+                .map(|v| v.trim() != value)
+                .unwrap_or(false)
+            {
+                let _ = std::fs::write(path, value);
+            }
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        // A test that passed must not have left anything behind.
+        for (path, value) in &self.cpus {
+            let now = std::fs::read_to_string(path).unwrap_or_default();
+            assert_eq!(now.trim(), value, "{} was left changed", path.display());
+        }
+    }
+}
+
+/// Every CPU's pm_qos_resume_latency_us file.
+pub fn resume_latency_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir("/sys/devices/system/cpu")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.path().join("power/pm_qos_resume_latency_us"))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The limit in force, read from the node.
+pub fn read_node() -> i32 {
+    let mut buf = [0u8; 4];
+    let file = File::open(NODE).expect("open the node");
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, 0).expect("read the node");
+    i32::from_ne_bytes(buf)
+}
+
+/// Polls `condition` every 10 ms for up to 10 s (for the test's own observations only).
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for the node to read `value`.
+pub fn wait_for_node(value: i32) {
+    wait_until(&format!("the node to read {value}"), || {
+        read_node() == value
+    });
+}
+
+/// A child that is killed and reaped if the test ends early.
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    pub fn spawn(cmd: &mut Command) -> Reaped {
+        Reaped(cmd.stdin(Stdio::null()).spawn().expect("spawn"))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
+    }
+
+    /// Waits up to 10 s for exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "process did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A voluntary-context-switch count from /proc/PID/status.
+pub fn voluntary_switches(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Whether `program` is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A python3 child that counts every delivery of the signals named on its command line (the
+/// wakeup fd gets one byte per delivery, so nothing is coalesced the way Python-level handlers
+/// are), prints `ready`, and on SIGUSR2 prints `counts NAME=N ...` and exits 0.
+pub const COUNTER: &str = r#"
+import os, signal, sys
+names = [a for a in sys.argv[1:] if a.startswith("SIG")]
+r, w = os.pipe()
+os.set_blocking(w, False)
+signal.set_wakeup_fd(w)
+for name in names + ["SIGUSR2"]:
+    signal.signal(getattr(signal, name), lambda s, f: None)
+counts = {getattr(signal, n).value: 0 for n in names}
+print("ready", flush=True)
+while True:
+    for byte in os.read(r, 64):
+        if byte == signal.SIGUSR2:
+            print("counts", " ".join(f"{signal.Signals(k).name}={v}" for k, v in sorted(counts.items(), key=lambda kv: signal.Signals(kv[0]).name)), flush=True)
+            sys.exit(0)
+        counts[byte] += 1
+"#;
+
+/// Whether python3 is here for [`COUNTER`]; prints SKIPPED when not.
+pub fn python_or_skip(test: &str) -> bool {
+    let ok = have("python3");
+    if !ok {
+        println!("SKIPPED: {test}: needs python3 for its helper process");
+    }
+    ok
+}
+
+/// A tmux session running an interactive bash: a real terminal for job-control tests.
+pub struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    /// Starts the session, or prints SKIPPED and returns `None` without tmux.
+    pub fn start(test: &str) -> Option<Tmux> {
+        if !have("tmux") {
+            println!("SKIPPED: {test}: needs tmux to drive a real terminal");
+            return None;
+        }
+        let name = format!("lllqos-test-{}-{test}", std::process::id());
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name, "-x", "200", "-y", "50"])
+            .args(["env", "PS1=sh> ", "bash", "--norc", "--noprofile"])
+            .status()
+            .expect("tmux");
+        assert!(status.success());
+        let tmux = Tmux { name };
+        tmux.wait_for("sh>");
+        Some(tmux)
+    }
+
+    /// The session name, for other tmux commands.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Types `keys` (tmux key names such as `C-c`, or text when `literal`).
+    pub fn keys(&self, keys: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, keys])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    /// Types a line and Enter.
+    pub fn line(&self, text: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+        self.keys("Enter");
+    }
+
+    /// The visible screen.
+    pub fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen contains `text`.
+    pub fn wait_for(&self, text: &str) {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {text:?} on the terminal:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}

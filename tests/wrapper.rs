@@ -1,0 +1,548 @@
+//! The wrapper against the real kernel: the request's lifetime, the exit statuses, the signals.
+//! One behaviour per test; every test that touches the node holds [`common::Kernel`].
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Kernel, Reaped, lllqos, lllqos_std, read_node, wait_for_node};
+use nix::sys::signal::Signal;
+use predicates::prelude::*;
+
+macro_rules! kernel {
+    ($name:expr) => {
+        match Kernel::take($name) {
+            Some(kernel) => kernel,
+            None => return,
+        }
+    };
+}
+
+/// Starts `lllqos ARGS -- python3 COUNTER SIGNALS...` and waits for `ready`.
+fn counter(args: &[&str], signals: &[&str]) -> (Reaped, BufReader<std::process::ChildStdout>) {
+    let mut cmd = lllqos_std(args);
+    cmd.args(["--", "python3", "-c", common::COUNTER])
+        .args(signals);
+    cmd.stdout(Stdio::piped());
+    let mut child = Reaped::spawn(&mut cmd);
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    (child, out)
+}
+
+fn rest(mut out: BufReader<std::process::ChildStdout>) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+    text
+}
+
+#[test]
+fn request_is_in_force_while_the_command_runs_and_gone_after() {
+    let kernel = kernel!("request_is_in_force_while_the_command_runs_and_gone_after");
+    let out = lllqos(["-l", "42", "--", "od", "-An", "-td4", "-N4", common::NODE])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let seen: i32 = String::from_utf8(out).unwrap().trim().parse().unwrap();
+    assert_eq!(seen, kernel.expect(42));
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+#[test]
+fn units_are_converted_to_microseconds() {
+    let kernel = kernel!("units_are_converted_to_microseconds");
+    for (value, us) in [("0.5ms", 500), ("1500ns", 1), ("77us", 77), ("77µs", 77)] {
+        lllqos([
+            "-l",
+            value,
+            "--",
+            "sh",
+            "-c",
+            "echo $LLLQOS_LATENCY_US; od -An -td4 -N4 /dev/cpu_dma_latency",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(format!(r"^{us}\s+{}\s*$", kernel.expect(us))).unwrap());
+    }
+}
+
+#[test]
+fn default_latency_is_zero() {
+    let _kernel = kernel!("default_latency_is_zero");
+    lllqos(["od", "-An", "-td4", "-N4", common::NODE])
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(r"^\s*0\s*$").unwrap());
+}
+
+#[test]
+fn environment_says_the_request_is_in_force() {
+    let _kernel = kernel!("environment_says_the_request_is_in_force");
+    lllqos(["-l", "33", "sh", "-c", "echo $LLLQOS_LATENCY_US"])
+        .env("LLLQOS_LATENCY_US", "999")
+        .assert()
+        .success()
+        .stdout("33\n");
+}
+
+#[test]
+fn environment_variable_is_removed_when_the_request_is_not_placed() {
+    lllqos([
+        "--device",
+        "/nonexistent/node",
+        "sh",
+        "-c",
+        "echo ${LLLQOS_LATENCY_US-unset}",
+    ])
+    .env("LLLQOS_LATENCY_US", "999")
+    .assert()
+    .success()
+    .stdout("unset\n")
+    .stderr(predicate::str::contains(
+        "warning: cannot open /nonexistent/node",
+    ));
+}
+
+#[test]
+fn bad_latency_values_exit_125_with_one_line_naming_the_value() {
+    let marker = tempfile::tempdir().unwrap();
+    let touched = marker.path().join("ran");
+    for bad in [
+        "-1",
+        "abc",
+        "",
+        "1e3",
+        "2147483648",
+        "5xs",
+        "0.5.1ms",
+        "99999999999999999999999",
+    ] {
+        let assert = lllqos(["-l", bad, "touch"])
+            .arg(&touched)
+            .assert()
+            .code(125);
+        let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("lllqos: "), "{stderr}");
+        assert!(stderr.contains(&format!("'{bad}'")), "{stderr}");
+        assert!(!touched.exists(), "the command ran for {bad:?}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_125_not_2() {
+    lllqos(["--no-such-option"]).assert().code(125).stderr(
+        predicate::str::starts_with("lllqos: ").and(predicate::str::contains("--no-such-option")),
+    );
+    lllqos(["--pid", "1", "true"]).assert().code(125);
+    lllqos(["--pid", "0"]).assert().code(125);
+    lllqos(["-q", "-v", "true"]).assert().code(125);
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    lllqos(["--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:"));
+    lllqos(["--version"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("lllqos "));
+}
+
+#[test]
+fn command_options_are_not_parsed_as_lllqos_options() {
+    lllqos([
+        "--device",
+        "/nonexistent",
+        "-q",
+        "echo",
+        "-l",
+        "5",
+        "--strict",
+        "-v",
+    ])
+    .assert()
+    .success()
+    .stdout("-l 5 --strict -v\n");
+}
+
+#[test]
+fn a_command_named_like_a_subcommand_runs_after_double_dash() {
+    lllqos(["-q", "--device", "/nonexistent", "--", "status"])
+        .assert()
+        .code(127)
+        .stderr("lllqos: status: No such file or directory\n");
+}
+
+#[test]
+fn exit_code_of_the_command_passes_through() {
+    for code in [0, 1, 3, 124, 255] {
+        lllqos([
+            "-q",
+            "--device",
+            "/nonexistent",
+            "sh",
+            "-c",
+            &format!("exit {code}"),
+        ])
+        .assert()
+        .code(code);
+    }
+}
+
+#[test]
+fn command_not_found_exits_127() {
+    lllqos(["-q", "--device", "/nonexistent", "no-such-command-lllqos"])
+        .assert()
+        .code(127)
+        .stderr("lllqos: no-such-command-lllqos: No such file or directory\n");
+}
+
+#[test]
+fn command_not_executable_exits_126() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-executable");
+    std::fs::write(&file, "data").unwrap();
+    lllqos(["-q", "--device", "/nonexistent"])
+        .arg(&file)
+        .assert()
+        .code(126)
+        .stderr(predicate::str::ends_with(": Permission denied\n"));
+    lllqos(["-q", "--device", "/nonexistent"])
+        .arg(dir.path())
+        .assert()
+        .code(126);
+}
+
+#[test]
+fn script_without_shebang_runs_with_sh_like_a_shell_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script");
+    std::fs::write(&file, "echo from-sh\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    lllqos(["-q", "--device", "/nonexistent"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout("from-sh\n");
+}
+
+#[test]
+fn command_killed_by_a_signal_kills_lllqos_by_the_same_signal() {
+    let _kernel = kernel!("command_killed_by_a_signal_kills_lllqos_by_the_same_signal");
+    for signal in ["TERM", "INT", "KILL", "SEGV", "USR1"] {
+        let status = lllqos_std(["sh", "-c", &format!("kill -{signal} $$")])
+            .status()
+            .unwrap();
+        let expected: Signal = format!("SIG{signal}").parse().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(expected as i32),
+            "{signal}: {status:?}"
+        );
+        assert!(!status.core_dumped(), "lllqos dumped core for {signal}");
+    }
+}
+
+#[test]
+fn no_core_dump_of_lllqos_when_the_command_dumps() {
+    let _kernel = kernel!("no_core_dump_of_lllqos_when_the_command_dumps");
+    // Allow core dumps for both; only the command may produce one.
+    let mut cmd = lllqos_std(["sh", "-c", "ulimit -c 0; kill -QUIT $$"]);
+    // SAFETY: setrlimit in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &limit);
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGQUIT));
+    assert!(!status.core_dumped());
+}
+
+#[test]
+fn signals_sent_to_lllqos_reach_the_command_exactly_once() {
+    let _kernel = kernel!("signals_sent_to_lllqos_reach_the_command_exactly_once");
+    if !common::python_or_skip("signals_sent_to_lllqos_reach_the_command_exactly_once") {
+        return;
+    }
+    let (child, out) = counter(&[], &["SIGUSR1", "SIGHUP", "SIGINT", "SIGWINCH", "SIGQUIT"]);
+    let mut child = child;
+    for signal in [
+        Signal::SIGUSR1,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGWINCH,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+    ] {
+        child.signal(signal);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.signal(Signal::SIGUSR2);
+    assert!(child.wait().success());
+    assert_eq!(
+        rest(out).trim(),
+        "counts SIGHUP=1 SIGINT=1 SIGQUIT=1 SIGUSR1=2 SIGWINCH=1"
+    );
+}
+
+#[test]
+fn signals_the_command_sends_to_its_group_do_not_bounce_back() {
+    let _kernel = kernel!("signals_the_command_sends_to_its_group_do_not_bounce_back");
+    if !common::python_or_skip("signals_the_command_sends_to_its_group_do_not_bounce_back") {
+        return;
+    }
+    let script = r#"
+import os, signal, time
+n = 0
+def count(s, f):
+    global n
+    n += 1
+signal.signal(signal.SIGUSR1, count)
+os.kill(0, signal.SIGUSR1)
+time.sleep(0.5)
+print(n)
+"#;
+    // Its own process group, led by lllqos, as a shell's job would be.
+    let mut cmd = lllqos_std(["python3", "-c", script]);
+    cmd.process_group(0).stdout(Stdio::piped());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}
+
+#[test]
+fn a_signal_sent_right_after_start_is_not_lost() {
+    let _kernel = kernel!("a_signal_sent_right_after_start_is_not_lost");
+    for _ in 0..20 {
+        let start = Instant::now();
+        let mut child = Reaped::spawn(&mut lllqos_std(["sleep", "30"]));
+        child.signal(Signal::SIGTERM);
+        let status = child.wait();
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn the_command_starts_with_an_empty_signal_mask() {
+    let _kernel = kernel!("the_command_starts_with_an_empty_signal_mask");
+    lllqos(["grep", "SigBlk", "/proc/self/status"])
+        .assert()
+        .success()
+        .stdout("SigBlk:\t0000000000000000\n");
+}
+
+#[test]
+fn signals_ignored_at_start_stay_ignored_for_lllqos_and_the_command() {
+    let _kernel = kernel!("signals_ignored_at_start_stay_ignored_for_lllqos_and_the_command");
+    let mut cmd = lllqos_std([
+        "sh",
+        "-c",
+        "grep SigIgn /proc/self/status; sleep 1; echo survived",
+    ]);
+    cmd.stdout(Stdio::piped());
+    // SAFETY: signal(2) in the child before exec, like nohup.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = Reaped::spawn(&mut cmd);
+    std::thread::sleep(Duration::from_millis(300));
+    child.signal(Signal::SIGINT);
+    child.signal(Signal::SIGHUP);
+    let status = child.wait();
+    assert!(status.success(), "{status:?}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let ignored = u64::from_str_radix(
+        out.lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("SigIgn:")
+            .trim(),
+        16,
+    )
+    .unwrap();
+    assert_ne!(
+        ignored & (1 << (libc::SIGINT - 1)),
+        0,
+        "SIGINT not ignored in the command"
+    );
+    assert_ne!(
+        ignored & (1 << (libc::SIGHUP - 1)),
+        0,
+        "SIGHUP not ignored in the command"
+    );
+    assert!(out.contains("survived"));
+}
+
+#[test]
+fn the_command_and_its_descendants_do_not_inherit_the_request() {
+    let kernel = kernel!("the_command_and_its_descendants_do_not_inherit_the_request");
+    // The command leaves a grandchild behind; the request must end with the command anyway.
+    let out = lllqos(["-l", "42", "sh", "-c", "sleep 5 >/dev/null 2>&1 & echo $!"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let grandchild: i32 = String::from_utf8(out).unwrap().trim().parse().unwrap();
+    let _cleanup = scopeguard(grandchild);
+    assert!(std::path::Path::new(&format!("/proc/{grandchild}")).exists());
+    assert_eq!(read_node(), kernel.baseline);
+    for fd in std::fs::read_dir(format!("/proc/{grandchild}/fd")).unwrap() {
+        let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
+        assert_ne!(target, std::path::Path::new(common::NODE));
+    }
+}
+
+/// Kills a stray pid when dropped.
+fn scopeguard(pid: i32) -> impl Drop {
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+    Kill(pid)
+}
+
+#[test]
+fn lllqos_does_not_wake_up_while_the_command_sleeps() {
+    let _kernel = kernel!("lllqos_does_not_wake_up_while_the_command_sleeps");
+    let mut child = Reaped::spawn(&mut lllqos_std(["sleep", "1.5"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = common::voluntary_switches(child.pid());
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = common::voluntary_switches(child.pid());
+    assert_eq!(before, after, "lllqos woke up while waiting");
+    assert!(child.wait().success());
+}
+
+#[test]
+fn hold_without_command_until_a_release_signal() {
+    let kernel = kernel!("hold_without_command_until_a_release_signal");
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let mut child = Reaped::spawn(lllqos_std(["-l", "41"]).stderr(Stdio::null()));
+        wait_for_node(kernel.expect(41));
+        child.signal(signal);
+        assert_eq!(child.wait().code(), Some(0), "{signal}");
+        assert_eq!(read_node(), kernel.baseline);
+    }
+}
+
+#[test]
+fn hold_ended_by_another_fatal_signal_dies_of_it_after_releasing() {
+    let kernel = kernel!("hold_ended_by_another_fatal_signal_dies_of_it_after_releasing");
+    let mut child = Reaped::spawn(&mut lllqos_std(["-l", "41"]));
+    wait_for_node(kernel.expect(41));
+    child.signal(Signal::SIGUSR1);
+    assert_eq!(child.wait().signal(), Some(libc::SIGUSR1));
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+#[test]
+fn hold_while_pids_live() {
+    let kernel = kernel!("hold_while_pids_live");
+    let mut first = Reaped::spawn(Command::new("sleep").arg("0.5"));
+    let mut second = Reaped::spawn(Command::new("sleep").arg("1"));
+    let pid_args = [
+        "--pid",
+        &first.pid().to_string(),
+        "--pid",
+        &second.pid().to_string(),
+    ]
+    .map(String::from);
+    let mut holder = Reaped::spawn(lllqos_std(["-l", "43"]).args(&pid_args));
+    wait_for_node(kernel.expect(43));
+    first.wait();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        read_node(),
+        kernel.expect(43),
+        "released before every pid exited"
+    );
+    second.wait();
+    assert_eq!(holder.wait().code(), Some(0));
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+#[test]
+fn hold_pid_that_does_not_exist_exits_125() {
+    lllqos(["--pid", "2147483647"])
+        .assert()
+        .code(125)
+        .stderr("lllqos: --pid 2147483647: no such process\n");
+}
+
+#[test]
+fn missing_node_warns_once_and_runs_the_command() {
+    lllqos(["--device", "/nonexistent/node", "echo", "ran"])
+        .assert()
+        .success()
+        .stdout("ran\n")
+        .stderr(predicate::str::is_match("^lllqos: warning: cannot open /nonexistent/node: No such file or directory; [^\n]*\n$").unwrap());
+}
+
+#[test]
+fn strict_refuses_to_run_without_the_request() {
+    let marker = tempfile::tempdir().unwrap();
+    let touched = marker.path().join("ran");
+    lllqos(["--strict", "--device", "/nonexistent/node", "touch"])
+        .arg(&touched)
+        .assert()
+        .code(125)
+        .stderr("lllqos: cannot open /nonexistent/node: No such file or directory\n");
+    assert!(!touched.exists());
+}
+
+#[test]
+fn quiet_drops_warnings() {
+    lllqos(["-q", "--device", "/nonexistent/node", "true"])
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn device_must_be_a_pm_qos_node() {
+    lllqos(["--strict", "--device", "/dev/null", "true"])
+        .assert()
+        .code(125)
+        .stderr("lllqos: cannot use /dev/null: not a PM QoS device node\n");
+    lllqos(["--strict", "--device", "/etc/hostname", "true"])
+        .assert()
+        .code(125)
+        .stderr("lllqos: cannot use /etc/hostname: not a character device\n");
+}
+
+#[test]
+fn verbose_reports_the_request_and_the_limit_in_force() {
+    let kernel = kernel!("verbose_reports_the_request_and_the_limit_in_force");
+    lllqos(["-v", "-l", "44", "true"])
+        .assert()
+        .success()
+        .stderr(format!(
+            "lllqos: requested 44 us on /dev/cpu_dma_latency; limit in force: {} us\n",
+            kernel.expect(44)
+        ));
+}
