@@ -10,12 +10,16 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{Cli, HoldArgs};
+use crate::cpulist::CpuList;
 use crate::exit::ExitStatus;
 use crate::lease::{CPU_DMA_LATENCY, Lease, LeaseError, os_message};
-use crate::run::{self, Mode, PidFd, Signals};
+use crate::percpu::{CpuConstraint, Notice, read_cpu};
+use crate::run::{self, EnvChange, Mode, PidFd, Signals};
 
 /// The environment variable that tells the command the request is in force, and its value in us.
 pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
+/// With `--cpu`: the CPUs constrained, as a cpulist.
+pub const CPUS_ENV: &str = "LLLQOS_CPUS";
 
 /// Runs lllqos with these arguments (the first is the program name) and returns how to exit.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
@@ -57,7 +61,7 @@ fn run(cli: Cli) -> Result<ExitStatus> {
 
 /// `lllqos [OPTIONS] [COMMAND...]`: place the request, run or hold, release.
 fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
-    // Every --pid is checked before anything is placed.
+    // Everything the user named is checked before anything is placed.
     let pids = args
         .pid
         .iter()
@@ -66,40 +70,80 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
                 .map_err(|e| anyhow::anyhow!("--pid {pid}: {}", os_message(&e).to_lowercase()))
         })
         .collect::<Result<Vec<_>>>()?;
+    let cpus = match &args.cpu {
+        Some(spec) => {
+            let cpus = spec
+                .resolve()
+                .context("--cpu auto: cannot read this process's affinity")?;
+            CpuConstraint::validate(&cpus, args.latency)
+                .with_context(|| format!("--cpu {cpus}"))?;
+            Some(cpus)
+        }
+        None => None,
+    };
     let mode = if args.command.is_empty() {
         Mode::Hold
     } else {
         Mode::Relay
     };
+    // From here on no signal can interrupt lllqos before it has restored what it changes.
     let signals = Signals::block(mode).context("cannot block signals")?;
-    let lease = place(args)?;
+    let held = match cpus {
+        Some(cpus) => place_per_cpu(args, &cpus)?,
+        None => place_global(args)?,
+    };
     let status = if args.command.is_empty() {
         if !args.quiet && std::io::stderr().is_terminal() {
-            announce_hold(lease.as_ref(), &pids);
+            announce_hold(&held, &pids);
         }
-        run::hold(&signals, &pids).context("waiting failed")?
+        run::hold(&signals, &pids).context("waiting failed")
     } else {
-        let env = [(
-            LATENCY_ENV,
-            lease.as_ref().map(|l| l.requested().as_us().to_string()),
-        )];
-        match run::spawn(&signals, &args.command, &env) {
-            Ok(child) => {
-                run::supervise(&signals, child).context("waiting for the command failed")?
-            }
+        match run::spawn(&signals, &args.command, &held.environment()) {
+            Ok(child) => run::supervise(&signals, child).context("waiting for the command failed"),
             Err(error) => {
-                drop(lease);
                 eprintln!("lllqos: {error}");
-                return Ok(error.status());
+                Ok(error.status())
             }
         }
     };
-    drop(lease);
-    Ok(status)
+    held.release(args);
+    status
+}
+
+/// What lllqos placed, released by [`Held::release`] the moment the command is reaped.
+enum Held {
+    Global(Lease),
+    PerCpu(CpuConstraint),
+    Nothing,
+}
+
+impl Held {
+    /// `LLLQOS_LATENCY_US` (and `LLLQOS_CPUS` per CPU) when a request is in force, else removed.
+    fn environment(&self) -> [EnvChange; 2] {
+        let (latency, cpus) = match self {
+            Held::Global(lease) => (Some(lease.requested()), None),
+            Held::PerCpu(c) => (Some(c.latency()), Some(c.cpus().to_string())),
+            Held::Nothing => (None, None),
+        };
+        [
+            (LATENCY_ENV, latency.map(|l| l.as_us().to_string())),
+            (CPUS_ENV, cpus),
+        ]
+    }
+
+    fn release(self, args: &HoldArgs) {
+        if let Held::PerCpu(constraint) = self {
+            match constraint.release() {
+                Ok(notices) => report(args, &notices),
+                Err(error) => eprintln!("lllqos: {error:#}"),
+            }
+        }
+        // A Lease is released by dropping it.
+    }
 }
 
 /// Places the global request; without `--strict`, a request that cannot be placed is a warning.
-fn place(args: &HoldArgs) -> Result<Option<Lease>> {
+fn place_global(args: &HoldArgs) -> Result<Held> {
     match Lease::acquire_on(&args.device, args.latency) {
         Ok(lease) => {
             if args.verbose {
@@ -113,7 +157,7 @@ fn place(args: &HoldArgs) -> Result<Option<Lease>> {
                     lease.path().display()
                 );
             }
-            Ok(Some(lease))
+            Ok(Held::Global(lease))
         }
         Err(error) if args.strict => bail!("{error}{}", hint(&error)),
         Err(error) => {
@@ -123,7 +167,52 @@ fn place(args: &HoldArgs) -> Result<Option<Lease>> {
                     hint(&error)
                 );
             }
-            Ok(None)
+            Ok(Held::Nothing)
+        }
+    }
+}
+
+/// Places per-CPU constraints, with the same strict and best-effort rules.
+fn place_per_cpu(args: &HoldArgs, cpus: &CpuList) -> Result<Held> {
+    match CpuConstraint::acquire(cpus, args.latency) {
+        Ok(constraint) => {
+            report(args, constraint.notices());
+            if args.verbose {
+                let values: Vec<String> = cpus
+                    .cpus()
+                    .iter()
+                    .map(|&cpu| {
+                        format!(
+                            "cpu{cpu}={}",
+                            read_cpu(cpu).unwrap_or_else(|e| e.to_string())
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "lllqos: requested {} on CPUs {cpus}; resume latency now {}",
+                    args.latency,
+                    values.join(" ")
+                );
+            }
+            Ok(Held::PerCpu(constraint))
+        }
+        Err(error) if args.strict => Err(error.context(format!("--cpu {cpus}"))),
+        Err(error) => {
+            if !args.quiet {
+                eprintln!(
+                    "lllqos: warning: --cpu {cpus}: {error:#}; running without a latency request"
+                );
+            }
+            Ok(Held::Nothing)
+        }
+    }
+}
+
+/// Prints the per-CPU notices: warnings unless `--quiet`, the rest with `--verbose`.
+fn report(args: &HoldArgs, notices: &[Notice]) {
+    for notice in notices {
+        if (notice.is_warning() && !args.quiet) || args.verbose {
+            eprintln!("lllqos: warning: {notice}");
         }
     }
 }
@@ -149,14 +238,15 @@ fn describe_limit(us: u32) -> String {
 }
 
 /// On a terminal, say once what is held and how to stop it.
-fn announce_hold(lease: Option<&Lease>, pids: &[PidFd]) {
-    let what = match lease {
-        Some(lease) => format!(
+fn announce_hold(held: &Held, pids: &[PidFd]) {
+    let what = match held {
+        Held::Global(lease) => format!(
             "holding {} on {}",
             lease.requested(),
             lease.path().display()
         ),
-        None => "holding nothing (the request could not be placed)".to_owned(),
+        Held::PerCpu(c) => format!("holding {} on CPUs {}", c.latency(), c.cpus()),
+        Held::Nothing => "holding nothing (the request could not be placed)".to_owned(),
     };
     let until = if pids.is_empty() {
         "press Ctrl-C or send SIGTERM to release".to_owned()

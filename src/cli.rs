@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, ValueHint};
 
+use crate::cpulist::CpuSpec;
 use crate::latency::Latency;
 use crate::lease::CPU_DMA_LATENCY;
 
@@ -18,7 +19,9 @@ Examples:
   lllqos -l 0 -- cyclictest --laptop -p 80   Run cyclictest while 0 us is requested
   lllqos -l 50us chrt -f 80 ./app            Run ./app under SCHED_FIFO with a 50 us limit
   lllqos -l 0                                Hold 0 us until SIGTERM, SIGINT or SIGHUP
-  lllqos -l 100 --pid 4242                   Hold 100 us while process 4242 lives";
+  lllqos -l 100 --pid 4242                   Hold 100 us while process 4242 lives
+  lllqos --cpu 2-3 -l 0 -- ./rt-app          Keep only CPUs 2 and 3 out of deep idle states
+  taskset -c 2 lllqos --cpu auto -- ./rt-app Constrain the CPUs the command may run on";
 
 /// Hold a CPU wake-up latency request for exactly as long as a command runs.
 ///
@@ -54,6 +57,12 @@ pub struct HoldArgs {
         allow_hyphen_values = true
     )]
     pub latency: Latency,
+
+    /// Constrain only these CPUs, through their per-CPU resume latency, instead of placing the
+    /// global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on
+    /// (set with taskset). The values found are restored when lllqos ends.
+    #[arg(long, value_name = "LIST|auto", conflicts_with = "device")]
+    pub cpu: Option<CpuSpec>,
 
     /// PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+).
     #[arg(long, value_name = "PATH", default_value = CPU_DMA_LATENCY, value_hint = ValueHint::FilePath)]

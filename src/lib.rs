@@ -10,6 +10,8 @@
 //! - [`latency`]: the value type and its parser (`50us`, `0.5ms`).
 //! - [`lease`]: the global request as an RAII [`Lease`] (the Rust form of the Python package's
 //!   `with low_wakeup_latency(0) as lease: lease.acquired()`).
+//! - [`cpulist`] and [`percpu`]: per-CPU resume-latency constraints as an RAII [`CpuConstraint`],
+//!   restored on every exit path and shared safely between overlapping holders.
 //! - [`run`]: running a command under the request: spawning, signal relay, reaping, holding.
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
 //! - [`privilege`]: what a setuid or file-capability install may use its privilege for.
@@ -26,12 +28,16 @@
 
 pub mod app;
 pub mod cli;
+pub mod cpulist;
 pub mod exit;
 pub mod latency;
 pub mod lease;
+pub mod percpu;
 pub mod privilege;
 pub mod run;
 
+pub use cpulist::CpuList;
 pub use exit::ExitStatus;
 pub use latency::Latency;
 pub use lease::{Lease, LeaseError};
+pub use percpu::CpuConstraint;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub const NODE: &str = "/dev/cpu_dma_latency";
 pub const UNCONSTRAINED: i32 = 2_000_000_000;
+pub const REGISTRY_DIR: &str = "/run/lllqos";
+pub const REGISTRY: &str = "/run/lllqos/registry.json";
 const LOCK_PATH: &str = "/tmp/lllqos-kernel-tests.lock";
 
 /// Path of the lllqos binary under test.
@@ -48,6 +50,7 @@ where
 pub struct Kernel {
     _lock: File,
     cpus: Vec<(PathBuf, String)>,
+    registry: Option<Vec<u8>>,
     /// What the global node read when the test started (other holders on the machine).
     pub baseline: i32,
 }
@@ -77,6 +80,7 @@ impl Kernel {
         Some(Kernel {
             _lock: lock,
             cpus,
+            registry: std::fs::read(REGISTRY).ok(),
             baseline: read_node(),
         })
     }
@@ -102,6 +106,17 @@ impl Drop for Kernel {
                 let _ = std::fs::write(path, value);
             }
         }
+        let registry_now = std::fs::read(REGISTRY).ok();
+        if registry_now != self.registry {
+            match &self.registry {
+                Some(text) => {
+                    let _ = std::fs::write(REGISTRY, text);
+                }
+                None => {
+                    let _ = std::fs::remove_dir_all(REGISTRY_DIR);
+                }
+            }
+        }
         if std::thread::panicking() {
             return;
         }
@@ -110,7 +125,41 @@ impl Drop for Kernel {
             let now = std::fs::read_to_string(path).unwrap_or_default();
             assert_eq!(now.trim(), value, "{} was left changed", path.display());
         }
+        assert_eq!(registry_now, self.registry, "the registry was left changed");
+        if self.registry.is_none() {
+            assert!(
+                !Path::new(REGISTRY_DIR).exists(),
+                "{REGISTRY_DIR} was left behind"
+            );
+        }
     }
+}
+
+/// CPU `cpu`'s resume-latency file.
+pub fn cpu_file(cpu: u32) -> PathBuf {
+    PathBuf::from(format!(
+        "/sys/devices/system/cpu/cpu{cpu}/power/pm_qos_resume_latency_us"
+    ))
+}
+
+/// The text of CPU `cpu`'s resume-latency file.
+pub fn read_cpu(cpu: u32) -> String {
+    std::fs::read_to_string(cpu_file(cpu))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Writes CPU `cpu`'s resume-latency file, as another tool would.
+pub fn write_cpu(cpu: u32, text: &str) {
+    std::fs::write(cpu_file(cpu), text).unwrap();
+}
+
+/// Waits for CPU `cpu`'s file to read `text`.
+pub fn wait_for_cpu(cpu: u32, text: &str) {
+    wait_until(&format!("cpu{cpu} to read {text}"), || {
+        read_cpu(cpu) == text
+    });
 }
 
 /// Every CPU's pm_qos_resume_latency_us file.

@@ -1,0 +1,249 @@
+//! CPU lists in the kernel's syntax: `0-3,8,10-11` (as in `/sys/devices/system/cpu/online`), and
+//! `taskset -c`'s strides, `0-10:2`.
+//!
+//! Parsing is syntax only; whether the CPUs exist is a question for the machine
+//! ([`CpuList::check_exist`]), asked before anything is changed on any CPU.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Where the kernel describes CPUs.
+pub const SYSFS_CPU: &str = "/sys/devices/system/cpu";
+
+/// The largest CPU number accepted (the kernel's NR_CPUS is at most 8192).
+const MAX_CPU: u32 = 65_535;
+
+/// A non-empty, sorted set of CPU numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CpuList(Vec<u32>);
+
+impl CpuList {
+    /// A list of these CPUs (sorted, duplicates dropped), or `None` if empty.
+    pub fn new(cpus: impl IntoIterator<Item = u32>) -> Option<CpuList> {
+        let mut cpus: Vec<u32> = cpus.into_iter().collect();
+        cpus.sort_unstable();
+        cpus.dedup();
+        (!cpus.is_empty()).then_some(CpuList(cpus))
+    }
+
+    /// The CPUs this process may run on (`sched_getaffinity`): `--cpu auto`.
+    pub fn affinity() -> std::io::Result<CpuList> {
+        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+        let cpus = (0..nix::sched::CpuSet::count() as u32)
+            .filter(|&cpu| set.is_set(cpu as usize).unwrap_or(false));
+        CpuList::new(cpus).ok_or_else(|| std::io::Error::other("empty affinity mask"))
+    }
+
+    /// The CPU numbers, ascending.
+    pub fn cpus(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// An error naming the first CPU that has no resume-latency file on this machine.
+    pub fn check_exist(&self) -> Result<(), String> {
+        match self
+            .0
+            .iter()
+            .find(|&&cpu| !resume_latency_path(cpu).exists())
+        {
+            None => Ok(()),
+            Some(cpu) => Err(match present() {
+                Some(present) => {
+                    format!("CPU {cpu} does not exist (this machine has CPUs {present})")
+                }
+                None => format!("CPU {cpu} does not exist"),
+            }),
+        }
+    }
+}
+
+/// A CPU's `power/pm_qos_resume_latency_us` file.
+pub fn resume_latency_path(cpu: u32) -> PathBuf {
+    PathBuf::from(format!(
+        "{SYSFS_CPU}/cpu{cpu}/power/pm_qos_resume_latency_us"
+    ))
+}
+
+/// `/sys/devices/system/cpu/present`, for error messages.
+fn present() -> Option<String> {
+    Some(
+        std::fs::read_to_string(format!("{SYSFS_CPU}/present"))
+            .ok()?
+            .trim()
+            .to_owned(),
+    )
+}
+
+impl fmt::Display for CpuList {
+    /// The compact form: `0-3,8`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut i = 0;
+        while i < self.0.len() {
+            let start = self.0[i];
+            let mut end = start;
+            while i + 1 < self.0.len() && self.0[i + 1] == end + 1 {
+                i += 1;
+                end += 1;
+            }
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            if end == start {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// What `--cpu` accepts: a list, or `auto` for the CPUs this process may run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuSpec {
+    /// `auto`: the affinity mask lllqos itself has (so `taskset -c 2 lllqos --cpu auto` means 2).
+    Auto,
+    /// An explicit list.
+    List(CpuList),
+}
+
+impl CpuSpec {
+    /// The CPUs meant.
+    pub fn resolve(&self) -> std::io::Result<CpuList> {
+        match self {
+            CpuSpec::Auto => CpuList::affinity(),
+            CpuSpec::List(list) => Ok(list.clone()),
+        }
+    }
+}
+
+impl FromStr for CpuSpec {
+    type Err = ParseCpuListError;
+
+    fn from_str(text: &str) -> Result<CpuSpec, ParseCpuListError> {
+        match text {
+            "auto" => Ok(CpuSpec::Auto),
+            list => list.parse().map(CpuSpec::List),
+        }
+    }
+}
+
+/// Why a CPU list was refused; the message names the list and the part at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseCpuListError(String);
+
+impl fmt::Display for ParseCpuListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseCpuListError {}
+
+impl FromStr for CpuList {
+    type Err = ParseCpuListError;
+
+    fn from_str(text: &str) -> Result<CpuList, ParseCpuListError> {
+        let fail = |why: String| ParseCpuListError(format!("invalid CPU list '{text}': {why}"));
+        if text.is_empty() {
+            return Err(fail("empty".into()));
+        }
+        let number = |s: &str| -> Result<u32, ParseCpuListError> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(fail(format!("'{s}' is not a CPU number")));
+            }
+            match s.parse::<u32>() {
+                Ok(n) if n <= MAX_CPU => Ok(n),
+                _ => Err(fail(format!("CPU {s} is out of range"))),
+            }
+        };
+        let mut cpus = Vec::new();
+        for item in text.split(',') {
+            if item.is_empty() {
+                return Err(fail("empty item".into()));
+            }
+            let (range, stride) = match item.split_once(':') {
+                Some((range, stride)) => (range, Some(number(stride)?)),
+                None => (item, None),
+            };
+            let (start, end) = match (range.split_once('-'), stride) {
+                (Some((a, b)), _) => (number(a)?, number(b)?),
+                (None, None) => (number(range)?, number(range)?),
+                (None, Some(_)) => return Err(fail(format!("a stride needs a range: '{item}'"))),
+            };
+            let stride = stride.unwrap_or(1);
+            if start > end {
+                return Err(fail(format!("reversed range {start}-{end}")));
+            }
+            if stride == 0 {
+                return Err(fail(format!("zero stride in '{item}'")));
+            }
+            cpus.extend((start..=end).step_by(stride as usize));
+        }
+        Ok(CpuList::new(cpus).expect("at least one item was parsed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(text: &str) -> Vec<u32> {
+        text.parse::<CpuList>().unwrap().cpus().to_vec()
+    }
+
+    #[test]
+    fn kernel_syntax() {
+        assert_eq!(list("0"), [0]);
+        assert_eq!(list("0-3,8,10-11"), [0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(list("3,1,1,2"), [1, 2, 3]);
+        assert_eq!(list("0-10:4"), [0, 4, 8]);
+        assert_eq!(list("5-5"), [5]);
+    }
+
+    #[test]
+    fn compact_display() {
+        for text in ["0", "0-3,8,10-11", "1,3,5", "0-1"] {
+            assert_eq!(text.parse::<CpuList>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn malformed_lists_are_refused_with_the_list_named() {
+        for bad in [
+            "",
+            ",",
+            "1,",
+            ",1",
+            "a",
+            "1-",
+            "-1",
+            "3-1",
+            "1--2",
+            "1 ",
+            " 1",
+            "0x1",
+            "1-3:0",
+            "4:2",
+            "99999999999",
+            "70000",
+        ] {
+            let err = bad.parse::<CpuList>().unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid CPU list '{bad}'")),
+                "{err}"
+            );
+        }
+        assert!(
+            "3-1"
+                .parse::<CpuList>()
+                .unwrap_err()
+                .to_string()
+                .contains("reversed range 3-1")
+        );
+    }
+}
