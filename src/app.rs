@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Cli, HoldArgs};
+use crate::cli::{Cli, HoldArgs, StatusArgs, Subcommand};
 use crate::cpulist::CpuList;
 use crate::exit::ExitStatus;
 use crate::lease::{CPU_DMA_LATENCY, Lease, LeaseError, os_message};
@@ -56,7 +56,21 @@ fn usage_error(error: clap::Error) -> ExitStatus {
 }
 
 fn run(cli: Cli) -> Result<ExitStatus> {
-    wrap(&cli.hold)
+    match cli.subcommand {
+        None => wrap(&cli.hold),
+        Some(Subcommand::Status(args)) => status(&args),
+    }
+}
+
+/// `lllqos status [--json]`: always exits 0; what cannot be read is said in place of the value.
+fn status(args: &StatusArgs) -> Result<ExitStatus> {
+    let status = crate::status::collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", crate::status::render(&status));
+    }
+    Ok(ExitStatus::Exited(0))
 }
 
 /// `lllqos [OPTIONS] [COMMAND...]`: place the request, run or hold, release.

@@ -42,6 +42,25 @@ Examples:
 pub struct Cli {
     #[command(flatten)]
     pub hold: HoldArgs,
+
+    #[command(subcommand)]
+    pub subcommand: Option<Subcommand>,
+}
+
+/// The subcommands; without one, lllqos holds a request (see [`HoldArgs`]).
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle
+    /// states each CPU may still enter.
+    Status(StatusArgs),
+}
+
+/// Options of `lllqos status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (a stable interface: see the README) instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What to request, and for how long: the options of `lllqos [OPTIONS] [--] [COMMAND [ARGS]...]`.

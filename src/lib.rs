@@ -12,6 +12,7 @@
 //!   `with low_wakeup_latency(0) as lease: lease.acquired()`).
 //! - [`cpulist`] and [`percpu`]: per-CPU resume-latency constraints as an RAII [`CpuConstraint`],
 //!   restored on every exit path and shared safely between overlapping holders.
+//! - [`status`]: inspection: the limit in force, its holders, idle states, the registry.
 //! - [`run`]: running a command under the request: spawning, signal relay, reaping, holding.
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
 //! - [`privilege`]: what a setuid or file-capability install may use its privilege for.
@@ -35,6 +36,7 @@ pub mod lease;
 pub mod percpu;
 pub mod privilege;
 pub mod run;
+pub mod status;
 
 pub use cpulist::CpuList;
 pub use exit::ExitStatus;

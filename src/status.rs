@@ -1,0 +1,618 @@
+//! `lllqos status`: what is in force, who holds it, and what it does to idle states.
+//!
+//! The kernel has no interface that lists the holders of `/dev/cpu_dma_latency`, but a holder is a
+//! process with a file descriptor open on the node, and `/proc/PID/fd` shows those (all of them to
+//! root, a user's own otherwise). Together with the per-CPU values, the idle states each CPU may
+//! still enter, and lllqos's own registry, that answers "who is holding what?" in one command.
+//!
+//! Everything is collected into [`Status`], which is both the `--json` document (a stable interface,
+//! documented in the README) and the source of the human summary. What cannot be read is said in
+//! place of the value, and `status` still succeeds: a diagnosis tool must not fail when the
+//! situation is unusual.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cpulist::{CpuList, SYSFS_CPU, resume_latency_path};
+use crate::latency::Latency;
+use crate::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, os_message, read_limit};
+use crate::percpu::{Registry, ResumeLatency};
+
+/// Everything `lllqos status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The CPU latency limit in force (2000000000 = no constraint); `None` when unreadable.
+    pub cpu_latency_us: Option<u32>,
+    /// Why `cpu_latency_us` is `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_latency_error: Option<String>,
+    /// Processes with the node open, lllqos status itself excluded.
+    pub holders: Vec<Holder>,
+    /// False when some processes' descriptors could not be inspected (not root).
+    pub holders_complete: bool,
+    pub cpuidle: Cpuidle,
+    pub cpus: Vec<Cpu>,
+    /// lllqos's per-CPU registry; `None` when nothing is registered.
+    pub registry: Option<RegistryStatus>,
+    /// `/dev/cpu_wakeup_latency` (Linux 6.19+); `None` when the kernel has no such node.
+    pub wakeup_latency: Option<WakeupLatency>,
+}
+
+/// A process holding a PM QoS node open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    pub pid: i32,
+    pub user: String,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cpuidle {
+    /// `None` when the kernel has no cpuidle (no `/sys/devices/system/cpu/cpuidle`).
+    pub driver: Option<String>,
+    pub governor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cpu {
+    pub cpu: u32,
+    pub online: bool,
+    /// `None` = no constraint (`0` in sysfs); `Some(0)` = zero tolerance (`n/a`).
+    pub resume_latency_us: Option<u32>,
+    /// Why `resume_latency_us` could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_latency_error: Option<String>,
+    /// The limit this CPU obeys: the smaller of the global limit and its own; `None` = none.
+    pub effective_limit_us: Option<u32>,
+    pub idle_states: Vec<IdleState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdleState {
+    pub name: String,
+    pub exit_latency_us: u32,
+    pub disabled: bool,
+    /// Not disabled, and its exit latency is within the CPU's effective limit.
+    pub allowed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryStatus {
+    pub path: String,
+    /// Why the registry could not be read (not root, corrupt); then the lists are empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub holders: Vec<RegistryHolder>,
+    /// Per CPU: the value found before the first holder, and the value lllqos last wrote.
+    pub cpus: BTreeMap<u32, RegistryCpu>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryHolder {
+    pub pid: i32,
+    pub cpus: String,
+    pub latency_us: u32,
+    /// False for a holder that died without releasing (the next lllqos run drops it).
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryCpu {
+    pub original: String,
+    pub written: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WakeupLatency {
+    pub limit_us: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub holders: Vec<Holder>,
+}
+
+/// Collects the status of this machine.
+pub fn collect() -> Status {
+    let (cpu_latency_us, cpu_latency_error) = limit(CPU_DMA_LATENCY);
+    let scan = scan_holders(&[CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY]);
+    let cpuidle = Cpuidle {
+        driver: read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_driver")),
+        governor: read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor"))
+            .or_else(|| read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor_ro"))),
+    };
+    let cpus = cpu_numbers()
+        .into_iter()
+        .map(|cpu| collect_cpu(cpu, cpu_latency_us))
+        .collect();
+    let wakeup_latency = Path::new(CPU_WAKEUP_LATENCY).exists().then(|| {
+        let (limit_us, error) = limit(CPU_WAKEUP_LATENCY);
+        WakeupLatency {
+            limit_us,
+            error,
+            holders: scan.holders[1].clone(),
+        }
+    });
+    Status {
+        cpu_latency_us,
+        cpu_latency_error,
+        holders: scan.holders[0].clone(),
+        holders_complete: scan.complete,
+        cpuidle,
+        cpus,
+        registry: registry_status(),
+        wakeup_latency,
+    }
+}
+
+fn limit(node: &str) -> (Option<u32>, Option<String>) {
+    match read_limit(node) {
+        Ok(limit) => (Some(limit.as_us()), None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (
+            None,
+            Some(format!("{}: run as root to read it", os_message(&e))),
+        ),
+        Err(e) => (None, Some(os_message(&e))),
+    }
+}
+
+fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
+    Some(std::fs::read_to_string(path).ok()?.trim().to_owned())
+}
+
+/// The CPUs the kernel describes (`cpuN` directories), ascending.
+fn cpu_numbers() -> Vec<u32> {
+    let mut cpus: Vec<u32> = std::fs::read_dir(SYSFS_CPU)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("cpu")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    cpus.sort_unstable();
+    cpus
+}
+
+fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
+    let online = read_trimmed(format!("{SYSFS_CPU}/cpu{cpu}/online")).is_none_or(|v| v == "1");
+    let (resume_latency_us, resume_latency_error) =
+        match std::fs::read_to_string(resume_latency_path(cpu)) {
+            Ok(text) => match ResumeLatency::parse(&text) {
+                Some(value) => (value.limit_us(), None),
+                None => (None, Some(format!("unexpected value '{}'", text.trim()))),
+            },
+            Err(e) => (None, Some(os_message(&e))),
+        };
+    let effective_limit_us = [
+        global.filter(|&g| g != Latency::UNCONSTRAINED.as_us()),
+        resume_latency_us,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let idle_states = idle_states(cpu, effective_limit_us);
+    Cpu {
+        cpu,
+        online,
+        resume_latency_us,
+        resume_latency_error,
+        effective_limit_us,
+        idle_states,
+    }
+}
+
+/// The idle states of `cpu` in index order, with `allowed` computed against `limit_us`.
+fn idle_states(cpu: u32, limit_us: Option<u32>) -> Vec<IdleState> {
+    let dir = format!("{SYSFS_CPU}/cpu{cpu}/cpuidle");
+    let mut states: Vec<(u32, IdleState)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let index: u32 = entry
+                .file_name()
+                .to_str()?
+                .strip_prefix("state")?
+                .parse()
+                .ok()?;
+            let path = entry.path();
+            let name = read_trimmed(path.join("name"))?;
+            let exit_latency_us = read_trimmed(path.join("latency"))?.parse().ok()?;
+            let disabled = read_trimmed(path.join("disable")).is_some_and(|d| d != "0");
+            Some((
+                index,
+                IdleState::new(name, exit_latency_us, disabled, limit_us),
+            ))
+        })
+        .collect();
+    states.sort_by_key(|(index, _)| *index);
+    states.into_iter().map(|(_, state)| state).collect()
+}
+
+impl IdleState {
+    /// A state as the governor sees it under `limit_us` (`None`: no limit).
+    pub fn new(
+        name: String,
+        exit_latency_us: u32,
+        disabled: bool,
+        limit_us: Option<u32>,
+    ) -> IdleState {
+        let allowed = !disabled && limit_us.is_none_or(|limit| exit_latency_us <= limit);
+        IdleState {
+            name,
+            exit_latency_us,
+            disabled,
+            allowed,
+        }
+    }
+}
+
+struct Scan {
+    /// One list per node asked for, in the same order.
+    holders: Vec<Vec<Holder>>,
+    complete: bool,
+}
+
+/// Finds the processes with any of `nodes` open, by their `/proc/PID/fd` links.
+fn scan_holders(nodes: &[&str]) -> Scan {
+    let me = std::process::id() as i32;
+    let users = UserNames::load();
+    let mut holders = vec![Vec::new(); nodes.len()];
+    let mut complete = true;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let fds = match std::fs::read_dir(entry.path().join("fd")) {
+            Ok(fds) => fds,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                complete = false;
+                continue;
+            }
+            Err(_) => continue, // the process exited meanwhile
+        };
+        let mut held = vec![false; nodes.len()];
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && let Some(i) = nodes.iter().position(|n| target == Path::new(n))
+            {
+                held[i] = true;
+            }
+        }
+        if held.iter().any(|&h| h) {
+            let holder = describe_process(pid, &users);
+            for (i, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+                holders[i].push(holder.clone());
+            }
+        }
+    }
+    for list in &mut holders {
+        list.sort_by_key(|h| h.pid);
+    }
+    Scan { holders, complete }
+}
+
+fn describe_process(pid: i32, users: &UserNames) -> Holder {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let command = if words.is_empty() {
+        format!(
+            "[{}]",
+            read_trimmed(format!("/proc/{pid}/comm")).unwrap_or_default()
+        )
+    } else {
+        words.join(" ")
+    };
+    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find_map(|l| l.strip_prefix("Uid:"))?.to_owned();
+            line.split_whitespace().next()?.parse::<u32>().ok()
+        });
+    let user = match uid {
+        Some(uid) => users.name(uid),
+        None => "?".to_owned(),
+    };
+    Holder { pid, user, command }
+}
+
+/// uid -> name from /etc/passwd. (lllqos is linked statically, so it does not load NSS modules;
+/// a user known only to LDAP or similar is shown by number.)
+struct UserNames(BTreeMap<u32, String>);
+
+impl UserNames {
+    fn load() -> UserNames {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        UserNames(
+            passwd
+                .lines()
+                .filter_map(|line| {
+                    let mut fields = line.split(':');
+                    let name = fields.next()?;
+                    let uid = fields.nth(1)?.parse().ok()?;
+                    Some((uid, name.to_owned()))
+                })
+                .collect(),
+        )
+    }
+
+    fn name(&self, uid: u32) -> String {
+        self.0.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+    }
+}
+
+fn registry_status() -> Option<RegistryStatus> {
+    let path = format!("{}/registry.json", crate::percpu::REGISTRY_DIR);
+    match Registry::read() {
+        Ok(None) => None,
+        Ok(Some(registry)) => Some(RegistryStatus {
+            path,
+            error: None,
+            holders: registry
+                .holders
+                .iter()
+                .map(|h| RegistryHolder {
+                    pid: h.pid,
+                    cpus: CpuList::new(h.cpus.iter().copied())
+                        .map(|l| l.to_string())
+                        .unwrap_or_default(),
+                    latency_us: h.latency_us,
+                    live: h.is_alive(),
+                })
+                .collect(),
+            cpus: registry
+                .cpus
+                .iter()
+                .map(|(cpu, e)| {
+                    let entry = RegistryCpu {
+                        original: e.original.clone(),
+                        written: e.written.clone(),
+                    };
+                    (*cpu, entry)
+                })
+                .collect(),
+        }),
+        Err(error) => Some(RegistryStatus {
+            path,
+            error: Some(format!("{error:#}")),
+            holders: Vec::new(),
+            cpus: BTreeMap::new(),
+        }),
+    }
+}
+
+/// A limit for people: "20 us", "no constraint".
+fn human_limit(us: u32) -> String {
+    if us == Latency::UNCONSTRAINED.as_us() {
+        "no constraint".to_owned()
+    } else {
+        format!("{us} us")
+    }
+}
+
+/// The human summary.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |key: &str, value: &str| {
+        let _ = writeln!(out, "{key:<19}{value}");
+    };
+    let limit = match (status.cpu_latency_us, &status.cpu_latency_error) {
+        (Some(us), _) => human_limit(us),
+        (None, Some(e)) => format!("unreadable ({e})"),
+        (None, None) => "unreadable".to_owned(),
+    };
+    line(
+        "CPU latency limit",
+        &format!("{limit}  ({CPU_DMA_LATENCY})"),
+    );
+    render_holders(&mut line, &status.holders, status.holders_complete);
+    let cpuidle = match (&status.cpuidle.driver, &status.cpuidle.governor) {
+        (Some(d), Some(g)) => format!("driver {d}, governor {g}"),
+        (Some(d), None) => format!("driver {d}"),
+        _ => "not available (no cpuidle in this kernel)".to_owned(),
+    };
+    line("cpuidle", &cpuidle);
+
+    // Resume-latency constraints, only where there is one, grouped into cpulists.
+    let mut by_value: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for cpu in &status.cpus {
+        let value = match (cpu.resume_latency_us, &cpu.resume_latency_error) {
+            (_, Some(e)) => format!("unreadable ({e})"),
+            (Some(0), None) => "n/a (zero tolerance)".to_owned(),
+            (Some(us), None) => format!("{us} us"),
+            (None, None) => continue,
+        };
+        by_value.entry(value).or_default().push(cpu.cpu);
+    }
+    if by_value.is_empty() {
+        line("Resume latency", "no per-CPU constraint");
+    }
+    for (i, (value, cpus)) in by_value.iter().enumerate() {
+        let list = CpuList::new(cpus.iter().copied())
+            .map(|l| l.to_string())
+            .unwrap_or_default();
+        line(
+            if i == 0 { "Resume latency" } else { "" },
+            &format!("CPU {list}: {value}"),
+        );
+    }
+
+    // Idle states per CPU, CPUs with the same outcome grouped.
+    let mut by_states: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for cpu in &status.cpus {
+        let describe = |s: &IdleState| format!("{} ({} us)", s.name, s.exit_latency_us);
+        let allowed: Vec<String> = cpu
+            .idle_states
+            .iter()
+            .filter(|s| s.allowed)
+            .map(describe)
+            .collect();
+        let refused: Vec<String> = cpu
+            .idle_states
+            .iter()
+            .filter(|s| !s.allowed)
+            .map(|s| {
+                if s.disabled {
+                    format!("{} (disabled)", s.name)
+                } else {
+                    describe(s)
+                }
+            })
+            .collect();
+        let mut text = if cpu.idle_states.is_empty() {
+            "none listed (without a cpuidle driver a CPU idles the architecture's default way)"
+                .to_owned()
+        } else if allowed.is_empty() {
+            "none allowed".to_owned()
+        } else {
+            allowed.join(", ")
+        };
+        if !refused.is_empty() {
+            let _ = write!(text, "; not allowed: {}", refused.join(", "));
+        }
+        if !cpu.online {
+            text.push_str(" [offline]");
+        }
+        by_states.entry(text).or_default().push(cpu.cpu);
+    }
+    for (i, (text, cpus)) in by_states.iter().enumerate() {
+        let list = CpuList::new(cpus.iter().copied())
+            .map(|l| l.to_string())
+            .unwrap_or_default();
+        line(
+            if i == 0 { "Idle states" } else { "" },
+            &format!("CPU {list}: {text}"),
+        );
+    }
+
+    match &status.registry {
+        None => line("lllqos registry", "empty"),
+        Some(r) => {
+            match &r.error {
+                Some(e) => line("lllqos registry", &format!("unreadable ({e})")),
+                None => line("lllqos registry", &r.path),
+            }
+            for h in &r.holders {
+                let state = if h.live {
+                    "live"
+                } else {
+                    "stale: exited without releasing"
+                };
+                line(
+                    "",
+                    &format!(
+                        "pid {} holds {} us on CPU {} ({state})",
+                        h.pid, h.latency_us, h.cpus
+                    ),
+                );
+            }
+            for (cpu, c) in &r.cpus {
+                line(
+                    "",
+                    &format!("cpu{cpu}: found {}, lllqos wrote {}", c.original, c.written),
+                );
+            }
+        }
+    }
+    if let Some(w) = &status.wakeup_latency {
+        let limit = match (w.limit_us, &w.error) {
+            (Some(us), _) => human_limit(us),
+            (None, Some(e)) => format!("unreadable ({e})"),
+            (None, None) => "unreadable".to_owned(),
+        };
+        line(
+            "Wake-up latency",
+            &format!("{limit}  ({CPU_WAKEUP_LATENCY})"),
+        );
+        render_holders(&mut line, &w.holders, status.holders_complete);
+    }
+    out
+}
+
+fn render_holders(line: &mut impl FnMut(&str, &str), holders: &[Holder], complete: bool) {
+    if holders.is_empty() {
+        line(
+            "Holders",
+            if complete {
+                "none"
+            } else {
+                "none visible (run as root to see every process)"
+            },
+        );
+    }
+    let user_width = holders.iter().map(|h| h.user.len()).max().unwrap_or(0);
+    let pid_width = holders
+        .iter()
+        .map(|h| h.pid.to_string().len())
+        .max()
+        .unwrap_or(0);
+    for (i, h) in holders.iter().enumerate() {
+        let text = format!(
+            "{:>pid_width$}  {:<user_width$}  {}",
+            h.pid,
+            h.user,
+            printable(&h.command)
+        );
+        line(if i == 0 { "Holders" } else { "" }, &text);
+    }
+    if !holders.is_empty() && !complete {
+        line(
+            "",
+            "(only your own processes: run as root to see every holder)",
+        );
+    }
+}
+
+/// A command line made safe for a terminal: control characters (newlines, escape sequences a
+/// process may put in its own argv) are shown escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_means_enabled_and_within_the_limit() {
+        let state =
+            |latency, disabled, limit| IdleState::new("S".into(), latency, disabled, limit).allowed;
+        assert!(state(0, false, Some(0)));
+        assert!(!state(1, false, Some(0)));
+        assert!(state(100, false, Some(100)));
+        assert!(!state(101, false, Some(100)));
+        assert!(state(5000, false, None));
+        assert!(!state(0, true, None));
+    }
+
+    #[test]
+    fn commands_are_printed_without_control_characters() {
+        assert_eq!(printable("a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
+    }
+}
