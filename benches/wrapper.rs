@@ -5,7 +5,8 @@
 //! 2. Peak RSS of lllqos while the command runs (target <= 2 MiB).
 //! 3. Wake-ups of lllqos while the command sleeps (voluntary context switches; target 0).
 //! 4. The request's effect on cyclictest: `cyclictest --laptop` (no request) alone, under lllqos,
-//!    and plain `cyclictest` with its own built-in 0 us request.
+//!    and plain `cyclictest` with its own built-in 0 us request; and `lllqos measure` with the same
+//!    interval and priority, whose two phases must agree with cyclictest's runs.
 //!
 //! Needs root and rt-tests for part 4 (skipped otherwise). `cargo bench -- --quick` shortens it.
 
@@ -153,5 +154,38 @@ fn cyclictest(seconds: u32) {
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         }
+    }
+    let out = Command::new(LLLQOS)
+        .args([
+            "measure",
+            "--priority",
+            "80",
+            "--interval",
+            "1000",
+            "--duration",
+            &duration,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+        Ok(report) => {
+            for (label, phase) in [
+                ("lllqos measure, phase 1 (no request)", "without"),
+                ("lllqos measure, phase 2 (0 us)", "with"),
+            ] {
+                let r = &report[phase];
+                let (min, max) = (
+                    r["min_us"].as_u64().unwrap_or(0),
+                    r["max_us"].as_u64().unwrap_or(0),
+                );
+                let avg = r["avg_us"].as_f64().unwrap_or(0.0);
+                println!("{label:<38} {min:>6} {avg:>6.0} {max:>6}");
+            }
+        }
+        Err(_) => println!(
+            "lllqos measure failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
     }
 }

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Cli, HoldArgs, StatusArgs, Subcommand};
+use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand};
 use crate::cpulist::CpuList;
 use crate::exit::ExitStatus;
 use crate::lease::{CPU_DMA_LATENCY, Lease, LeaseError, os_message};
@@ -59,7 +59,33 @@ fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.subcommand {
         None => wrap(&cli.hold),
         Some(Subcommand::Status(args)) => status(&args),
+        Some(Subcommand::Measure(args)) => measure(&args),
     }
+}
+
+/// `lllqos measure`: both phases, then the report.
+fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
+    let cpus = match &args.cpu {
+        Some(spec) => Some(
+            spec.resolve()
+                .context("--cpu auto: cannot read this process's affinity")?,
+        ),
+        None => None,
+    };
+    let settings = crate::measure::Settings {
+        duration: args.duration,
+        interval_us: args.interval,
+        priority: args.priority,
+        latency: args.latency,
+        cpus,
+        histogram: args.histogram,
+    };
+    match crate::measure::measure(&settings)? {
+        Ok(report) if args.json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Ok(report) => print!("{}", crate::measure::render(&report)),
+        Err(interrupted) => return Ok(interrupted),
+    }
+    Ok(ExitStatus::Exited(0))
 }
 
 /// `lllqos status [--json]`: always exits 0; what cannot be read is said in place of the value.

@@ -7,12 +7,14 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, ValueHint};
 
 use crate::cpulist::CpuSpec;
 use crate::latency::Latency;
 use crate::lease::CPU_DMA_LATENCY;
+use crate::measure::parse_duration;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -53,6 +55,47 @@ pub enum Subcommand {
     /// Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle
     /// states each CPU may still enter.
     Status(StatusArgs),
+    /// Measure wake-up latency without and then with the request, side by side (a periodic loop on
+    /// absolute time, as cyclictest does).
+    Measure(MeasureArgs),
+}
+
+/// Options of `lllqos measure`.
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// The request of phase two (as for lllqos --latency).
+    #[arg(
+        short,
+        long,
+        value_name = "VALUE",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
+    pub latency: Latency,
+
+    /// Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there.
+    #[arg(long, value_name = "LIST|auto")]
+    pub cpu: Option<CpuSpec>,
+
+    /// Length of each phase: seconds, or with a unit (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Period of the loop, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    pub interval: u32,
+
+    /// Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub priority: Option<u8>,
+
+    /// Also print the histograms (1 us buckets).
+    #[arg(long)]
+    pub histogram: bool,
+
+    /// Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `lllqos status`.

@@ -13,6 +13,7 @@
 //! - [`cpulist`] and [`percpu`]: per-CPU resume-latency constraints as an RAII [`CpuConstraint`],
 //!   restored on every exit path and shared safely between overlapping holders.
 //! - [`status`]: inspection: the limit in force, its holders, idle states, the registry.
+//! - [`measure`]: wake-up latency without and with the request (a cyclictest-style loop).
 //! - [`run`]: running a command under the request: spawning, signal relay, reaping, holding.
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
 //! - [`privilege`]: what a setuid or file-capability install may use its privilege for.
@@ -33,6 +34,7 @@ pub mod cpulist;
 pub mod exit;
 pub mod latency;
 pub mod lease;
+pub mod measure;
 pub mod percpu;
 pub mod privilege;
 pub mod run;

@@ -1,0 +1,612 @@
+//! `lllqos measure`: wake-up latency without and with the request, side by side.
+//!
+//! The method is cyclictest's (and the Python package's abs-sleep example): a loop sleeps until an
+//! absolute time on CLOCK_MONOTONIC (`clock_nanosleep` with `TIMER_ABSTIME`), reads the clock when it
+//! wakes, and records how late it is. Absolute deadlines do not drift, so every sample measures one
+//! wake-up: timer interrupt, idle-state exit, scheduling. Phase one runs with no request of
+//! lllqos's own, phase two with it (global, or per CPU with the thread pinned to those CPUs).
+//!
+//! Samples go into a fixed-size [`Histogram`] of 1 us buckets, so memory stays constant however
+//! long it runs; min, max and the average are exact, percentiles are to the microsecond (the
+//! resolution cyclictest reports).
+//!
+//! Things that change the numbers are reported with them: the scheduling policy (SCHED_OTHER
+//! threads get a timer slack, 50 us by default, that SCHED_FIFO threads do not), and any request
+//! already in force during phase one, which makes the baseline not clean.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::cpulist::CpuList;
+use crate::exit::ExitStatus;
+use crate::latency::Latency;
+use crate::lease::{CPU_DMA_LATENCY, Lease, read_limit};
+use crate::percpu::{CpuConstraint, ResumeLatency, read_cpu};
+
+/// Buckets of 1 us; later samples count in `overflow` (and still in min, max and the average).
+const BUCKETS: usize = 10_000;
+
+/// Wake-up lateness, in a fixed amount of memory.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    buckets: Box<[u64]>,
+    overflow: u64,
+    samples: u64,
+    sum_ns: u128,
+    min_ns: u64,
+    max_ns: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: vec![0; BUCKETS].into_boxed_slice(),
+            overflow: 0,
+            samples: 0,
+            sum_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one sample, in nanoseconds.
+    pub fn record(&mut self, ns: u64) {
+        match self.buckets.get_mut((ns / 1000) as usize) {
+            Some(bucket) => *bucket += 1,
+            None => self.overflow += 1,
+        }
+        self.samples += 1;
+        self.sum_ns += u128::from(ns);
+        self.min_ns = self.min_ns.min(ns);
+        self.max_ns = self.max_ns.max(ns);
+    }
+
+    /// The smallest whole microsecond at or below which at least `fraction` of the samples lie.
+    /// Samples beyond the buckets count as the maximum.
+    pub fn percentile_us(&self, fraction: f64) -> u64 {
+        if self.samples == 0 {
+            return 0;
+        }
+        let rank = ((fraction * self.samples as f64).ceil() as u64).clamp(1, self.samples);
+        let mut seen = 0;
+        for (us, count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return us as u64;
+            }
+        }
+        self.max_ns / 1000
+    }
+
+    /// The summary the output shows.
+    pub fn summary(&self) -> Summary {
+        let empty = self.samples == 0;
+        Summary {
+            samples: self.samples,
+            min_us: if empty { 0 } else { self.min_ns / 1000 },
+            avg_us: if empty {
+                0.0
+            } else {
+                (self.sum_ns as f64 / self.samples as f64 / 1000.0 * 100.0).round() / 100.0
+            },
+            p50_us: self.percentile_us(0.50),
+            p99_us: self.percentile_us(0.99),
+            max_us: self.max_ns / 1000,
+        }
+    }
+
+    /// Non-empty buckets as (microseconds, count), then the overflow as (`BUCKETS`, count).
+    pub fn counts(&self) -> Vec<(u64, u64)> {
+        let mut counts: Vec<(u64, u64)> = (self.buckets.iter().enumerate())
+            .filter(|(_, c)| **c > 0)
+            .map(|(us, c)| (us as u64, *c))
+            .collect();
+        if self.overflow > 0 {
+            counts.push((BUCKETS as u64, self.overflow));
+        }
+        counts
+    }
+}
+
+/// One phase's result: the keys of the `--json` output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub samples: u64,
+    pub min_us: u64,
+    pub avg_us: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Length of each phase.
+    pub duration: Duration,
+    /// Period of the loop, in microseconds.
+    pub interval_us: u32,
+    /// SCHED_FIFO priority, or normal scheduling.
+    pub priority: Option<u8>,
+    /// The request of phase two.
+    pub latency: Latency,
+    /// Per-CPU request on these CPUs (the thread pinned there) instead of the global one.
+    pub cpus: Option<CpuList>,
+    /// Print the histograms.
+    pub histogram: bool,
+}
+
+/// A `--duration` value: seconds, or with a unit (`ms`, `s`, `m`); decimals allowed.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let fail = |why: &str| format!("invalid duration '{text}': {why}");
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale_ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        _ => return Err(fail("unknown unit (use ms, s or m)")),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (number.contains('.') && !digits(fraction)) {
+        return Err(fail("expected a number such as 5, 0.5 or 500ms"));
+    }
+    let whole: u64 = whole.parse().map_err(|_| fail("too large"))?;
+    let fraction_ms = if fraction.is_empty() {
+        0
+    } else {
+        let value: u64 = fraction.parse().map_err(|_| fail("bad fraction"))?;
+        value * scale_ms / 10u64.pow(fraction.len() as u32)
+    };
+    let ms = whole * scale_ms + fraction_ms;
+    if ms == 0 {
+        return Err(fail("must be more than zero"));
+    }
+    if ms > 24 * 3_600_000 {
+        return Err(fail("at most 24 hours"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Everything a measurement reports: the `--json` document.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub without: Summary,
+    pub with: Summary,
+    /// `with / without` for each statistic.
+    pub ratio: Ratios,
+    pub settings: ReportSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histograms>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ratios {
+    pub min: Option<f64>,
+    pub avg: Option<f64>,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Histograms {
+    /// `[microseconds, count]` for each non-empty bucket; `[10000, n]` counts later samples.
+    pub without: Vec<(u64, u64)>,
+    pub with: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportSettings {
+    pub duration_s: f64,
+    pub interval_us: u32,
+    /// "SCHED_FIFO" or "SCHED_OTHER".
+    pub policy: &'static str,
+    pub priority: Option<u8>,
+    /// The thread's timer slack; SCHED_FIFO threads are not subject to it.
+    pub timer_slack_ns: u64,
+    pub latency_us: u32,
+    /// The CPUs of a per-CPU request (and of the thread's affinity), `null` for the global one.
+    pub cpus: Option<String>,
+    /// The global limit in force during phase one; `2000000000` when nobody held a request.
+    pub baseline_limit_us: Option<u32>,
+    /// False when another process already held a request during phase one.
+    pub baseline_clean: bool,
+    pub baseline_note: Option<String>,
+}
+
+/// Runs both phases. Ends early, with everything released, when SIGINT, SIGTERM or SIGHUP arrives:
+/// then the returned status dies of that signal.
+pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitStatus>> {
+    // Catch the signals that would end a measurement: the loop notices the flag when its sleep is
+    // interrupted, and releases the request (a per-CPU value must be restored) before dying.
+    let caught = Arc::new(AtomicUsize::new(0));
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize)?;
+    }
+    if let Some(cpus) = &settings.cpus {
+        CpuConstraint::validate(cpus, settings.latency).with_context(|| format!("--cpu {cpus}"))?;
+        pin(cpus)?;
+    }
+    let policy = match settings.priority {
+        Some(priority) => {
+            set_fifo(priority)?;
+            "SCHED_FIFO"
+        }
+        None => "SCHED_OTHER",
+    };
+    // Page faults in the loop would be measured as latency.
+    // SAFETY: mlockall takes flags only; failure (no CAP_IPC_LOCK) just leaves memory unlocked.
+    unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+    let timer_slack_ns = nix::sys::prctl::get_timerslack()
+        .map(|s| s as u64)
+        .unwrap_or(0);
+
+    let progress = Progress::new(settings.duration);
+    let before = baseline(settings);
+    let without = match run_phase(settings, &progress, 1, &caught) {
+        Some(h) => h,
+        None => return Ok(Err(interrupted(&caught))),
+    };
+    let after = baseline(settings);
+    // Phase two: the request is placed, or the measurement stops here with the reason.
+    let with = match &settings.cpus {
+        Some(cpus) => {
+            let constraint = CpuConstraint::acquire(cpus, settings.latency)
+                .with_context(|| format!("--cpu {cpus}"));
+            let constraint = constraint.inspect_err(|_| progress.finish())?;
+            let with = run_phase(settings, &progress, 2, &caught);
+            constraint.release()?;
+            with
+        }
+        None => {
+            let lease = Lease::acquire(settings.latency).inspect_err(|_| progress.finish())?;
+            let with = run_phase(settings, &progress, 2, &caught);
+            drop(lease);
+            with
+        }
+    };
+    progress.finish();
+    let Some(with) = with else {
+        return Ok(Err(interrupted(&caught)));
+    };
+    let notes: Vec<String> = [before.1, after.1].into_iter().flatten().collect();
+    let (without_s, with_s) = (without.summary(), with.summary());
+    let ratio = |a: f64, b: f64| (a > 0.0).then(|| (b / a * 100.0).round() / 100.0);
+    Ok(Ok(Report {
+        ratio: Ratios {
+            min: ratio(without_s.min_us as f64, with_s.min_us as f64),
+            avg: ratio(without_s.avg_us, with_s.avg_us),
+            p50: ratio(without_s.p50_us as f64, with_s.p50_us as f64),
+            p99: ratio(without_s.p99_us as f64, with_s.p99_us as f64),
+            max: ratio(without_s.max_us as f64, with_s.max_us as f64),
+        },
+        without: without_s,
+        with: with_s,
+        settings: ReportSettings {
+            duration_s: settings.duration.as_secs_f64(),
+            interval_us: settings.interval_us,
+            policy,
+            priority: settings.priority,
+            timer_slack_ns,
+            latency_us: settings.latency.as_us(),
+            cpus: settings.cpus.as_ref().map(ToString::to_string),
+            baseline_limit_us: before.0,
+            baseline_clean: notes.is_empty(),
+            baseline_note: (!notes.is_empty()).then(|| notes.join("; ")),
+        },
+        histogram: settings.histogram.then(|| Histograms {
+            without: without.counts(),
+            with: with.counts(),
+        }),
+    }))
+}
+
+fn interrupted(caught: &AtomicUsize) -> ExitStatus {
+    let signal = caught.load(Ordering::Relaxed) as i32;
+    nix::sys::signal::Signal::try_from(signal).map_or(ExitStatus::Failure, ExitStatus::Signaled)
+}
+
+/// The global limit now, and a note when something already constrains the CPUs measured.
+fn baseline(settings: &Settings) -> (Option<u32>, Option<String>) {
+    let global = read_limit(CPU_DMA_LATENCY).ok().map(Latency::as_us);
+    let mut notes = Vec::new();
+    if let Some(us) = global.filter(|&us| us != Latency::UNCONSTRAINED.as_us()) {
+        notes.push(format!(
+            "another process holds a CPU latency request ({us} us in force)"
+        ));
+    }
+    if let Some(cpus) = &settings.cpus {
+        for &cpu in cpus.cpus() {
+            let value = read_cpu(cpu).ok().and_then(|t| ResumeLatency::parse(&t));
+            if let Some(ResumeLatency::Limit(l)) = value {
+                notes.push(format!(
+                    "cpu{cpu} already has a resume-latency constraint ({l})"
+                ));
+            }
+        }
+    }
+    (global, (!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+fn pin(cpus: &CpuList) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus.cpus() {
+        set.set(cpu as usize)
+            .with_context(|| format!("CPU {cpu} cannot be pinned to"))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .with_context(|| format!("cannot pin the measuring thread to CPUs {cpus}"))
+}
+
+fn set_fifo(priority: u8) -> Result<()> {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: sched_setscheduler on this thread with a valid parameter struct.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        let error = std::io::Error::last_os_error();
+        bail!(
+            "cannot run at SCHED_FIFO priority {priority}: {} (needs root or CAP_SYS_NICE)",
+            crate::lease::os_message(&error)
+        );
+    }
+    Ok(())
+}
+
+fn now(clock: libc::clockid_t) -> libc::timespec {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes into the timespec we own.
+    unsafe { libc::clock_gettime(clock, &mut t) };
+    t
+}
+
+fn ns(t: &libc::timespec) -> i128 {
+    i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+}
+
+fn timespec(ns: i128) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    }
+}
+
+/// One phase of the periodic loop; `None` when a signal interrupted it.
+fn run_phase(
+    settings: &Settings,
+    progress: &Progress,
+    phase: u8,
+    caught: &AtomicUsize,
+) -> Option<Histogram> {
+    let clock = libc::CLOCK_MONOTONIC;
+    let interval = i128::from(settings.interval_us) * 1000;
+    let start = ns(&now(clock));
+    let end = start + settings.duration.as_nanos() as i128;
+    let mut next = start + interval;
+    let mut histogram = Histogram::default();
+    let mut last_report = start;
+    while next <= end {
+        let deadline = timespec(next);
+        // SAFETY: an absolute sleep on a valid timespec; no remainder is needed.
+        let ret = unsafe {
+            libc::clock_nanosleep(clock, libc::TIMER_ABSTIME, &deadline, std::ptr::null_mut())
+        };
+        if caught.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        if ret == libc::EINTR {
+            continue;
+        }
+        let woke = ns(&now(clock));
+        histogram.record((woke - next).max(0) as u64);
+        next += interval;
+        if next <= woke {
+            // Fell behind by whole periods (a very long stall): start again from now.
+            next = woke + interval;
+        }
+        if woke - last_report >= 100_000_000 {
+            progress.update(phase, Duration::from_nanos((end - woke).max(0) as u64));
+            last_report = woke;
+        }
+    }
+    Some(histogram)
+}
+
+/// The progress line on stderr, only on a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(phase: Duration) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new(2 * phase.as_millis() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:48} [{bar:30}]") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message("phase 1/2, without the request");
+        Progress(Some(bar))
+    }
+
+    fn update(&self, phase: u8, left: Duration) {
+        if let Some(bar) = &self.0 {
+            let len = bar.length().unwrap_or(0);
+            let done = len / 2 * u64::from(phase) - (left.as_millis() as u64).min(len / 2);
+            bar.set_position(done);
+            let what = if phase == 1 { "without" } else { "with" };
+            bar.set_message(format!(
+                "phase {phase}/2, {what} the request: {:.0} s left",
+                left.as_secs_f64().ceil()
+            ));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The human report.
+pub fn render(report: &Report) -> String {
+    let s = &report.settings;
+    let mut out = String::new();
+    let policy = match s.priority {
+        Some(p) => format!("SCHED_FIFO priority {p} (no timer slack)"),
+        None => format!("SCHED_OTHER (timer slack {} us)", s.timer_slack_ns / 1000),
+    };
+    let request = match &s.cpus {
+        Some(cpus) => format!("{} us on CPUs {cpus} (the loop pinned there)", s.latency_us),
+        None => format!("{} us on {CPU_DMA_LATENCY}", s.latency_us),
+    };
+    let _ = writeln!(
+        out,
+        "lllqos measure: {} s per phase, interval {} us, {policy}",
+        s.duration_s, s.interval_us
+    );
+    let _ = writeln!(out, "request in phase two: {request}");
+    if let Some(note) = &s.baseline_note {
+        let _ = writeln!(out, "\nWARNING: the baseline is not clean: {note}.\n");
+    }
+    let _ = writeln!(
+        out,
+        "{:<12}{:>12}{:>12}{:>10}",
+        "", "without", "with", "ratio"
+    );
+    let (a, b, r) = (&report.without, &report.with, &report.ratio);
+    let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(out, "{:<12}{:>12}{:>12}", "samples", a.samples, b.samples);
+    for (name, x, y, q) in [
+        ("min (us)", a.min_us as f64, b.min_us as f64, r.min),
+        ("avg (us)", a.avg_us, b.avg_us, r.avg),
+        ("p50 (us)", a.p50_us as f64, b.p50_us as f64, r.p50),
+        ("p99 (us)", a.p99_us as f64, b.p99_us as f64, r.p99),
+        ("max (us)", a.max_us as f64, b.max_us as f64, r.max),
+    ] {
+        let num = |v: f64| {
+            if name.starts_with("avg") {
+                format!("{v:.2}")
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{name:<12}{:>12}{:>12}{:>10}",
+            num(x),
+            num(y),
+            ratio(q)
+        );
+    }
+    if let Some(h) = &report.histogram {
+        let _ = writeln!(
+            out,
+            "\nhistogram (us: without with; {BUCKETS} = {BUCKETS} us or more)"
+        );
+        let mut rows: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+        for &(us, n) in &h.without {
+            rows.entry(us).or_default().0 = n;
+        }
+        for &(us, n) in &h.with {
+            rows.entry(us).or_default().1 = n;
+        }
+        for (us, (x, y)) in rows {
+            let _ = writeln!(out, "{us:>6}{x:>12}{y:>12}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(samples_us: &[u64]) -> Histogram {
+        let mut h = Histogram::default();
+        for &us in samples_us {
+            h.record(us * 1000);
+        }
+        h
+    }
+
+    #[test]
+    fn statistics_on_known_inputs() {
+        let h = histogram(&(1..=100).collect::<Vec<_>>());
+        let s = h.summary();
+        assert_eq!((s.samples, s.min_us, s.max_us), (100, 1, 100));
+        assert_eq!(s.avg_us, 50.5);
+        assert_eq!(s.p50_us, 50);
+        assert_eq!(s.p99_us, 99);
+    }
+
+    #[test]
+    fn exact_min_max_average_in_nanoseconds() {
+        let mut h = Histogram::default();
+        for ns in [1500, 2500, 3500] {
+            h.record(ns);
+        }
+        let s = h.summary();
+        assert_eq!((s.min_us, s.max_us, s.avg_us), (1, 3, 2.5));
+        assert_eq!(s.p50_us, 2);
+    }
+
+    #[test]
+    fn samples_beyond_the_buckets_count_as_the_maximum() {
+        let mut h = histogram(&[5; 98]);
+        h.record(50_000_000);
+        h.record(60_000_000);
+        let s = h.summary();
+        assert_eq!(s.p50_us, 5);
+        assert_eq!(s.p99_us, 60_000);
+        assert_eq!(s.max_us, 60_000);
+        assert_eq!(h.counts(), vec![(5, 98), (BUCKETS as u64, 2)]);
+    }
+
+    #[test]
+    fn empty_histogram_is_all_zero() {
+        let s = Histogram::default().summary();
+        assert_eq!((s.samples, s.min_us, s.p99_us, s.max_us), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn memory_does_not_grow_with_samples() {
+        let mut h = Histogram::default();
+        for i in 0..1_000_000u64 {
+            h.record(i % 20_000_000);
+        }
+        assert_eq!(h.buckets.len(), BUCKETS);
+        assert_eq!(h.summary().samples, 1_000_000);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        for bad in ["", "0", "-1", "x", "5h", "1e3", ".5", "5.", "0.0001"] {
+            assert!(
+                parse_duration(bad)
+                    .unwrap_err()
+                    .contains(&format!("'{bad}'")),
+                "{bad}"
+            );
+        }
+    }
+}

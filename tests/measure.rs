@@ -1,0 +1,232 @@
+//! `lllqos measure`: short real runs (a fraction of a second per phase), their JSON, bad arguments.
+//! The statistics themselves are unit-tested on known inputs in src/measure.rs.
+
+mod common;
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::time::Duration;
+
+use common::{Kernel, Reaped, lllqos, lllqos_std, read_cpu, wait_for_cpu, wait_for_node};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+macro_rules! kernel {
+    ($name:expr) => {
+        match Kernel::take($name) {
+            Some(kernel) => kernel,
+            None => return,
+        }
+    };
+}
+
+fn measure_json(args: &[&str]) -> Value {
+    let out = lllqos(["measure", "--json"])
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        out.stderr.is_empty(),
+        "no progress display off a terminal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("measure --json is JSON")
+}
+
+fn check_phase(result: &Value, expected_samples: u64) {
+    let get = |k: &str| {
+        result[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {result}"))
+    };
+    let (min, p50, p99, max) = (get("min_us"), get("p50_us"), get("p99_us"), get("max_us"));
+    assert!(min <= p50 && p50 <= p99 && p99 <= max, "{result}");
+    let avg = result["avg_us"].as_f64().unwrap();
+    assert!(min as f64 <= avg && avg <= max as f64 + 1.0, "{result}");
+    let samples = get("samples");
+    assert!(
+        samples <= expected_samples && samples * 10 >= expected_samples * 7,
+        "{samples} of {expected_samples}"
+    );
+}
+
+#[test]
+fn a_short_run_gives_consistent_json() {
+    let kernel = kernel!("a_short_run_gives_consistent_json");
+    let report = measure_json(&["--duration", "0.5", "--interval", "1000"]);
+    check_phase(&report["without"], 500);
+    check_phase(&report["with"], 500);
+    let settings = &report["settings"];
+    assert_eq!(settings["interval_us"], 1000);
+    assert_eq!(settings["duration_s"], 0.5);
+    assert_eq!(settings["policy"], "SCHED_OTHER");
+    assert_eq!(settings["latency_us"], 0);
+    assert!(settings["timer_slack_ns"].is_u64());
+    assert_eq!(
+        settings["baseline_clean"],
+        kernel.baseline == common::UNCONSTRAINED
+    );
+    assert!(report["ratio"]["avg"].is_f64() || report["ratio"]["avg"].is_null());
+    assert_eq!(common::read_node(), kernel.baseline);
+}
+
+#[test]
+fn per_cpu_fifo_run_is_pinned_and_restores_the_cpu() {
+    let _kernel = kernel!("per_cpu_fifo_run_is_pinned_and_restores_the_cpu");
+    let cpu = (common::resume_latency_files().len() - 1).to_string();
+    let before = read_cpu(cpu.parse().unwrap());
+    let report = measure_json(&[
+        "--duration",
+        "300ms",
+        "--interval",
+        "500",
+        "--priority",
+        "80",
+        "--cpu",
+        &cpu,
+        "-l",
+        "20us",
+    ]);
+    check_phase(&report["with"], 600);
+    assert_eq!(report["settings"]["policy"], "SCHED_FIFO");
+    assert_eq!(report["settings"]["priority"], 80);
+    assert_eq!(report["settings"]["cpus"], cpu.as_str());
+    assert_eq!(report["settings"]["latency_us"], 20);
+    assert_eq!(read_cpu(cpu.parse().unwrap()), before);
+}
+
+#[test]
+fn histogram_counts_add_up_to_the_samples() {
+    let _kernel = kernel!("histogram_counts_add_up_to_the_samples");
+    let report = measure_json(&["--duration", "0.2", "--histogram"]);
+    for phase in ["without", "with"] {
+        let total: u64 = report["histogram"][phase]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| pair[1].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, report[phase]["samples"].as_u64().unwrap());
+    }
+    lllqos(["measure", "--duration", "0.2", "--histogram"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("histogram (us: without with"));
+}
+
+#[test]
+fn human_output_shows_both_phases_and_the_policy() {
+    let _kernel = kernel!("human_output_shows_both_phases_and_the_policy");
+    let out = lllqos(["measure", "--duration", "0.2"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for needle in [
+        "without",
+        "with",
+        "ratio",
+        "samples",
+        "min (us)",
+        "avg (us)",
+        "p50 (us)",
+        "p99 (us)",
+        "max (us)",
+        "SCHED_OTHER (timer slack",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}
+
+#[test]
+fn a_request_already_held_makes_the_baseline_not_clean() {
+    let kernel = kernel!("a_request_already_held_makes_the_baseline_not_clean");
+    let mut holder = Reaped::spawn(&mut lllqos_std(["-l", "100"]));
+    wait_for_node(kernel.expect(100));
+    let report = measure_json(&["--duration", "0.2"]);
+    assert_eq!(report["settings"]["baseline_clean"], false);
+    assert!(
+        report["settings"]["baseline_note"]
+            .as_str()
+            .unwrap()
+            .contains("another process holds")
+    );
+    lllqos(["measure", "--duration", "0.2"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "WARNING: the baseline is not clean",
+        ));
+    holder.signal(Signal::SIGTERM);
+    holder.wait();
+}
+
+#[test]
+fn interrupted_measurement_restores_the_cpu_and_dies_of_the_signal() {
+    let _kernel = kernel!("interrupted_measurement_restores_the_cpu_and_dies_of_the_signal");
+    let cpu: u32 = (common::resume_latency_files().len() - 1) as u32;
+    let before = read_cpu(cpu);
+    let mut run = Reaped::spawn(&mut lllqos_std([
+        "measure",
+        "--duration",
+        "0.3",
+        "--cpu",
+        &cpu.to_string(),
+        "-l",
+        "9",
+    ]));
+    wait_for_cpu(cpu, "9");
+    run.signal(Signal::SIGINT);
+    assert_eq!(run.wait().signal(), Some(libc::SIGINT));
+    assert_eq!(read_cpu(cpu), before);
+}
+
+#[test]
+fn bad_arguments_exit_125() {
+    for args in [
+        &["--duration", "0"][..],
+        &["--duration", "abc"],
+        &["--duration", "-1"],
+        &["--interval", "0"],
+        &["--interval", "x"],
+        &["--priority", "0"],
+        &["--priority", "100"],
+        &["--latency", "-5"],
+        &["--cpu", "3-1"],
+        &["--cpu", "4096"],
+        &["--bogus"],
+    ] {
+        let assert = lllqos(["measure"]).args(args).assert().code(125);
+        let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("lllqos: "), "{stderr}");
+    }
+}
+
+#[test]
+fn a_priority_that_cannot_be_had_exits_125() {
+    let mut cmd = lllqos_std(["measure", "--duration", "0.2", "--priority", "80"]);
+    // An unprivileged user without an RT budget, as most are.
+    // SAFETY: set*id and setrlimit in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_RTPRIO, &zero);
+            if libc::getuid() == 0 {
+                libc::setresgid(65534, 65534, 65534);
+                libc::setresuid(65534, 65534, 65534);
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run at SCHED_FIFO priority 80"));
+    std::thread::sleep(Duration::from_millis(1));
+}
