@@ -1,0 +1,65 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'lllqos'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'lllqos' {
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling')
+            [CompletionResult]::new('--latency', '--latency', [CompletionResultType]::ParameterName, 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling')
+            [CompletionResult]::new('--cpu', '--cpu', [CompletionResultType]::ParameterName, 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends')
+            [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)')
+            [CompletionResult]::new('--pid', '--pid', [CompletionResultType]::ParameterName, 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)')
+            [CompletionResult]::new('--strict', '--strict', [CompletionResultType]::ParameterName, 'Exit with status 125, running nothing, when the request cannot be placed (by default lllqos warns and runs COMMAND anyway)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print no warnings')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Report the requested value and the limit actually in force')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Report the requested value and the limit actually in force')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter')
+            [CompletionResult]::new('measure', 'measure', [CompletionResultType]::ParameterValue, 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)')
+            break
+        }
+        'lllqos;status' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (a stable interface: see the README) instead of the summary')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'lllqos;measure' {
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'The request of phase two (as for lllqos --latency)')
+            [CompletionResult]::new('--latency', '--latency', [CompletionResultType]::ParameterName, 'The request of phase two (as for lllqos --latency)')
+            [CompletionResult]::new('--cpu', '--cpu', [CompletionResultType]::ParameterName, 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Length of each phase: seconds, or with a unit (ms, s, m)')
+            [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Period of the loop, in microseconds')
+            [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling')
+            [CompletionResult]::new('--histogram', '--histogram', [CompletionResultType]::ParameterName, 'Also print the histograms (1 us buckets)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,166 @@
+_lllqos() {
+    local i cur prev opts cmd
+    COMPREPLY=()
+    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+        cur="$2"
+    else
+        cur="${COMP_WORDS[COMP_CWORD]}"
+    fi
+    prev="$3"
+    cmd=""
+    opts=""
+
+    for i in "${COMP_WORDS[@]:0:COMP_CWORD}"
+    do
+        case "${cmd},${i}" in
+            ",$1")
+                cmd="lllqos"
+                ;;
+            lllqos,measure)
+                cmd="lllqos__subcmd__measure"
+                ;;
+            lllqos,status)
+                cmd="lllqos__subcmd__status"
+                ;;
+            *)
+                ;;
+        esac
+    done
+
+    case "${cmd}" in
+        lllqos)
+            opts="-l -q -v -h -V --latency --cpu --device --strict --quiet --verbose --pid --help --version status measure"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --latency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cpu)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lllqos__subcmd__measure)
+            opts="-l -h --latency --cpu --duration --interval --priority --histogram --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --latency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cpu)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --priority)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lllqos__subcmd__status)
+            opts="-h --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+    esac
+}
+
+if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
+    complete -F _lllqos -o nosort -o bashdefault -o default lllqos
+else
+    complete -F _lllqos -o bashdefault -o default lllqos
+fi
+
+# Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
+_lllqos_with_command() {
+    local i=1
+    while (( i < COMP_CWORD )); do
+        case "${COMP_WORDS[i]}" in
+            --) (( i++ )); break ;;
+            -l|--latency|--cpu|--device|--pid) (( i += 2 )) ;;
+            -*) (( i++ )) ;;
+            *) break ;;
+        esac
+    done
+    if (( i > COMP_CWORD )) || { (( i == COMP_CWORD )) && [[ "${COMP_WORDS[i]}" == -* && "${COMP_WORDS[i-1]}" != -- ]]; }; then
+        _lllqos "$@"    # an option, or an option's value
+        return
+    fi
+    if (( i == 1 && COMP_CWORD > 1 )); then
+        case "${COMP_WORDS[1]}" in
+            status|measure) _lllqos "$@"; return ;;    # a subcommand's options
+        esac
+    fi
+    if declare -F _command_offset >/dev/null; then
+        _command_offset "$i"
+    elif (( i == COMP_CWORD )); then
+        COMPREPLY=( $(compgen -c -- "${COMP_WORDS[COMP_CWORD]}") )
+        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure" -- "${COMP_WORDS[1]}") )
+    else
+        COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
+    fi
+}
+complete -F _lllqos_with_command -o bashdefault -o default lllqos

@@ -1,0 +1,57 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[lllqos] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'lllqos'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'lllqos'= {
+            cand -l 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling'
+            cand --latency 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling'
+            cand --cpu 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends'
+            cand --device 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)'
+            cand --pid 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)'
+            cand --strict 'Exit with status 125, running nothing, when the request cannot be placed (by default lllqos warns and runs COMMAND anyway)'
+            cand -q 'Print no warnings'
+            cand --quiet 'Print no warnings'
+            cand -v 'Report the requested value and the limit actually in force'
+            cand --verbose 'Report the requested value and the limit actually in force'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand status 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
+            cand measure 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)'
+        }
+        &'lllqos;status'= {
+            cand --json 'Print JSON (a stable interface: see the README) instead of the summary'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'lllqos;measure'= {
+            cand -l 'The request of phase two (as for lllqos --latency)'
+            cand --latency 'The request of phase two (as for lllqos --latency)'
+            cand --cpu 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there'
+            cand --duration 'Length of each phase: seconds, or with a unit (ms, s, m)'
+            cand --interval 'Period of the loop, in microseconds'
+            cand --priority 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling'
+            cand --histogram 'Also print the histograms (1 us buckets)'
+            cand --json 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,50 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_lllqos_global_optspecs
+    string join \n l/latency= cpu= device= strict q/quiet v/verbose pid= h/help V/version
+end
+
+function __fish_lllqos_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_lllqos_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_lllqos_using_subcommand
+    set -l cmd (__fish_lllqos_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c lllqos -n "__fish_lllqos_needs_command" -s l -l latency -d 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling' -r
+complete -c lllqos -n "__fish_lllqos_needs_command" -l cpu -d 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends' -r
+complete -c lllqos -n "__fish_lllqos_needs_command" -l device -d 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)' -r -F
+complete -c lllqos -n "__fish_lllqos_needs_command" -l pid -d 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)' -r
+complete -c lllqos -n "__fish_lllqos_needs_command" -l strict -d 'Exit with status 125, running nothing, when the request cannot be placed (by default lllqos warns and runs COMMAND anyway)'
+complete -c lllqos -n "__fish_lllqos_needs_command" -s q -l quiet -d 'Print no warnings'
+complete -c lllqos -n "__fish_lllqos_needs_command" -s v -l verbose -d 'Report the requested value and the limit actually in force'
+complete -c lllqos -n "__fish_lllqos_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c lllqos -n "__fish_lllqos_needs_command" -s V -l version -d 'Print version'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "status" -d 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)'
+complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see the README) instead of the summary'
+complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help'
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'The request of phase two (as for lllqos --latency)' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l cpu -d 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l duration -d 'Length of each phase: seconds, or with a unit (ms, s, m)' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l interval -d 'Period of the loop, in microseconds' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l priority -d 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l histogram -d 'Also print the histograms (1 us buckets)'
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l json -d 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}'
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d 'Print help'
+
+# Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
+complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure" -x -a "(__fish_complete_subcommand -- -l --latency --cpu --device --pid)"

@@ -1,0 +1,383 @@
+//! Renders lllqos's man pages and shell completions from its clap definition
+//! ([`lllqos::cli::command`]), so that they can never describe options the binary does not have.
+//!
+//! `cargo xtask gen` writes them into `man/` and `completions/`, where they are committed (users
+//! and packagers get them without building anything); `xtask/tests/up_to_date.rs` fails when the
+//! committed files differ from what this renders now. Nothing is generated at build time: build
+//! scripts must not write into the source tree.
+//!
+//! The man page is clap_mangen's rendering of the options, plus the sections a command wrapper needs
+//! and clap knows nothing about: exit status, signals, environment, files, examples.
+
+use std::path::PathBuf;
+
+use clap_complete::{Generator, Shell};
+use roff::{Roff, bold, italic, roman};
+
+/// Every generated file: its path relative to the repository root, and its contents.
+pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = vec![(PathBuf::from("man/lllqos.1"), man_page())];
+    for sub in ["status", "measure"] {
+        files.push((
+            PathBuf::from(format!("man/lllqos-{sub}.1")),
+            subcommand_page(sub),
+        ));
+    }
+    for shell in [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::Elvish,
+        Shell::PowerShell,
+    ] {
+        let mut command = lllqos::cli::command();
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut command, "lllqos", &mut out);
+        match shell {
+            Shell::Bash => out.extend(bash_command_position().as_bytes()),
+            Shell::Fish => out.extend(fish_command_position().as_bytes()),
+            // zsh completes COMMAND with _cmdambivalent, from ValueHint::CommandWithArguments.
+            _ => {}
+        }
+        files.push((
+            PathBuf::from("completions").join(shell.file_name("lllqos")),
+            out,
+        ));
+    }
+    files
+}
+
+/// lllqos's options that take a value (`-l`, `--latency`, ...), from the clap definition.
+fn options_with_values() -> Vec<String> {
+    let command = built();
+    let mut options = Vec::new();
+    for arg in command
+        .get_arguments()
+        .filter(|a| !a.is_positional() && a.get_action().takes_values())
+    {
+        options.extend(arg.get_short().map(|c| format!("-{c}")));
+        options.extend(arg.get_long().map(|l| format!("--{l}")));
+    }
+    options
+}
+
+/// clap_complete's bash script completes lllqos's options but not COMMAND. This wrapper finds where
+/// COMMAND starts (the first word that is neither an option nor an option's value, or the word
+/// after `--`) and completes from there as a command line of its own, the way bash-completion
+/// does for sudo, nice and env (`_command_offset`), or with command names and files without it.
+fn bash_command_position() -> String {
+    let valued = options_with_values().join("|");
+    let subcommands: Vec<String> = built()
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let subcommands = subcommands.join("|");
+    format!(
+        r#"
+# Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
+_lllqos_with_command() {{
+    local i=1
+    while (( i < COMP_CWORD )); do
+        case "${{COMP_WORDS[i]}}" in
+            --) (( i++ )); break ;;
+            {valued}) (( i += 2 )) ;;
+            -*) (( i++ )) ;;
+            *) break ;;
+        esac
+    done
+    if (( i > COMP_CWORD )) || {{ (( i == COMP_CWORD )) && [[ "${{COMP_WORDS[i]}}" == -* && "${{COMP_WORDS[i-1]}}" != -- ]]; }}; then
+        _lllqos "$@"    # an option, or an option's value
+        return
+    fi
+    if (( i == 1 && COMP_CWORD > 1 )); then
+        case "${{COMP_WORDS[1]}}" in
+            {subcommands}) _lllqos "$@"; return ;;    # a subcommand's options
+        esac
+    fi
+    if declare -F _command_offset >/dev/null; then
+        _command_offset "$i"
+    elif (( i == COMP_CWORD )); then
+        COMPREPLY=( $(compgen -c -- "${{COMP_WORDS[COMP_CWORD]}}") )
+        (( i == 1 )) && COMPREPLY+=( $(compgen -W "{subcommands_words}" -- "${{COMP_WORDS[1]}}") )
+    else
+        COMPREPLY=( $(compgen -f -- "${{COMP_WORDS[COMP_CWORD]}}") )
+    fi
+}}
+complete -F _lllqos_with_command -o bashdefault -o default lllqos
+"#,
+        subcommands_words = subcommands.replace('|', " "),
+    )
+}
+
+/// fish: after lllqos's options, complete COMMAND and its arguments as fish does for sudo and nice.
+fn fish_command_position() -> String {
+    let subcommands: Vec<String> = built()
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    format!(
+        "\n# Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.\n\
+         complete -c lllqos -n \"not __fish_lllqos_using_subcommand {}\" -x -a \"(__fish_complete_subcommand -- {})\"\n",
+        subcommands.join(" "),
+        options_with_values().join(" ")
+    )
+}
+
+/// The repository root (the parent of this crate's directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built() -> clap::Command {
+    let mut command = lllqos::cli::command();
+    command.build();
+    command
+}
+
+fn man_page() -> Vec<u8> {
+    let command = built();
+    let man = clap_mangen::Man::new(command.clone()).manual("User Commands");
+    let mut out = Vec::new();
+    man.render_title(&mut out).unwrap();
+    man.render_name_section(&mut out).unwrap();
+    synopsis().to_writer(&mut out).unwrap();
+    man.render_description_section(&mut out).unwrap();
+    man.render_options_section(&mut out).unwrap();
+    subcommands(&command).to_writer(&mut out).unwrap();
+    for sub in command.get_subcommands() {
+        // The subcommands' options, under their own heading, on this page too.
+        let heading = match sub.get_name() {
+            "status" => "lllqos status options",
+            "measure" => "lllqos measure options",
+            other => panic!("subcommand {other} needs a heading here"),
+        };
+        let sub = sub.clone().mut_args(|arg| arg.help_heading(heading));
+        clap_mangen::Man::new(sub)
+            .render_options_section(&mut out)
+            .unwrap();
+    }
+    sections().to_writer(&mut out).unwrap();
+    out
+}
+
+fn subcommand_page(name: &str) -> Vec<u8> {
+    let command = built();
+    let sub = command.find_subcommand(name).expect("subcommand").clone();
+    let man = clap_mangen::Man::new(sub).manual("User Commands");
+    let mut out = Vec::new();
+    man.render(&mut out).unwrap();
+    let mut see_also = Roff::new();
+    see_also
+        .control("SH", ["SEE ALSO"])
+        .text([bold("lllqos"), roman("(1)")]);
+    see_also.to_writer(&mut out).unwrap();
+    out
+}
+
+/// The three forms of the command line (clap_mangen's would list every flag on one line).
+fn synopsis() -> Roff {
+    let mut roff = Roff::new();
+    roff.control("SH", ["SYNOPSIS"]);
+    roff.text([
+        bold("lllqos"),
+        roman(" ["),
+        italic("OPTIONS"),
+        roman("] [--] ["),
+        italic("COMMAND"),
+        roman(" ["),
+        italic("ARGS"),
+        roman("]...]"),
+    ]);
+    roff.control("br", []);
+    roff.text([bold("lllqos status"), roman(" [--json]")]);
+    roff.control("br", []);
+    roff.text([
+        bold("lllqos measure"),
+        roman(" ["),
+        italic("OPTIONS"),
+        roman("]"),
+    ]);
+    roff
+}
+
+fn subcommands(command: &clap::Command) -> Roff {
+    let mut roff = Roff::new();
+    roff.control("SH", ["SUBCOMMANDS"]);
+    for sub in command.get_subcommands() {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        roff.control("TP", [])
+            .text([bold(format!("lllqos {}", sub.get_name()))])
+            .text([roman(format!("{about}. "))]);
+        roff.text([
+            roman("Its options are listed below and in "),
+            bold(format!("lllqos-{}", sub.get_name())),
+            roman("(1)."),
+        ]);
+    }
+    roff.control("PP", []).text([roman(
+        "A command whose name is also a subcommand's runs after --, as in lllqos -- status.",
+    )]);
+    roff
+}
+
+/// Adds a paragraph (`.PP` then text) to `roff`.
+fn para(roff: &mut Roff, text: &str) {
+    roff.control("PP", []).text([roman(text)]);
+}
+
+/// Adds a tagged paragraph: `tag` in bold, then `text`.
+fn item(roff: &mut Roff, tag: &str, text: &str) {
+    roff.control("TP", []).text([bold(tag)]).text([roman(text)]);
+}
+
+/// The sections clap does not know: how lllqos behaves as a wrapper and where it keeps state.
+fn sections() -> Roff {
+    let mut r = Roff::new();
+
+    r.control("SH", ["EXIT STATUS"]);
+    para(
+        &mut r,
+        "lllqos exits with the status of COMMAND. Its own statuses follow env(1), nice(1) and timeout(1):",
+    );
+    item(
+        &mut r,
+        "125",
+        "lllqos itself failed: a usage error, a bad value or CPU list, no such --pid, or --strict and the request could not be placed. Nothing was run and nothing was changed.",
+    );
+    item(
+        &mut r,
+        "126",
+        "COMMAND was found but could not be executed.",
+    );
+    item(&mut r, "127", "COMMAND was not found.");
+    item(
+        &mut r,
+        "0",
+        "A hold (no COMMAND) ended: a release signal arrived, or every --pid process exited.",
+    );
+    para(
+        &mut r,
+        "When COMMAND is killed by a signal, lllqos releases the request, restores what it changed, disables its own core dump and dies of the same signal, so that the caller sees a signal death, not 128+N.",
+    );
+
+    r.control("SH", ["SIGNALS"]);
+    para(
+        &mut r,
+        "COMMAND runs in lllqos's process group and session, so signals generated by the terminal (Ctrl-C, Ctrl-\\, Ctrl-Z, window size changes, hang-up) reach it directly and are not relayed a second time.",
+    );
+    para(
+        &mut r,
+        "A signal sent to lllqos with kill(2) is relayed to COMMAND exactly once: HUP, INT, QUIT, ABRT, USR1, USR2, ALRM, TERM, STKFLT, CONT, TSTP, URG, XCPU, XFSZ, VTALRM, PROF, WINCH, IO and PWR. A signal sent by COMMAND, or by a process in a group led by COMMAND or by lllqos, is not relayed back.",
+    );
+    para(
+        &mut r,
+        "While COMMAND runs, lllqos does not die of SIGINT, SIGQUIT or SIGHUP: it ends when COMMAND ends, with its status. When COMMAND stops (Ctrl-Z), lllqos stops itself with the same signal, so the shell sees the job stopped; fg continues both. SIGTTIN and SIGTTOU are never relayed.",
+    );
+    para(
+        &mut r,
+        "A signal ignored when lllqos starts (nohup, a background job of a script) stays ignored by lllqos and COMMAND. COMMAND starts with an empty signal mask. Signals are blocked before the request is placed, so one that arrives while COMMAND is being started is relayed once it exists.",
+    );
+    para(
+        &mut r,
+        "Without COMMAND, SIGTERM, SIGINT and SIGHUP end the hold (status 0); another terminating signal ends it too, and lllqos then dies of that signal after releasing the request.",
+    );
+
+    r.control("SH", ["ENVIRONMENT"]);
+    item(
+        &mut r,
+        "LLLQOS_LATENCY_US",
+        "Set in COMMAND's environment to the requested value in microseconds when the request is in force; removed when it is not (the node is missing or not permitted and --strict was not given).",
+    );
+    item(
+        &mut r,
+        "LLLQOS_CPUS",
+        "With --cpu: the CPUs constrained, as a cpulist. Removed otherwise.",
+    );
+
+    r.control("SH", ["FILES"]);
+    item(
+        &mut r,
+        "/dev/cpu_dma_latency",
+        "The global CPU latency request. A request lives as long as the open file: lllqos opens it close-on-exec and writes the value as one 4-byte integer. Reading it gives the limit in force, the minimum over all holders (2000000000 means no constraint).",
+    );
+    item(
+        &mut r,
+        "/dev/cpu_wakeup_latency",
+        "The system wake-up latency request of Linux 6.19 and later, usable with --device.",
+    );
+    item(
+        &mut r,
+        "/sys/devices/system/cpu/cpuN/power/pm_qos_resume_latency_us",
+        "A CPU's own resume latency, written by --cpu. 0 in this file means no constraint and n/a means zero tolerance, so --latency 0 is written as n/a. The value persists until someone changes it: lllqos restores it.",
+    );
+    item(
+        &mut r,
+        "/sys/devices/system/cpu/cpuN/cpuidle/stateK/",
+        "The idle states a CPU may enter (name, exit latency, disable), shown by lllqos status.",
+    );
+    item(
+        &mut r,
+        "/run/lllqos/registry.json",
+        "The per-CPU registry: the values found before the first holder and the live holders (pid and process start time), so that overlapping holders restore correctly. Guarded by /run/lllqos/lock; removed when nothing is held.",
+    );
+
+    r.control("SH", ["EXAMPLES"]);
+    for (what, example) in [
+        (
+            "Run cyclictest while 0 us is requested:",
+            "lllqos --latency 0 -- cyclictest --laptop -p 80",
+        ),
+        (
+            "Run an application under SCHED_FIFO with a 50 us limit:",
+            "lllqos -l 50us chrt -f 80 ./app --flag",
+        ),
+        (
+            "Keep only CPUs 2 and 3 out of deep idle states:",
+            "lllqos --cpu 2-3 -l 0 -- ./rt-app",
+        ),
+        (
+            "Constrain the CPUs a command is pinned to:",
+            "taskset -c 2 lllqos --cpu auto -- ./rt-app",
+        ),
+        (
+            "Hold until stopped (a systemd service's ExecStart):",
+            "lllqos -l 0",
+        ),
+        ("Hold while process 4242 lives:", "lllqos -l 100 --pid 4242"),
+        ("See who holds what:", "lllqos status"),
+        (
+            "Measure the effect:",
+            "lllqos measure --priority 80 --duration 10",
+        ),
+    ] {
+        r.control("TP", [])
+            .text([roman(what)])
+            .text([bold(example)]);
+    }
+
+    r.control("SH", ["SEE ALSO"]);
+    let see_also = [
+        ("chrt", "1"),
+        ("taskset", "1"),
+        ("cyclictest", "8"),
+        ("cpupower", "1"),
+        ("cpupower-idle-set", "1"),
+        ("tuned", "8"),
+        ("systemd.exec", "5"),
+    ];
+    let mut inlines = Vec::new();
+    for (i, (page, section)) in see_also.iter().enumerate() {
+        if i > 0 {
+            inlines.push(roman(", "));
+        }
+        inlines.push(bold(*page));
+        inlines.push(roman(format!("({section})")));
+    }
+    r.control("PP", []).text(inlines);
+    r.text([
+        roman(". The kernel's documentation: "),
+        italic("Documentation/power/pm_qos_interface.rst"),
+        roman("."),
+    ]);
+    r
+}
