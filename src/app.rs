@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand};
 use crate::cpulist::CpuList;
 use crate::exit::ExitStatus;
-use crate::lease::{CPU_DMA_LATENCY, Lease, LeaseError, os_message};
+use crate::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError, os_message};
 use crate::percpu::{CpuConstraint, Notice, read_cpu};
 use crate::run::{self, EnvChange, Mode, PidFd, Signals};
 
@@ -259,7 +259,10 @@ fn report(args: &HoldArgs, notices: &[Notice]) {
 
 /// The fix for a request that could not be placed, when there is one to suggest.
 fn hint(error: &LeaseError) -> &'static str {
-    if error.is_permission() {
+    let node = [CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY]
+        .iter()
+        .any(|n| error.path() == std::path::Path::new(n));
+    if error.is_permission() && node {
         " (run as root, or give a group access with a udev rule: see 'Non-root access' in the README)"
     } else if error.is_missing() && error.path() == std::path::Path::new(CPU_DMA_LATENCY) {
         " (this kernel has no PM QoS CPU latency node: it needs CONFIG_CPU_IDLE)"

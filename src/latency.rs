@@ -181,4 +181,31 @@ mod tests {
             assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_naming_it(text in ".*") {
+            match text.parse::<Latency>() {
+                Ok(latency) => proptest::prop_assert!(latency <= Latency::MAX),
+                Err(err) => {
+                    let named = err.to_string().contains(&format!("'{}'", text));
+                    proptest::prop_assert!(named, "{}", err);
+                }
+            }
+        }
+
+        #[test]
+        fn number_like_text_never_panics(text in "[-+0-9.]{0,30}(ns|us|µs|ms|s|x)?") {
+            let _ = text.parse::<Latency>();
+        }
+
+        #[test]
+        fn every_unit_scales_exactly(us in 0u32..=i32::MAX as u32) {
+            proptest::prop_assert_eq!(us.to_string().parse::<Latency>().unwrap().as_us(), us);
+            proptest::prop_assert_eq!(format!("{us}us").parse::<Latency>().unwrap().as_us(), us);
+            proptest::prop_assert_eq!(format!("{}ns", u64::from(us) * 1000 + 999).parse::<Latency>().unwrap().as_us(), us);
+            let ms = format!("{}.{:03}ms", us / 1000, us % 1000);
+            proptest::prop_assert_eq!(ms.parse::<Latency>().unwrap().as_us(), us);
+        }
+    }
 }

@@ -226,7 +226,8 @@ fn read_value(file: &File) -> io::Result<Latency> {
 
 /// Opens a PM QoS node without side effects on anything else.
 ///
-/// The path is first opened with `O_PATH`, which runs no driver code, and the inode is checked to be
+/// When lllqos is privileged, the path must first be reachable by the real user. The path is then
+/// opened with `O_PATH`, which runs no driver code, and the inode is checked to be
 /// a character device; when the process is privileged it must also be one of the kernel's PM QoS
 /// nodes, by device number (`/sys/dev/char/M:m/uevent`), whatever path or symlink led to it. Only
 /// then is it reopened for I/O through `/proc/self/fd`, which opens that very inode: nothing can be
@@ -237,6 +238,13 @@ fn open_node(path: &Path, write: bool) -> Result<File, LeaseError> {
         action,
         source,
     };
+    if privilege::is_privileged() {
+        // The path is the real user's to name: it must resolve with their rights (access(2) checks
+        // with the real uid and gid and without capabilities), so that a privileged lllqos does not
+        // even tell them whether a file they cannot reach exists.
+        nix::unistd::access(path, nix::unistd::AccessFlags::F_OK)
+            .map_err(|e| fail("open", io::Error::from(e)))?;
+    }
     let handle = nix::fcntl::open(
         path,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,

@@ -222,8 +222,12 @@ impl Holder {
 
 /// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 of a /proc/PID/stat line. The command name (field 2) may contain spaces and
+/// parentheses, so fields are counted from the last ')'.
+fn parse_start_time(stat: &str) -> Option<u64> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
@@ -711,5 +715,37 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(start_time(me).is_some());
         assert_eq!(start_time(-1), None);
+        let fields = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 19 20";
+        assert_eq!(
+            parse_start_time(&format!("7 (a) b (c)) {fields}")),
+            Some(4242)
+        );
+        assert_eq!(parse_start_time("7 (a"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic_on_any_text(text in ".*", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = ResumeLatency::parse(&text);
+            let _ = parse_start_time(&text);
+            let _ = Registry::parse(&bytes);
+            let _ = Registry::parse(text.as_bytes());
+        }
+
+        #[test]
+        fn sysfs_text_round_trips(us in 0u32..=ResumeLatency::MAX_LIMIT_US) {
+            let value = ResumeLatency::Limit(Latency::from_us(us).unwrap());
+            proptest::prop_assert_eq!(ResumeLatency::parse(&value.sysfs_text()), Some(value));
+            proptest::prop_assert_ne!(value.sysfs_text(), "0");
+        }
+
+        #[test]
+        fn registry_text_round_trips(original in "(0|n/a|[1-9][0-9]{0,8})", pid in 1i32.., start in 0u64..) {
+            let mut registry = Registry { version: Registry::VERSION, ..Registry::default() };
+            registry.cpus.insert(3, CpuEntry { original: original.clone(), written: "n/a".into() });
+            registry.holders.push(Holder { pid, start_time: start, cpus: vec![3], latency_us: 0 });
+            let text = serde_json::to_vec(&registry).unwrap();
+            proptest::prop_assert_eq!(Registry::parse(&text), Ok(registry));
+        }
     }
 }

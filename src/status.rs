@@ -340,7 +340,10 @@ struct UserNames(BTreeMap<u32, String>);
 
 impl UserNames {
     fn load() -> UserNames {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        UserNames::parse(&std::fs::read_to_string("/etc/passwd").unwrap_or_default())
+    }
+
+    fn parse(passwd: &str) -> UserNames {
         UserNames(
             passwd
                 .lines()
@@ -609,6 +612,24 @@ mod tests {
         assert!(!state(101, false, Some(100)));
         assert!(state(5000, false, None));
         assert!(!state(0, true, None));
+    }
+
+    #[test]
+    fn user_names_from_passwd_lines() {
+        let users = UserNames::parse(
+            "root:x:0:0::/root:/bin/sh\nbroken\nalice:x:1000:1000::/home/a:/bin/sh\n",
+        );
+        assert_eq!(users.name(0), "root");
+        assert_eq!(users.name(1000), "alice");
+        assert_eq!(users.name(7), "7");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn passwd_parsing_never_panics(text in ".*", uid in proptest::num::u32::ANY) {
+            let _ = UserNames::parse(&text).name(uid);
+            let _ = printable(&text);
+        }
     }
 
     #[test]

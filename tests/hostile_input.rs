@@ -1,0 +1,64 @@
+//! Hostile input at the command line: whatever the arguments, parsing never panics, and the binary
+//! answers a bad value with one line naming it and status 125. (Each parser has its own property
+//! tests next to it: latency values, CPU lists, durations, sysfs and /proc text, the registry.)
+
+mod common;
+
+use clap::Parser;
+use lllqos::cli::Cli;
+use proptest::prelude::*;
+
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("-l".to_owned()),
+        Just("--latency".to_owned()),
+        Just("--cpu".to_owned()),
+        Just("--pid".to_owned()),
+        Just("--device".to_owned()),
+        Just("--strict".to_owned()),
+        Just("-q".to_owned()),
+        Just("-v".to_owned()),
+        Just("--".to_owned()),
+        Just("status".to_owned()),
+        Just("measure".to_owned()),
+        Just("--json".to_owned()),
+        Just("--duration".to_owned()),
+        Just("--interval".to_owned()),
+        Just("--priority".to_owned()),
+        "[-0-9a-z.,:/µ]{0,12}",
+        ".{0,12}",
+    ]
+}
+
+proptest! {
+    #[test]
+    fn any_command_line_parses_or_is_a_usage_error(args in proptest::collection::vec(word(), 0..8)) {
+        let _ = Cli::try_parse_from(std::iter::once("lllqos".to_owned()).chain(args));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn the_binary_refuses_bad_latencies_and_pids_with_one_line(value in "[-+0-9a-zµ. ]{0,14}") {
+        let out = common::lllqos(["-q", "--device", "/nonexistent/node", "-l", &value, "true"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => prop_assert!(value.parse::<lllqos::Latency>().is_ok()),
+            Some(125) => {
+                prop_assert_eq!(stderr.lines().count(), 1);
+                prop_assert!(stderr.starts_with("lllqos: "));
+                let named = stderr.contains(&format!("'{}'", value));
+                prop_assert!(named, "{}", stderr);
+            }
+            other => prop_assert!(false, "status {:?}: {}", other, stderr),
+        }
+        // (A valid pid of a live process would hold until it exits: only invalid ones here.)
+        if !value.parse::<i64>().is_ok_and(|pid| pid > 0) {
+            let out = common::lllqos(["--pid", &value]).output().unwrap();
+            prop_assert_eq!(out.status.code(), Some(125));
+            prop_assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+        }
+    }
+}

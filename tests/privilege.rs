@@ -1,0 +1,332 @@
+//! A privileged lllqos (a copy with `cap_dac_override`, and a setuid-root copy) run by an
+//! unprivileged user created for the test: the command gets nothing of the privilege, the request
+//! is placed, and path options cannot be turned against root's files.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{Kernel, read_node};
+
+/// A user and the privileged copies of lllqos, removed when dropped.
+struct Setup {
+    user: String,
+    uid: u32,
+    gid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(test: &str) -> Option<Setup> {
+        for tool in ["useradd", "userdel", "setcap"] {
+            if !common::have(tool) {
+                println!("SKIPPED: {test}: needs {tool} (packages passwd, libcap2-bin)");
+                return None;
+            }
+        }
+        let user = format!("lqt{}", std::process::id() % 100_000_000);
+        let status = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/sh", &user])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {user}");
+        let id = |flag: &str| {
+            let out = Command::new("id")
+                .args([flag, user.as_str()])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let dir = tempfile::Builder::new()
+            .prefix("lllqos-privilege-")
+            .tempdir()
+            .unwrap();
+        let setup = Setup {
+            user,
+            uid,
+            gid,
+            dir,
+        };
+        std::fs::set_permissions(setup.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        let cap = setup.copy("lllqos-cap");
+        let status = Command::new("setcap")
+            .arg("cap_dac_override+ep")
+            .arg(&cap)
+            .status()
+            .unwrap();
+        assert!(status.success(), "setcap");
+        let suid = setup.copy("lllqos-setuid");
+        std::fs::set_permissions(&suid, PermissionsExt::from_mode(0o4755)).unwrap();
+        Some(setup)
+    }
+
+    fn copy(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::copy(common::bin(), &path).unwrap();
+        std::fs::set_permissions(&path, PermissionsExt::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The privileged copies.
+    fn copies(&self) -> [PathBuf; 2] {
+        [
+            self.dir.path().join("lllqos-cap"),
+            self.dir.path().join("lllqos-setuid"),
+        ]
+    }
+
+    /// `program args` run as the test user (real and effective uid and gid, no supplementary groups).
+    fn as_user(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args).uid(self.uid).gid(self.gid).current_dir("/");
+        cmd.env_remove("LLLQOS_LATENCY_US");
+        cmd
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.user])
+            .status();
+        let _ = Command::new("userdel").arg(&self.user).status();
+    }
+}
+
+macro_rules! setup {
+    ($name:expr) => {
+        match (Kernel::take($name), Setup::new($name)) {
+            (Some(kernel), Some(setup)) => (kernel, setup),
+            _ => return,
+        }
+    };
+}
+
+#[test]
+fn the_command_runs_as_the_real_user_with_no_capability_and_the_request_placed() {
+    let (kernel, setup) =
+        setup!("the_command_runs_as_the_real_user_with_no_capability_and_the_request_placed");
+    for copy in setup.copies() {
+        // Programs that keep whatever they are given (a shell would drop a setuid euid by itself).
+        let out = setup
+            .as_user(
+                &copy,
+                &[
+                    "-l",
+                    "42",
+                    "--",
+                    "grep",
+                    "-E",
+                    "^(Uid|Gid|CapInh|CapPrm|CapEff|CapAmb):",
+                    "/proc/self/status",
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{copy:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        let field = |name: &str| -> Vec<String> {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {lines:?}"));
+            line[name.len()..]
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(field("Uid:"), vec![setup.uid.to_string(); 4], "{copy:?}");
+        assert_eq!(field("Gid:"), vec![setup.gid.to_string(); 4], "{copy:?}");
+        for caps in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(field(caps), vec!["0000000000000000"], "{caps} {copy:?}");
+        }
+
+        let out = setup
+            .as_user(
+                &copy,
+                &[
+                    "-l",
+                    "42",
+                    "--",
+                    "dd",
+                    "if=/dev/cpu_dma_latency",
+                    "of=/dev/null",
+                    "count=0",
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the command could open the node: {copy:?}"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+
+        // The request is in force while the command runs: root reads the node.
+        let mut child = setup
+            .as_user(
+                &copy,
+                &[
+                    "-l",
+                    "42",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo env=$LLLQOS_LATENCY_US; read line || true",
+                ],
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "env=42", "{copy:?}");
+        assert_eq!(read_node(), kernel.expect(42), "{copy:?}");
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        assert_eq!(read_node(), kernel.baseline);
+    }
+}
+
+#[test]
+fn device_cannot_name_a_file_the_user_could_not_use() {
+    let (_kernel, setup) = setup!("device_cannot_name_a_file_the_user_could_not_use");
+    // A root-only directory with a root-only file in it, and a user-owned symlink to it.
+    let secret_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(secret_dir.path(), PermissionsExt::from_mode(0o700)).unwrap();
+    let secret = secret_dir.path().join("secret");
+    std::fs::write(&secret, "root's").unwrap();
+    std::fs::set_permissions(&secret, PermissionsExt::from_mode(0o600)).unwrap();
+    let links = setup.dir.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    std::os::unix::fs::symlink(&secret, links.join("to-secret")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", links.join("to-shadow")).unwrap();
+    std::os::unix::fs::symlink(common::NODE, links.join("to-node")).unwrap();
+    let shadow_before = std::fs::read("/etc/shadow").ok();
+
+    for copy in setup.copies() {
+        let refuse = |device: &Path, says: &str| {
+            let out = setup
+                .as_user(
+                    &copy,
+                    &["--strict", "--device", device.to_str().unwrap(), "true"],
+                )
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(125),
+                "{copy:?} {device:?}: {stderr}"
+            );
+            assert!(stderr.contains(says), "{copy:?} {device:?}: {stderr}");
+        };
+        refuse(&secret, "Permission denied");
+        refuse(&secret_dir.path().join("no-such-file"), "Permission denied");
+        refuse(&links.join("to-secret"), "Permission denied");
+        refuse(Path::new("/etc/shadow"), "not a character device");
+        refuse(&links.join("to-shadow"), "not a character device");
+        refuse(Path::new("/dev/null"), "not a PM QoS device node");
+        refuse(Path::new("/dev/kmsg"), "not a PM QoS device node");
+        // The genuine node may be named through any path the user can follow.
+        let out = setup
+            .as_user(
+                &copy,
+                &[
+                    "--strict",
+                    "--device",
+                    links.join("to-node").to_str().unwrap(),
+                    "sh",
+                    "-c",
+                    "echo $LLLQOS_LATENCY_US",
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    }
+    assert_eq!(std::fs::read(&secret).unwrap(), b"root's");
+    assert_eq!(std::fs::read("/etc/shadow").ok(), shadow_before);
+}
+
+#[test]
+fn a_setuid_install_keeps_the_registry_root_owned_and_restores() {
+    let (_kernel, setup) = setup!("a_setuid_install_keeps_the_registry_root_owned_and_restores");
+    let cpu = (common::resume_latency_files().len() - 1) as u32;
+    let before = common::read_cpu(cpu);
+    let [_, setuid] = setup.copies();
+    let script = format!(
+        "stat -c '%u %a' {} {}; cat {}",
+        common::REGISTRY_DIR,
+        common::REGISTRY,
+        common::cpu_file(cpu).display()
+    );
+    let out = setup
+        .as_user(
+            &setuid,
+            &["--cpu", &cpu.to_string(), "-l", "0", "sh", "-c", &script],
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The registry directory is root's and private (the user cannot look inside); the CPU holds
+    // the request.
+    assert_eq!(stdout.lines().next(), Some("0 700"), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("n/a"), "{stdout}");
+    assert!(
+        !Path::new(common::REGISTRY_DIR).exists(),
+        "registry left behind"
+    );
+    assert_eq!(common::read_cpu(cpu), before);
+}
+
+#[test]
+fn an_unprivileged_user_gets_a_warning_not_the_node() {
+    let (_kernel, setup) = setup!("an_unprivileged_user_gets_a_warning_not_the_node");
+    let plain = setup.copy("lllqos-plain");
+    let out = setup
+        .as_user(&plain, &["sh", "-c", "echo ${LLLQOS_LATENCY_US-unset}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "unset");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("warning: cannot open /dev/cpu_dma_latency: Permission denied")
+    );
+    let out = setup
+        .as_user(&plain, &["--strict", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+}
