@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn contrib(path: &str) -> String {
@@ -17,17 +19,22 @@ fn contrib(path: &str) -> String {
 }
 
 /// Runs `systemd-analyze verify UNIT` with the units of `dir` on the unit path; returns stderr.
+///
+/// As root it runs as `nobody`: run as root, systemd-analyze leaves a file of its own in
+/// /run/systemd, and a test must not change the machine.
 fn verify(dir: &Path, unit: &str) -> Option<String> {
     if !common::have("systemd-analyze") {
         println!("SKIPPED: systemd-analyze is not installed (Debian package systemd)");
         return None;
     }
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.args(["verify", "--man=no"])
         .arg(dir.join(unit))
-        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
-        .output()
-        .unwrap();
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()));
+    if nix::unistd::geteuid().is_root() {
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{unit}: {}",
@@ -36,20 +43,33 @@ fn verify(dir: &Path, unit: &str) -> Option<String> {
     Some(String::from_utf8(out.stderr).unwrap())
 }
 
-/// The unit text with lllqos's install path replaced by the binary under test (verify checks that
-/// ExecStart's program exists).
-fn localize(unit: &str) -> String {
-    unit.replace("/usr/local/bin/lllqos", common::bin().to_str().unwrap())
+/// A world-readable directory for the units, with a copy of the binary under test in it.
+fn unit_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::copy(common::bin(), dir.path().join("lllqos")).unwrap();
+    dir
+}
+
+/// The unit text with lllqos's install path replaced by the copy in `dir` (verify checks that
+/// ExecStart's program exists and is executable).
+fn localize(unit: &str, dir: &Path) -> String {
+    unit.replace(
+        "/usr/local/bin/lllqos",
+        dir.join("lllqos").to_str().unwrap(),
+    )
+}
+
+fn write(path: PathBuf, text: &str) {
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(path, PermissionsExt::from_mode(0o644)).unwrap();
 }
 
 #[test]
 fn the_hold_template_unit_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("lllqos-hold@.service"),
-        localize(&contrib("systemd/lllqos-hold@.service")),
-    )
-    .unwrap();
+    let dir = unit_dir();
+    let unit = localize(&contrib("systemd/lllqos-hold@.service"), dir.path());
+    write(dir.path().join("lllqos-hold@.service"), &unit);
     if let Some(warnings) = verify(dir.path(), "lllqos-hold@50us.service") {
         assert_eq!(warnings, "");
     }
@@ -57,16 +77,15 @@ fn the_hold_template_unit_verifies() {
 
 #[test]
 fn the_drop_in_verifies_on_a_notify_service() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("myapp.service"),
-        "[Service]\nType=notify\nExecStart=/bin/sleep infinity\n",
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("myapp.service.d")).unwrap();
-    let drop_in = localize(&contrib("systemd/lllqos.conf"))
+    let dir = unit_dir();
+    let service = "[Service]\nType=notify\nExecStart=/bin/sleep infinity\n";
+    write(dir.path().join("myapp.service"), service);
+    let drop_ins = dir.path().join("myapp.service.d");
+    std::fs::create_dir(&drop_ins).unwrap();
+    std::fs::set_permissions(&drop_ins, PermissionsExt::from_mode(0o755)).unwrap();
+    let drop_in = localize(&contrib("systemd/lllqos.conf"), dir.path())
         .replace("/usr/bin/myapp --its-own --options", "/bin/sleep infinity");
-    std::fs::write(dir.path().join("myapp.service.d/lllqos.conf"), &drop_in).unwrap();
+    write(drop_ins.join("lllqos.conf"), &drop_in);
     if let Some(warnings) = verify(dir.path(), "myapp.service") {
         assert_eq!(warnings, "");
     }

@@ -134,16 +134,9 @@ fn terminal_signals_reach_the_command_once() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     tmux.keys("C-\\");
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let resize = std::process::Command::new("tmux")
-        .args([
-            "resize-window",
-            "-t",
-            &tmux_target(&tmux),
-            "-x",
-            "150",
-            "-y",
-            "40",
-        ])
+    let resize = tmux
+        .command()
+        .args(["resize-window", "-t", tmux.name(), "-x", "150", "-y", "40"])
         .status();
     std::thread::sleep(std::time::Duration::from_millis(200));
     nix::sys::signal::kill(
@@ -157,8 +150,4 @@ fn terminal_signals_reach_the_command_once() {
         0
     };
     tmux.wait_for(&format!("counts SIGINT=1 SIGQUIT=1 SIGWINCH={winch}"));
-}
-
-fn tmux_target(tmux: &Tmux) -> String {
-    tmux.name().to_owned()
 }

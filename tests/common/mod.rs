@@ -17,7 +17,6 @@ pub const NODE: &str = "/dev/cpu_dma_latency";
 pub const UNCONSTRAINED: i32 = 2_000_000_000;
 pub const REGISTRY_DIR: &str = "/run/lllqos";
 pub const REGISTRY: &str = "/run/lllqos/registry.json";
-const LOCK_PATH: &str = "/tmp/lllqos-kernel-tests.lock";
 
 /// Path of the lllqos binary under test.
 pub fn bin() -> PathBuf {
@@ -66,7 +65,9 @@ impl Kernel {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(LOCK_PATH)
+            // In the target directory: shared by every test binary of this checkout, and nothing
+            // is left on the machine outside it.
+            .open(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-tests.lock"))
             .expect("open the test lock");
         // SAFETY: flock on a descriptor we own.
         assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
@@ -299,6 +300,8 @@ pub fn python_or_skip(test: &str) -> bool {
 /// A tmux session running an interactive bash: a real terminal for job-control tests.
 pub struct Tmux {
     name: String,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Tmux {
@@ -309,15 +312,43 @@ impl Tmux {
             return None;
         }
         let name = format!("lllqos-test-{}-{test}", std::process::id());
-        let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &name, "-x", "200", "-y", "50"])
+        // A server of its own, its socket in a directory removed with it (a short path: sockets
+        // are limited to 108 bytes), so that nothing stays behind in /tmp.
+        let dir = tempfile::Builder::new()
+            .prefix("lllqos-tmux")
+            .tempdir()
+            .unwrap();
+        let socket = dir.path().join("s");
+        let tmux = Tmux {
+            name,
+            socket,
+            _dir: dir,
+        };
+        let status = tmux
+            .command()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &tmux.name,
+                "-x",
+                "200",
+                "-y",
+                "50",
+            ])
             .args(["env", "PS1=sh> ", "bash", "--norc", "--noprofile"])
             .status()
             .expect("tmux");
         assert!(status.success());
-        let tmux = Tmux { name };
         tmux.wait_for("sh>");
         Some(tmux)
+    }
+
+    /// `tmux -S SOCKET`, for any tmux command on this session's server.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket);
+        cmd
     }
 
     /// The session name, for other tmux commands.
@@ -327,7 +358,8 @@ impl Tmux {
 
     /// Types `keys` (tmux key names such as `C-c`, or text when `literal`).
     pub fn keys(&self, keys: &str) {
-        let status = Command::new("tmux")
+        let status = self
+            .command()
             .args(["send-keys", "-t", &self.name, keys])
             .status()
             .expect("tmux send-keys");
@@ -336,7 +368,8 @@ impl Tmux {
 
     /// Types a line and Enter.
     pub fn line(&self, text: &str) {
-        let status = Command::new("tmux")
+        let status = self
+            .command()
             .args(["send-keys", "-t", &self.name, "-l", text])
             .status()
             .expect("tmux send-keys");
@@ -346,7 +379,8 @@ impl Tmux {
 
     /// The visible screen.
     pub fn screen(&self) -> String {
-        let out = Command::new("tmux")
+        let out = self
+            .command()
             .args(["capture-pane", "-p", "-t", &self.name])
             .output()
             .expect("tmux capture-pane");
@@ -372,8 +406,6 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
+        let _ = self.command().arg("kill-server").status();
     }
 }

@@ -322,7 +322,10 @@ fn sections() -> Roff {
     );
 
     r.control("SH", ["SECURITY"]);
-    para(&mut r, "lllqos may be installed setuid root or with the file capability cap_dac_override so that ordinary users can place requests. It then uses the privilege to open the PM QoS node, the per-CPU sysfs files and /run/lllqos, and for nothing else: before COMMAND is executed, the child takes the real uid and gid (real, effective and saved) and empties every capability set, so COMMAND cannot open the node itself; --device must resolve with the real user's rights and be a genuine PM QoS device node, identified by device number; the registry path is fixed and its files are opened without following symlinks. A udev rule that gives a group the node needs no privileged binary at all.");
+    para(
+        &mut r,
+        "lllqos may be installed setuid root or with the file capability cap_dac_override so that ordinary users can place requests. It then uses the privilege to open the PM QoS node, the per-CPU sysfs files and /run/lllqos, and for nothing else: before COMMAND is executed, the child takes the real uid and gid (real, effective and saved) and empties every capability set, so COMMAND cannot open the node itself; --device must resolve with the real user's rights and be a genuine PM QoS device node, identified by device number; the registry path is fixed and its files are opened without following symlinks. A udev rule that gives a group the node needs no privileged binary at all.",
+    );
 
     r.control("SH", ["EXAMPLES"]);
     for (what, example) in [
