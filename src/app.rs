@@ -188,7 +188,7 @@ fn place_global(args: &HoldArgs) -> Result<Held> {
         Ok(lease) => {
             if args.verbose {
                 let limit = match lease.limit_in_force() {
-                    Ok(limit) => describe_limit(limit.as_us()),
+                    Ok(limit) => limit.describe_limit(),
                     Err(e) => format!("unreadable ({e})"),
                 };
                 eprintln!(
@@ -251,8 +251,10 @@ fn place_per_cpu(args: &HoldArgs, cpus: &CpuList) -> Result<Held> {
 /// Prints the per-CPU notices: warnings unless `--quiet`, the rest with `--verbose`.
 fn report(args: &HoldArgs, notices: &[Notice]) {
     for notice in notices {
-        if (notice.is_warning() && !args.quiet) || args.verbose {
+        if notice.is_warning() && !args.quiet {
             eprintln!("lllqos: warning: {notice}");
+        } else if !notice.is_warning() && args.verbose {
+            eprintln!("lllqos: {notice}");
         }
     }
 }
@@ -263,20 +265,11 @@ fn hint(error: &LeaseError) -> &'static str {
         .iter()
         .any(|n| error.path() == std::path::Path::new(n));
     if error.is_permission() && node {
-        " (run as root, or give a group access with a udev rule: see 'Non-root access' in the README)"
+        " (run as root, or give a group access to the node with a udev rule: see lllqos(1), SECURITY)"
     } else if error.is_missing() && error.path() == std::path::Path::new(CPU_DMA_LATENCY) {
         " (this kernel has no PM QoS CPU latency node: it needs CONFIG_CPU_IDLE)"
     } else {
         ""
-    }
-}
-
-/// `2000000000` is the kernel's "nobody asks for anything".
-fn describe_limit(us: u32) -> String {
-    if us == crate::Latency::UNCONSTRAINED.as_us() {
-        "no constraint".to_owned()
-    } else {
-        format!("{us} us")
     }
 }
 

@@ -33,6 +33,15 @@ impl Latency {
         self.0
     }
 
+    /// The value as a limit in force, for people: `no constraint` for [`Latency::UNCONSTRAINED`].
+    pub fn describe_limit(self) -> String {
+        if self == Latency::UNCONSTRAINED {
+            "no constraint".to_owned()
+        } else {
+            self.to_string()
+        }
+    }
+
     /// The value as the kernel's `s32`.
     pub fn as_i32(self) -> i32 {
         // Cannot truncate: the constructor keeps the value at most i32::MAX.

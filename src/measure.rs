@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::cpulist::CpuList;
@@ -231,9 +232,12 @@ pub struct ReportSettings {
 pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitStatus>> {
     // Catch the signals that would end a measurement: the loop notices the flag when its sleep is
     // interrupted, and releases the request (a per-CPU value must be restored) before dying.
+    // A signal ignored at start (a background job of a script) stays ignored.
     let caught = Arc::new(AtomicUsize::new(0));
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize)?;
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        if !crate::run::is_ignored(signal) {
+            signal_hook::flag::register_usize(signal as i32, Arc::clone(&caught), signal as usize)?;
+        }
     }
     if let Some(cpus) = &settings.cpus {
         CpuConstraint::validate(cpus, settings.latency).with_context(|| format!("--cpu {cpus}"))?;
@@ -315,7 +319,7 @@ pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitSt
 
 fn interrupted(caught: &AtomicUsize) -> ExitStatus {
     let signal = caught.load(Ordering::Relaxed) as i32;
-    nix::sys::signal::Signal::try_from(signal).map_or(ExitStatus::Failure, ExitStatus::Signaled)
+    Signal::try_from(signal).map_or(ExitStatus::Failure, ExitStatus::Signaled)
 }
 
 /// The global limit now, and a note when something already constrains the CPUs measured.

@@ -160,7 +160,7 @@ impl Signals {
 }
 
 /// True when `signal`'s disposition is SIG_IGN.
-fn is_ignored(signal: Signal) -> bool {
+pub(crate) fn is_ignored(signal: Signal) -> bool {
     // SAFETY: a query (null new action) into a zeroed sigaction we own.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();

@@ -404,11 +404,7 @@ fn registry_status() -> Option<RegistryStatus> {
 
 /// A limit for people: "20 us", "no constraint".
 fn human_limit(us: u32) -> String {
-    if us == Latency::UNCONSTRAINED.as_us() {
-        "no constraint".to_owned()
-    } else {
-        format!("{us} us")
-    }
+    Latency::from_us(us).map_or_else(|| format!("{us} us"), Latency::describe_limit)
 }
 
 /// The human summary.

@@ -44,6 +44,17 @@ fn cpus() -> Vec<u32> {
     cpus
 }
 
+/// Creates the registry by hand, as a crash or another tool could have left it.
+fn plant_registry(contents: &str) {
+    std::fs::create_dir(REGISTRY_DIR).unwrap();
+    std::fs::set_permissions(
+        REGISTRY_DIR,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(REGISTRY, contents).unwrap();
+}
+
 /// Starts a holder `lllqos --cpu LIST -l US` (no command) and waits until `cpu` reads `expect`.
 fn holder(list: &str, us: u32, cpu: u32, expect: &str) -> Reaped {
     let child =
@@ -334,16 +345,9 @@ fn a_reused_pid_is_not_mistaken_for_a_live_holder() {
     let cpu = cpu();
     let before = read_cpu(cpu);
     // A registry left by a holder that was pid 1 in an earlier life (wrong start time).
-    std::fs::create_dir(REGISTRY_DIR).unwrap();
-    std::fs::set_permissions(
-        REGISTRY_DIR,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    let registry = format!(
+    plant_registry(&format!(
         r#"{{"version":1,"cpus":{{"{cpu}":{{"original":"{before}","written":"31"}}}},"holders":[{{"pid":1,"start_time":999999999,"cpus":[{cpu}],"latency_us":31}}]}}"#
-    );
-    std::fs::write(REGISTRY, registry).unwrap();
+    ));
     write_cpu(cpu, "31");
     lllqos(["--cpu", &cpus()[0].to_string(), "-l", "7", "true"])
         .assert()
@@ -487,13 +491,7 @@ fn a_corrupt_registry_is_a_clear_error_and_is_kept() {
     let _kernel = kernel!("a_corrupt_registry_is_a_clear_error_and_is_kept");
     let cpu = cpu();
     let before = read_cpu(cpu);
-    std::fs::create_dir(REGISTRY_DIR).unwrap();
-    std::fs::set_permissions(
-        REGISTRY_DIR,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    std::fs::write(REGISTRY, "{ not json").unwrap();
+    plant_registry("{ not json");
     lllqos(["--strict", "--cpu", &cpu.to_string(), "-l", "0", "true"])
         .assert()
         .code(125)
