@@ -28,6 +28,23 @@ impl Setup {
                 return None;
             }
         }
+        // The copies live in /tmp: executable by the test user, and setuid or file capabilities
+        // have no effect on a nosuid mount.
+        let dir = tempfile::Builder::new()
+            .prefix("lllqos-privilege-")
+            .tempdir()
+            .unwrap();
+        let mount = nix::sys::statvfs::statvfs(dir.path()).unwrap();
+        if mount
+            .flags()
+            .contains(nix::sys::statvfs::FsFlags::ST_NOSUID)
+        {
+            println!(
+                "SKIPPED: {test}: {} is mounted nosuid",
+                dir.path().display()
+            );
+            return None;
+        }
         let user = format!("lqt{}", std::process::id() % 100_000_000);
         let status = Command::new("useradd")
             .args(["--no-create-home", "--shell", "/bin/sh", &user])
@@ -46,10 +63,6 @@ impl Setup {
                 .unwrap()
         };
         let (uid, gid) = (id("-u"), id("-g"));
-        let dir = tempfile::Builder::new()
-            .prefix("lllqos-privilege-")
-            .tempdir()
-            .unwrap();
         let setup = Setup {
             user,
             uid,
