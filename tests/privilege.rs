@@ -116,12 +116,16 @@ impl Drop for Setup {
 }
 
 macro_rules! setup {
-    ($name:expr) => {
-        match (Kernel::take($name), Setup::new($name)) {
-            (Some(kernel), Some(setup)) => (kernel, setup),
-            _ => return,
+    ($name:expr) => {{
+        // The second only once the first is had: it needs root, and the kernel lock.
+        let Some(kernel) = Kernel::take($name) else {
+            return;
+        };
+        match Setup::new($name) {
+            Some(other) => (kernel, other),
+            None => return,
         }
-    };
+    }};
 }
 
 #[test]

@@ -6,12 +6,16 @@ mod common;
 use common::{Kernel, Tmux, bin};
 
 macro_rules! setup {
-    ($name:expr) => {
-        match (Kernel::take($name), Tmux::start($name)) {
-            (Some(kernel), Some(tmux)) => (kernel, tmux),
-            _ => return,
+    ($name:expr) => {{
+        // The second only once the first is had: it needs root, and the kernel lock.
+        let Some(kernel) = Kernel::take($name) else {
+            return;
+        };
+        match Tmux::start($name) {
+            Some(other) => (kernel, other),
+            None => return,
         }
-    };
+    }};
 }
 
 /// The pid of the process whose command line contains `needle` (a unique marker argument).
