@@ -86,11 +86,9 @@ impl std::fmt::Display for LeaseError {
     }
 }
 
-impl std::error::Error for LeaseError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+/// The cause is part of the message (and available from [`LeaseError::io_error`]); it is not also
+/// reported as `source()`, which would print it twice in an error chain.
+impl std::error::Error for LeaseError {}
 
 /// An I/O error's text without Rust's " (os error N)" suffix, as C tools print it.
 pub(crate) fn os_message(error: &io::Error) -> String {
@@ -206,6 +204,12 @@ impl Lease {
     pub fn release(self) {}
 }
 
+/// Checks, without placing a request, that a lease on `path` could be acquired (the node is
+/// opened for writing and closed: a new open file holds only the default, which lowers nothing).
+pub fn check_access(path: impl AsRef<Path>) -> Result<(), LeaseError> {
+    open_node(path.as_ref(), true).map(drop)
+}
+
 /// Reads the limit in force on a PM QoS node without placing a request of one's own (a read-only
 /// open adds a default request, which cannot lower the minimum).
 pub fn read_limit(path: impl AsRef<Path>) -> io::Result<Latency> {
@@ -267,27 +271,13 @@ fn open_node(path: &Path, write: bool) -> Result<File, LeaseError> {
         }
         None => {}
     }
+    // Reopening through the descriptor's /proc link opens this very inode, with fresh permission
+    // checks; lllqos needs /proc anyway (start times, status).
     let proc_path = format!("/proc/self/fd/{}", handle.as_raw_fd());
     std::fs::OpenOptions::new()
         .read(true)
         .write(write)
         .open(&proc_path)
-        .or_else(|e| match e.kind() {
-            // Without /proc (early boot, odd containers), open the path itself and make sure it is
-            // still the same device.
-            io::ErrorKind::NotFound => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(write)
-                    .open(path)?;
-                let again = file.metadata()?;
-                if (again.dev(), again.ino()) != (meta.dev(), meta.ino()) {
-                    return Err(io::Error::other("the node changed while it was opened"));
-                }
-                Ok(file)
-            }
-            _ => Err(e),
-        })
         .map_err(|e| fail("open", e))
 }
 

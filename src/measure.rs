@@ -250,6 +250,13 @@ pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitSt
         }
         None => "SCHED_OTHER",
     };
+    // Phase two must be possible before phase one is spent: a missing node or permission is
+    // reported now, not after the first --duration.
+    match &settings.cpus {
+        Some(cpus) => CpuConstraint::check_access(cpus).with_context(|| format!("--cpu {cpus}"))?,
+        None => crate::lease::check_access(CPU_DMA_LATENCY)
+            .map_err(|e| anyhow::anyhow!("{e}: phase two needs the request (run as root)"))?,
+    }
     // Page faults in the loop would be measured as latency.
     // SAFETY: mlockall takes flags only; failure (no CAP_IPC_LOCK) just leaves memory unlocked.
     unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };

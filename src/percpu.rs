@@ -118,9 +118,9 @@ fn write_cpu(cpu: u32, text: &str) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .map_err(|e| io_failed(format!("cannot open {}", path.display()), &e))?;
     file.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write '{text}' to {}", path.display()))
+        .map_err(|e| io_failed(format!("cannot write '{text}' to {}", path.display()), &e))
 }
 
 /// Something lllqos noticed while placing or releasing a constraint.
@@ -257,12 +257,10 @@ impl Registry {
     /// Reads the registry without locking or creating anything (for `lllqos status`). `None` when
     /// there is none, which means nothing is held.
     pub fn read() -> Result<Option<Registry>> {
-        let dir = match open_dir(false) {
-            Ok(dir) => dir,
-            Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        read_registry(&dir)
+        match open_dir(false)? {
+            Some(dir) => read_registry(&dir),
+            None => Ok(None),
+        }
     }
 
     /// Drops holders that no longer run; returns the CPUs they held.
@@ -294,8 +292,12 @@ impl Registry {
                 .filter(|h| h.cpus.contains(&cpu))
                 .map(|h| h.latency_us)
                 .min();
-            let current = read_cpu(cpu)
-                .with_context(|| format!("cannot read {}", resume_latency_path(cpu).display()))?;
+            let current = read_cpu(cpu).map_err(|e| {
+                io_failed(
+                    format!("cannot read {}", resume_latency_path(cpu).display()),
+                    &e,
+                )
+            })?;
             let mut write = |to: String| {
                 if to != current {
                     writes.push(CpuWrite {
@@ -375,23 +377,36 @@ fn apply(writes: &[CpuWrite]) -> Result<()> {
     Ok(())
 }
 
-/// Opens the registry directory (creating it when asked) and checks it is safe to trust.
-fn open_dir(create: bool) -> Result<OwnedFd> {
+/// `what: reason`, the reason as C tools print it.
+fn failed(what: impl fmt::Display, errno: Errno) -> anyhow::Error {
+    anyhow!("{what}: {}", errno.desc())
+}
+
+fn io_failed(what: impl fmt::Display, error: &std::io::Error) -> anyhow::Error {
+    anyhow!("{what}: {}", crate::lease::os_message(error))
+}
+
+/// Opens the registry directory (creating it when asked) and checks it is safe to trust; `None`
+/// when it does not exist (nothing is held, or another lllqos has just removed it).
+fn open_dir(create: bool) -> Result<Option<OwnedFd>> {
     if create {
         match nix::unistd::mkdir(REGISTRY_DIR, Mode::S_IRWXU) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(anyhow!(e).context(format!("cannot create {REGISTRY_DIR}"))),
+            Err(e) => return Err(failed(format!("cannot create {REGISTRY_DIR}"), e)),
         }
     }
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
-    let dir = nix::fcntl::open(REGISTRY_DIR, flags, Mode::empty()).map_err(|e| match e {
-        Errno::ENOENT => anyhow!(e),
-        _ => anyhow!(e).context(format!(
-            "cannot open {REGISTRY_DIR} (it must be a directory, not a symlink)"
-        )),
-    })?;
+    let dir = match nix::fcntl::open(REGISTRY_DIR, flags, Mode::empty()) {
+        Ok(dir) => dir,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => {
+            let what =
+                format!("cannot open {REGISTRY_DIR} (it must be a directory, not a symlink)");
+            return Err(failed(what, e));
+        }
+    };
     check_owner(&fstat(&dir)?, REGISTRY_DIR)?;
-    Ok(dir)
+    Ok(Some(dir))
 }
 
 /// A registry file or directory must belong to root or to this effective user, and be writable by
@@ -414,7 +429,7 @@ fn read_registry(dir: &OwnedFd) -> Result<Option<Registry>> {
     let fd = match openat(dir, REGISTRY_FILE, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(anyhow!(e).context(format!("cannot open {path}"))),
+        Err(e) => return Err(failed(format!("cannot open {path}"), e)),
     };
     let stat = fstat(&fd)?;
     check_owner(&stat, &path)?;
@@ -425,7 +440,7 @@ fn read_registry(dir: &OwnedFd) -> Result<Option<Registry>> {
     File::from(fd)
         .take(REGISTRY_MAX_BYTES)
         .read_to_end(&mut text)
-        .with_context(|| format!("cannot read {path}"))?;
+        .map_err(|e| io_failed(format!("cannot read {path}"), &e))?;
     Registry::parse(&text).map(Some).map_err(|why| {
         anyhow!(
             "corrupt registry {path} ({why}): it records the values to restore on each CPU; fix or remove it by hand"
@@ -445,23 +460,17 @@ impl Locked {
         // opening and our locking; then the lock we got is on a file no longer in use. Retry until
         // the locked file is the one at the path.
         loop {
-            let dir = match open_dir(true) {
-                Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::ENOENT) => continue,
-                other => other?,
+            let Some(dir) = open_dir(true)? else {
+                continue;
             };
             let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             let lock = match openat(&dir, LOCK_FILE, flags, Mode::S_IRUSR | Mode::S_IWUSR) {
                 Ok(fd) => File::from(fd),
                 Err(Errno::ENOENT) => continue,
-                Err(e) => {
-                    return Err(
-                        anyhow!(e).context(format!("cannot open {REGISTRY_DIR}/{LOCK_FILE}"))
-                    );
-                }
+                Err(e) => return Err(failed(format!("cannot open {REGISTRY_DIR}/{LOCK_FILE}"), e)),
             };
-            let lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| {
-                anyhow!(e).context(format!("cannot lock {REGISTRY_DIR}/{LOCK_FILE}"))
-            })?;
+            let lock = Flock::lock(lock, FlockArg::LockExclusive)
+                .map_err(|(_, e)| failed(format!("cannot lock {REGISTRY_DIR}/{LOCK_FILE}"), e))?;
             let same = |a: FileStat, b: nix::Result<FileStat>| {
                 b.is_ok_and(|b| (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
             };
@@ -491,9 +500,7 @@ impl Locked {
                 match nix::unistd::unlinkat(&self.dir, name, UnlinkatFlags::NoRemoveDir) {
                     Ok(()) | Err(Errno::ENOENT) => {}
                     Err(e) => {
-                        return Err(
-                            anyhow!(e).context(format!("cannot remove {REGISTRY_DIR}/{name}"))
-                        );
+                        return Err(failed(format!("cannot remove {REGISTRY_DIR}/{name}"), e));
                     }
                 }
             }
@@ -515,14 +522,13 @@ impl Locked {
                 flags,
                 Mode::S_IRUSR | Mode::S_IWUSR,
             )
-            .map_err(|e| anyhow!(e).context(format!("cannot create {temp}")))?,
+            .map_err(|e| failed(format!("cannot create {temp}"), e))?,
         );
         file.write_all(&text)
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {temp}"))?;
-        renameat(&self.dir, REGISTRY_TEMP, &self.dir, REGISTRY_FILE).map_err(|e| {
-            anyhow!(e).context(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"))
-        })?;
+            .map_err(|e| io_failed(format!("cannot write {temp}"), &e))?;
+        renameat(&self.dir, REGISTRY_TEMP, &self.dir, REGISTRY_FILE)
+            .map_err(|e| failed(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"), e))?;
         Ok(())
     }
 }
@@ -564,6 +570,29 @@ impl CpuConstraint {
             );
         }
         Ok(())
+    }
+
+    /// Checks, without changing anything, that this process may place constraints on `cpus`: write
+    /// their files and keep the registry (for a caller that has work to do before it places them).
+    pub fn check_access(cpus: &CpuList) -> Result<()> {
+        let writable = |path: &std::path::Path| {
+            nix::unistd::faccessat(
+                AT_FDCWD,
+                path,
+                nix::unistd::AccessFlags::W_OK,
+                AtFlags::AT_EACCESS,
+            )
+            .map_err(|e| failed(format!("cannot write {}", path.display()), e))
+        };
+        for &cpu in cpus.cpus() {
+            writable(&resume_latency_path(cpu))?;
+        }
+        let registry = std::path::Path::new(REGISTRY_DIR);
+        writable(if registry.exists() {
+            registry
+        } else {
+            std::path::Path::new("/run")
+        })
     }
 
     /// Places `latency` on `cpus` ([`CpuConstraint::validate`]d first: an error changes nothing).

@@ -433,11 +433,13 @@ pub fn hold(signals: &Signals, pids: &[PidFd]) -> io::Result<ExitStatus> {
                 });
             }
         }
-        let mut index = 0;
-        alive.retain(|_| {
-            index += 1;
-            !ready[index]
-        });
+        // ready[0] is the signalfd; ready[1..] follow `alive`.
+        alive = alive
+            .into_iter()
+            .zip(&ready[1..])
+            .filter(|(_, exited)| !**exited)
+            .map(|(p, _)| p)
+            .collect();
     }
 }
 

@@ -5,7 +5,6 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::{
     Kernel, REGISTRY, REGISTRY_DIR, Reaped, lllqos, lllqos_std, read_cpu, wait_for_cpu, write_cpu,
@@ -538,5 +537,4 @@ fn the_library_guard_restores_on_drop() {
         assert!(guard.notices().is_empty());
     }
     assert_eq!(read_cpu(cpu), before);
-    std::thread::sleep(Duration::from_millis(1));
 }

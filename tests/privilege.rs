@@ -347,3 +347,92 @@ fn an_unprivileged_user_gets_a_warning_not_the_node() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn an_unprivileged_user_cannot_constrain_a_cpu_and_changes_nothing() {
+    let (_kernel, setup) =
+        setup!("an_unprivileged_user_cannot_constrain_a_cpu_and_changes_nothing");
+    let plain = setup.copy("lllqos-plain");
+    let cpu = (common::resume_latency_files().len() - 1).to_string();
+    let before = common::read_cpu(cpu.parse().unwrap());
+    let out = setup
+        .as_user(
+            &plain,
+            &[
+                "--cpu",
+                &cpu,
+                "-l",
+                "0",
+                "sh",
+                "-c",
+                "echo ${LLLQOS_CPUS-unset}",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "unset");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "lllqos: warning: --cpu {cpu}: cannot create /run/lllqos: Permission denied; running without a latency request\n"
+        )
+    );
+    let out = setup
+        .as_user(&plain, &["--strict", "--cpu", &cpu, "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(common::read_cpu(cpu.parse().unwrap()), before);
+    assert!(!Path::new(common::REGISTRY_DIR).exists());
+}
+
+#[test]
+fn status_without_root_says_what_it_cannot_read_and_succeeds() {
+    let (_kernel, setup) = setup!("status_without_root_says_what_it_cannot_read_and_succeeds");
+    let plain = setup.copy("lllqos-plain");
+    let out = setup.as_user(&plain, &["status"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unreadable (Permission denied: run as root to read it)"),
+        "{text}"
+    );
+    assert!(text.contains("run as root to see every process"), "{text}");
+    let out = setup
+        .as_user(&plain, &["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["cpu_latency_us"], serde_json::Value::Null);
+    assert_eq!(json["holders_complete"], false);
+    assert!(
+        json["cpu_latency_error"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied")
+    );
+}
+
+#[test]
+fn measure_without_permission_fails_before_measuring() {
+    let (_kernel, setup) = setup!("measure_without_permission_fails_before_measuring");
+    let plain = setup.copy("lllqos-plain");
+    let cpu = (common::resume_latency_files().len() - 1).to_string();
+    for args in [
+        &["measure", "--duration", "10"][..],
+        &["measure", "--duration", "10", "--cpu", &cpu],
+    ] {
+        let start = std::time::Instant::now();
+        let out = setup.as_user(&plain, args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+        // Not after a 10 s phase one.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?}"
+        );
+    }
+}

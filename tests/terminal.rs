@@ -18,8 +18,9 @@ macro_rules! setup {
     }};
 }
 
-/// The pid of the process whose command line contains `needle` (a unique marker argument).
-fn find_pid(needle: &str) -> i32 {
+/// The pid of the process whose command line starts with `program` and contains `needle` (a
+/// unique marker argument), once it exists.
+fn find_pid(program: &str, needle: &str) -> i32 {
     let mut found = None;
     common::wait_until(&format!("a process running {needle:?}"), || {
         found = std::fs::read_dir("/proc")
@@ -29,19 +30,16 @@ fn find_pid(needle: &str) -> i32 {
                 let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
                 let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
                 let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                (cmdline.starts_with(bin().to_str().unwrap()) && cmdline.contains(needle))
-                    .then_some(pid)
+                (cmdline.starts_with(program) && cmdline.contains(needle)).then_some(pid)
             });
         found.is_some()
     });
     found.unwrap()
 }
 
-fn state(pid: i32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next())
-        .unwrap_or('?')
+/// The pid of the lllqos whose command line contains `needle`.
+fn find_lllqos(needle: &str) -> i32 {
+    find_pid(bin().to_str().unwrap(), needle)
 }
 
 #[test]
@@ -49,7 +47,7 @@ fn ctrl_c_ends_the_command_and_the_shell_abandons_the_list() {
     let (_kernel, tmux) = setup!("ctrl_c_ends_the_command_and_the_shell_abandons_the_list");
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -- sleep 30.1; echo after-$?"));
-    find_pid("sleep 30.1");
+    find_lllqos("sleep 30.1");
     tmux.keys("C-c");
     tmux.line("echo prompt-back");
     tmux.wait_for("\nprompt-back");
@@ -66,8 +64,8 @@ fn an_interactive_shell_under_lllqos_survives_ctrl_c() {
         "{lllqos} -l 0 -- env PS1='inner> ' bash --norc --noprofile"
     ));
     tmux.wait_for("inner>");
-    tmux.line("sleep 30");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    tmux.line("sleep 30.3");
+    find_pid("sleep", "30.3");
     tmux.keys("C-c");
     tmux.keys("C-c");
     tmux.line("echo inner-alive-$((40+2))");
@@ -82,12 +80,12 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it() {
     let (_kernel, tmux) = setup!("ctrl_z_stops_the_job_and_fg_resumes_it");
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -l 0 -- cat - /dev/null marker-z"));
-    let wrapper = find_pid("marker-z");
+    let wrapper = find_lllqos("marker-z");
     tmux.keys("C-z");
     tmux.wait_for("Stopped");
-    common::wait_until("lllqos to stop", || state(wrapper) == 'T');
+    common::wait_until("lllqos to stop", || common::state(wrapper) == 'T');
     tmux.line("fg");
-    common::wait_until("lllqos to run again", || state(wrapper) == 'S');
+    common::wait_until("lllqos to run again", || common::state(wrapper) == 'S');
     tmux.line("hello-after-fg");
     tmux.wait_for("hello-after-fg\nhello-after-fg");
     tmux.keys("C-d");
@@ -101,16 +99,16 @@ fn tstp_sent_to_lllqos_stops_the_whole_job() {
     let (_kernel, tmux) = setup!("tstp_sent_to_lllqos_stops_the_whole_job");
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -l 0 -- sleep 30.2"));
-    let wrapper = find_pid("sleep 30.2");
+    let wrapper = find_lllqos("sleep 30.2");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(wrapper),
         nix::sys::signal::Signal::SIGTSTP,
     )
     .unwrap();
     tmux.wait_for("Stopped");
-    assert_eq!(state(wrapper), 'T');
+    assert_eq!(common::state(wrapper), 'T');
     tmux.line("fg; echo rc=$?");
-    common::wait_until("lllqos to run again", || state(wrapper) == 'S');
+    common::wait_until("lllqos to run again", || common::state(wrapper) == 'S');
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(wrapper),
         nix::sys::signal::Signal::SIGTERM,
@@ -133,25 +131,54 @@ fn terminal_signals_reach_the_command_once() {
         file.path().display()
     ));
     tmux.wait_for("ready");
-    let wrapper = find_pid("marker-t");
+    let wrapper = find_lllqos("marker-t");
+    // Each terminal signal is delivered (its `got` line shows) before the next is generated.
     tmux.keys("C-c");
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    tmux.wait_for("got SIGINT");
     tmux.keys("C-\\");
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let resize = tmux
+    tmux.wait_for("got SIGQUIT");
+    let resized = tmux
         .command()
         .args(["resize-window", "-t", tmux.name(), "-x", "150", "-y", "40"])
-        .status();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+        .status()
+        .is_ok_and(|s| s.success());
+    if resized {
+        tmux.wait_for("got SIGWINCH");
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(wrapper),
         nix::sys::signal::Signal::SIGUSR2,
     )
     .unwrap();
-    let winch = if resize.map(|s| s.success()).unwrap_or(false) {
-        1
-    } else {
-        0
-    };
+    let winch = u8::from(resized);
     tmux.wait_for(&format!("counts SIGINT=1 SIGQUIT=1 SIGWINCH={winch}"));
+}
+
+#[test]
+fn a_hold_on_a_terminal_says_what_it_holds_and_ctrl_c_releases_it() {
+    let (kernel, tmux) = setup!("a_hold_on_a_terminal_says_what_it_holds_and_ctrl_c_releases_it");
+    let lllqos = bin().display().to_string();
+    tmux.line(&format!("{lllqos} -l 45; echo rc=$?"));
+    tmux.wait_for(
+        "lllqos: holding 45 us on /dev/cpu_dma_latency; press Ctrl-C or send SIGTERM to release",
+    );
+    common::wait_for_node(kernel.expect(45));
+    tmux.keys("C-c");
+    // SIGINT ends a hold normally: status 0, so the shell goes on with the list.
+    tmux.wait_for("rc=0");
+    assert_eq!(common::read_node(), kernel.baseline);
+}
+
+#[test]
+fn measure_shows_its_progress_on_a_terminal() {
+    let (_kernel, tmux) = setup!("measure_shows_its_progress_on_a_terminal");
+    let lllqos = bin().display().to_string();
+    tmux.line(&format!("{lllqos} measure --duration 1; echo rc=$?"));
+    tmux.wait_for("phase 1/2, without the request");
+    tmux.wait_for("phase 2/2, with the request");
+    tmux.wait_for("rc=0");
+    let screen = tmux.screen();
+    assert!(screen.contains("max (us)"), "{screen}");
+    // The progress line is cleared once the table is printed.
+    assert!(!screen.contains("phase 2/2"), "{screen}");
 }

@@ -280,8 +280,8 @@ fn signals_sent_to_lllqos_reach_the_command_exactly_once() {
     if !common::python_or_skip("signals_sent_to_lllqos_reach_the_command_exactly_once") {
         return;
     }
-    let (child, out) = counter(&[], &["SIGUSR1", "SIGHUP", "SIGINT", "SIGWINCH", "SIGQUIT"]);
-    let mut child = child;
+    let (mut child, mut out) =
+        counter(&[], &["SIGUSR1", "SIGHUP", "SIGINT", "SIGWINCH", "SIGQUIT"]);
     for signal in [
         Signal::SIGUSR1,
         Signal::SIGHUP,
@@ -291,10 +291,14 @@ fn signals_sent_to_lllqos_reach_the_command_exactly_once() {
         Signal::SIGUSR1,
     ] {
         child.signal(signal);
-        std::thread::sleep(Duration::from_millis(100));
+        // Delivered before the next is sent (two USR1 pending at once would be one signal).
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), format!("got {signal}"));
     }
     child.signal(Signal::SIGUSR2);
     assert!(child.wait().success());
+    // No second delivery of anything came in between.
     assert_eq!(
         rest(out).trim(),
         "counts SIGHUP=1 SIGINT=1 SIGQUIT=1 SIGUSR1=2 SIGWINCH=1"
@@ -307,23 +311,34 @@ fn signals_the_command_sends_to_its_group_do_not_bounce_back() {
     if !common::python_or_skip("signals_the_command_sends_to_its_group_do_not_bounce_back") {
         return;
     }
+    // The command signals its own group (lllqos included), then waits for a SIGUSR2 sent to
+    // lllqos and relayed: lllqos handles what it receives in order, so a bounced SIGUSR1 would
+    // reach the command before that SIGUSR2 does.
     let script = r#"
-import os, signal, time
-n = 0
-def count(s, f):
-    global n
-    n += 1
-signal.signal(signal.SIGUSR1, count)
+import os, signal
+r, w = os.pipe()
+os.set_blocking(w, False)
+signal.set_wakeup_fd(w)
+for s in (signal.SIGUSR1, signal.SIGUSR2):
+    signal.signal(s, lambda s, f: None)
 os.kill(0, signal.SIGUSR1)
-time.sleep(0.5)
-print(n)
+print("sent", flush=True)
+seen = b""
+while signal.SIGUSR2 not in seen:
+    seen += os.read(r, 64)
+print(seen.count(signal.SIGUSR1), flush=True)
 "#;
     // Its own process group, led by lllqos, as a shell's job would be.
     let mut cmd = lllqos_std(["python3", "-c", script]);
     cmd.process_group(0).stdout(Stdio::piped());
-    let out = cmd.output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let mut child = Reaped::spawn(&mut cmd);
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "sent");
+    child.signal(Signal::SIGUSR2);
+    assert!(child.wait().success());
+    assert_eq!(rest(out).trim(), "1");
 }
 
 #[test]
@@ -366,13 +381,15 @@ fn signals_ignored_at_start_stay_ignored_for_lllqos_and_the_command() {
         });
     }
     let mut child = Reaped::spawn(&mut cmd);
-    std::thread::sleep(Duration::from_millis(300));
+    // The command is running (it printed its first line) when the signals are sent.
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut out = String::new();
+    stdout.read_line(&mut out).unwrap();
     child.signal(Signal::SIGINT);
     child.signal(Signal::SIGHUP);
     let status = child.wait();
     assert!(status.success(), "{status:?}");
-    let mut out = String::new();
-    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
     let ignored = u64::from_str_radix(
         out.lines()
             .next()
@@ -430,7 +447,8 @@ fn scopeguard(pid: i32) -> impl Drop {
 fn lllqos_does_not_wake_up_while_the_command_sleeps() {
     let _kernel = kernel!("lllqos_does_not_wake_up_while_the_command_sleeps");
     let mut child = Reaped::spawn(&mut lllqos_std(["sleep", "1.5"]));
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_until_waiting(child.pid());
+    // Then one second of the command sleeping: lllqos must not have run once.
     let before = common::voluntary_switches(child.pid());
     std::thread::sleep(Duration::from_millis(1000));
     let after = common::voluntary_switches(child.pid());
@@ -442,11 +460,15 @@ fn lllqos_does_not_wake_up_while_the_command_sleeps() {
 fn hold_without_command_until_a_release_signal() {
     let kernel = kernel!("hold_without_command_until_a_release_signal");
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        let mut child = Reaped::spawn(lllqos_std(["-l", "41"]).stderr(Stdio::null()));
+        let mut child = Reaped::spawn(lllqos_std(["-l", "41"]).stderr(Stdio::piped()));
         wait_for_node(kernel.expect(41));
         child.signal(signal);
         assert_eq!(child.wait().code(), Some(0), "{signal}");
         assert_eq!(read_node(), kernel.baseline);
+        // Off a terminal, a hold says nothing.
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert_eq!(stderr, "");
     }
 }
 
@@ -475,6 +497,7 @@ fn hold_while_pids_live() {
     let mut holder = Reaped::spawn(lllqos_std(["-l", "43"]).args(&pid_args));
     wait_for_node(kernel.expect(43));
     first.wait();
+    // A negative check has no event to wait for: give lllqos time it would need to (wrongly) end.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         read_node(),

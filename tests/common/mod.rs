@@ -245,6 +245,23 @@ impl Drop for Reaped {
     }
 }
 
+/// The state letter of a process (`S` sleeping, `T` stopped, ...), `?` when it is gone.
+pub fn state(pid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .unwrap_or('?')
+}
+
+/// Waits until lllqos (`pid`) has started its command and is blocked waiting for it.
+pub fn wait_until_waiting(pid: i32) {
+    wait_until("lllqos to wait for its command", || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        !children.trim().is_empty() && state(pid) == 'S'
+    });
+}
+
 /// A voluntary-context-switch count from /proc/PID/status.
 pub fn voluntary_switches(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -269,7 +286,9 @@ pub fn have(program: &str) -> bool {
 
 /// A python3 child that counts every delivery of the signals named on its command line (the
 /// wakeup fd gets one byte per delivery, so nothing is coalesced the way Python-level handlers
-/// are), prints `ready`, and on SIGUSR2 prints `counts NAME=N ...` and exits 0.
+/// are). It prints `ready`, then `got NAME` for each delivery, and on SIGUSR2 prints
+/// `counts NAME=N ...` and exits 0. A signal relayed twice shows as a second `got` line, which
+/// comes before the counts: lllqos relays in the order it receives.
 pub const COUNTER: &str = r#"
 import os, signal, sys
 names = [a for a in sys.argv[1:] if a.startswith("SIG")]
@@ -286,6 +305,7 @@ while True:
             print("counts", " ".join(f"{signal.Signals(k).name}={v}" for k, v in sorted(counts.items(), key=lambda kv: signal.Signals(kv[0]).name)), flush=True)
             sys.exit(0)
         counts[byte] += 1
+        print("got", signal.Signals(byte).name, flush=True)
 "#;
 
 /// Whether python3 is here for [`COUNTER`]; prints SKIPPED when not.
