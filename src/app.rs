@@ -5,7 +5,7 @@
 //! carry `lllqos: warning: ` and are silenced by `--quiet`.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
 
@@ -21,6 +21,34 @@ pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
 /// With `--cpu`: the CPUs constrained, as a cpulist.
 pub const CPUS_ENV: &str = "LLLQOS_CPUS";
 
+/// Prints one message on stderr. A closed, full or broken stderr must not stop lllqos: it may hold
+/// a request that it has yet to release, so a failed write is dropped, never a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Writes a command's output to stdout. A reader that went away (`lllqos status | head -1`) ends
+/// lllqos quietly by SIGPIPE, as any filter ends; another write error (a full disk) is one line on
+/// stderr and status 125. Called only once nothing is held.
+fn emit(text: &str) -> ExitStatus {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitStatus::Exited(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitStatus::Signaled(nix::sys::signal::Signal::SIGPIPE)
+        }
+        Err(e) => {
+            say!("lllqos: write error: {}", os_message(&e));
+            ExitStatus::Failure
+        }
+    }
+}
+
 /// Runs lllqos with these arguments (the first is the program name) and returns how to exit.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
     use clap::Parser;
@@ -31,7 +59,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
     match run(cli) {
         Ok(status) => status,
         Err(error) => {
-            eprintln!("lllqos: {error:#}");
+            say!("lllqos: {error:#}");
             ExitStatus::Failure
         }
     }
@@ -42,14 +70,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
 fn usage_error(error: clap::Error) -> ExitStatus {
     use clap::error::ErrorKind;
     match error.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{error}");
-            ExitStatus::Exited(0)
-        }
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => emit(&error.to_string()),
         _ => {
             let text = error.to_string();
             let line = text.lines().next().unwrap_or_default();
-            eprintln!("lllqos: {}", line.strip_prefix("error: ").unwrap_or(line));
+            say!("lllqos: {}", line.strip_prefix("error: ").unwrap_or(line));
             ExitStatus::Failure
         }
     }
@@ -80,23 +105,21 @@ fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
         cpus,
         histogram: args.histogram,
     };
-    match crate::measure::measure(&settings)? {
-        Ok(report) if args.json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Ok(report) => print!("{}", crate::measure::render(&report)),
-        Err(interrupted) => return Ok(interrupted),
-    }
-    Ok(ExitStatus::Exited(0))
+    Ok(match crate::measure::measure(&settings)? {
+        Ok(report) if args.json => emit(&(serde_json::to_string_pretty(&report)? + "\n")),
+        Ok(report) => emit(&crate::measure::render(&report)),
+        Err(interrupted) => interrupted,
+    })
 }
 
 /// `lllqos status [--json]`: always exits 0; what cannot be read is said in place of the value.
 fn status(args: &StatusArgs) -> Result<ExitStatus> {
     let status = crate::status::collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(if args.json {
+        emit(&(serde_json::to_string_pretty(&status)? + "\n"))
     } else {
-        print!("{}", crate::status::render(&status));
-    }
-    Ok(ExitStatus::Exited(0))
+        emit(&crate::status::render(&status))
+    })
 }
 
 /// `lllqos [OPTIONS] [COMMAND...]`: place the request, run or hold, release.
@@ -141,7 +164,7 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         match run::spawn(&signals, &args.command, &held.environment()) {
             Ok(child) => run::supervise(&signals, child).context("waiting for the command failed"),
             Err(error) => {
-                eprintln!("lllqos: {error}");
+                say!("lllqos: {error}");
                 Ok(error.status())
             }
         }
@@ -175,7 +198,7 @@ impl Held {
         if let Held::PerCpu(constraint) = self {
             match constraint.release() {
                 Ok(notices) => report(args, &notices),
-                Err(error) => eprintln!("lllqos: {error:#}"),
+                Err(error) => say!("lllqos: {error:#}"),
             }
         }
         // A Lease is released by dropping it.
@@ -191,7 +214,7 @@ fn place_global(args: &HoldArgs) -> Result<Held> {
                     Ok(limit) => limit.describe_limit(),
                     Err(e) => format!("unreadable ({e})"),
                 };
-                eprintln!(
+                say!(
                     "lllqos: requested {} on {}; limit in force: {limit}",
                     lease.requested(),
                     lease.path().display()
@@ -202,7 +225,7 @@ fn place_global(args: &HoldArgs) -> Result<Held> {
         Err(error) if args.strict => bail!("{error}{}", hint(&error)),
         Err(error) => {
             if !args.quiet {
-                eprintln!(
+                say!(
                     "lllqos: warning: {error}; running without a latency request{}",
                     hint(&error)
                 );
@@ -228,7 +251,7 @@ fn place_per_cpu(args: &HoldArgs, cpus: &CpuList) -> Result<Held> {
                         )
                     })
                     .collect();
-                eprintln!(
+                say!(
                     "lllqos: requested {} on CPUs {cpus}; resume latency now {}",
                     args.latency,
                     values.join(" ")
@@ -239,9 +262,7 @@ fn place_per_cpu(args: &HoldArgs, cpus: &CpuList) -> Result<Held> {
         Err(error) if args.strict => Err(error.context(format!("--cpu {cpus}"))),
         Err(error) => {
             if !args.quiet {
-                eprintln!(
-                    "lllqos: warning: --cpu {cpus}: {error:#}; running without a latency request"
-                );
+                say!("lllqos: warning: --cpu {cpus}: {error:#}; running without a latency request");
             }
             Ok(Held::Nothing)
         }
@@ -252,9 +273,9 @@ fn place_per_cpu(args: &HoldArgs, cpus: &CpuList) -> Result<Held> {
 fn report(args: &HoldArgs, notices: &[Notice]) {
     for notice in notices {
         if notice.is_warning() && !args.quiet {
-            eprintln!("lllqos: warning: {notice}");
+            say!("lllqos: warning: {notice}");
         } else if !notice.is_warning() && args.verbose {
-            eprintln!("lllqos: {notice}");
+            say!("lllqos: {notice}");
         }
     }
 }
@@ -290,5 +311,5 @@ fn announce_hold(held: &Held, pids: &[PidFd]) {
         let list: Vec<String> = pids.iter().map(|p| p.pid().to_string()).collect();
         format!("until process {} exits, or Ctrl-C", list.join(", "))
     };
-    eprintln!("lllqos: {what}; {until}");
+    say!("lllqos: {what}; {until}");
 }

@@ -61,6 +61,8 @@ const REGISTRY_TEMP: &str = "registry.json.tmp";
 const LOCK_FILE: &str = "lock";
 /// Larger than any real registry; a bigger file is not ours.
 const REGISTRY_MAX_BYTES: u64 = 1 << 20;
+/// The largest CPU number a registry may name (as `--cpu` accepts).
+const MAX_REGISTRY_CPU: u32 = 65_535;
 
 /// What a CPU's `pm_qos_resume_latency_us` file says, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +253,32 @@ impl Registry {
                 }
             }
         }
+        // Every field of every holder is checked too: the values are used to plan sysfs writes.
+        for holder in &registry.holders {
+            if holder.pid <= 0 {
+                return Err(format!("holder pid {} is not a process id", holder.pid));
+            }
+            if holder.cpus.is_empty() {
+                return Err(format!("holder pid {} holds no CPU", holder.pid));
+            }
+            if let Some(cpu) = holder.cpus.iter().find(|&&cpu| cpu > MAX_REGISTRY_CPU) {
+                return Err(format!(
+                    "holder pid {}: CPU {cpu} is out of range",
+                    holder.pid
+                ));
+            }
+            if holder.latency_us > ResumeLatency::MAX_LIMIT_US {
+                return Err(format!(
+                    "holder pid {}: latency {} us is out of range (at most {} us per CPU)",
+                    holder.pid,
+                    holder.latency_us,
+                    ResumeLatency::MAX_LIMIT_US
+                ));
+            }
+        }
+        if let Some(cpu) = registry.cpus.keys().find(|&&cpu| cpu > MAX_REGISTRY_CPU) {
+            return Err(format!("CPU {cpu} is out of range"));
+        }
         Ok(registry)
     }
 
@@ -352,8 +380,13 @@ impl Registry {
     }
 }
 
+/// The sysfs text for a limit of `us` microseconds. Total: a value beyond what the file accepts
+/// (the parser refuses such holders, so it cannot come from the registry) is clamped to the largest.
 fn limit_text(us: u32) -> String {
-    ResumeLatency::Limit(Latency::from_us(us).expect("holders are validated")).sysfs_text()
+    let us = us.min(ResumeLatency::MAX_LIMIT_US);
+    Latency::from_us(us)
+        .map_or(ResumeLatency::Unconstrained, ResumeLatency::Limit)
+        .sysfs_text()
 }
 
 /// One planned change of a CPU's file.

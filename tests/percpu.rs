@@ -511,6 +511,73 @@ fn a_corrupt_registry_is_a_clear_error_and_is_kept() {
 }
 
 #[test]
+fn a_registry_with_any_field_out_of_range_is_refused_and_nothing_changes() {
+    let _kernel = kernel!("a_registry_with_any_field_out_of_range_is_refused_and_nothing_changes");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    let holder = |pid: &str, cpus: &str, latency: &str| {
+        format!(
+            r#"{{"version":1,"cpus":{{}},"holders":[{{"pid":{pid},"start_time":1,"cpus":{cpus},"latency_us":{latency}}}]}}"#
+        )
+    };
+    for (registry, why) in [
+        (holder("1", "[1]", "3000000000"), "latency"),
+        (holder("1", "[1]", "2147483647"), "latency"),
+        (holder("1", "[1]", "-5"), "-5"),
+        (holder("0", "[1]", "5"), "pid"),
+        (holder("-7", "[1]", "5"), "pid"),
+        (holder("1", "[]", "5"), "holds no CPU"),
+        (holder("1", "[4294967295]", "5"), "out of range"),
+        (holder("1", "[\"1\"]", "5"), "string \"1\""),
+        (holder("\"x\"", "[1]", "5"), "string \"x\""),
+        (
+            r#"{"version":1,"cpus":{"1":{"original":"0","written":"99999999999"}},"holders":[]}"#
+                .to_owned(),
+            "99999999999",
+        ),
+        (
+            r#"{"version":1,"cpus":{"1":{"original":"0"}},"holders":[]}"#.to_owned(),
+            "written",
+        ),
+        (r#"{"version":1,"cpus":{"1":"#.to_owned(), "EOF"),
+    ] {
+        plant_registry(&registry);
+        lllqos([
+            "--strict",
+            "--cpu",
+            &cpu.to_string(),
+            "-l",
+            "9",
+            "echo",
+            "ran",
+        ])
+        .assert()
+        .code(125)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("corrupt registry /run/lllqos/registry.json")
+                .and(predicate::str::contains(why)),
+        );
+        lllqos(["--cpu", &cpu.to_string(), "-l", "9", "echo", "ran"])
+            .assert()
+            .success()
+            .stdout("ran\n")
+            .stderr(predicate::str::contains("warning: --cpu"));
+        assert_eq!(
+            std::fs::read_to_string(REGISTRY).unwrap(),
+            registry,
+            "{why}"
+        );
+        assert_eq!(read_cpu(cpu), before, "{why}");
+        lllqos(["status"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("corrupt registry"));
+        std::fs::remove_dir_all(REGISTRY_DIR).unwrap();
+    }
+}
+
+#[test]
 fn the_registry_is_private() {
     let _kernel = kernel!("the_registry_is_private");
     let cpu = cpu();
@@ -536,5 +603,26 @@ fn the_library_guard_restores_on_drop() {
         assert_eq!(read_cpu(cpu), "26");
         assert!(guard.notices().is_empty());
     }
+    assert_eq!(read_cpu(cpu), before);
+}
+
+#[test]
+fn a_full_stderr_does_not_stop_the_command_and_the_cpu_is_restored() {
+    let _kernel = kernel!("a_full_stderr_does_not_stop_the_command_and_the_cpu_is_restored");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "\"$0\" -v --cpu {cpu} -l 5 -- cat {} 2>/dev/full",
+                common::cpu_file(cpu).display()
+            ),
+        ])
+        .arg(common::bin())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "5\n");
     assert_eq!(read_cpu(cpu), before);
 }

@@ -569,3 +569,60 @@ fn verbose_reports_the_request_and_the_limit_in_force() {
             kernel.expect(44)
         ));
 }
+
+/// Runs `sh -c script` with `$LLLQOS` set to the binary and returns its wait status.
+fn shell(script: &str) -> std::process::Output {
+    Command::new("sh")
+        .args(["-c", script])
+        .env("LLLQOS", common::bin())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_and_status_to_a_full_stdout_exit_125_with_one_line() {
+    for args in [
+        "--help",
+        "--version",
+        "status",
+        "status --json",
+        "measure --help",
+    ] {
+        let out = shell(&format!("\"$LLLQOS\" {args} >/dev/full"));
+        assert_eq!(out.status.code(), Some(125), "{args}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "lllqos: write error: No space left on device\n",
+            "{args}"
+        );
+    }
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly_by_sigpipe() {
+    // The reader is gone before lllqos writes: `read` never runs, `true` exits at once.
+    for args in ["status", "status --json", "--help"] {
+        let out = shell(&format!(
+            "exec 3>&1; s=$( ( (sleep 0.2; \"$LLLQOS\" {args}; echo $? >&3) | true ) 3>&1 ); echo $s"
+        ));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "141", "{args}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args}");
+    }
+}
+
+#[test]
+fn a_full_or_closed_stderr_does_not_stop_the_command() {
+    let kernel = kernel!("a_full_or_closed_stderr_does_not_stop_the_command");
+    for redirect in ["2>/dev/full", "2>&-"] {
+        let out = shell(&format!(
+            "\"$LLLQOS\" -v -l 7 -- sh -c 'od -An -td4 -N4 /dev/cpu_dma_latency' {redirect}"
+        ));
+        assert!(out.status.success(), "{redirect}: {out:?}");
+        let value: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(value, kernel.expect(7), "{redirect}");
+    }
+    // A warning that cannot be written still lets the command run without the request.
+    let out = shell("\"$LLLQOS\" --device /nonexistent -- echo ran 2>/dev/full");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+}
