@@ -39,9 +39,7 @@ fn emit(text: &str) -> ExitStatus {
         .and_then(|()| stdout.flush())
     {
         Ok(()) => ExitStatus::Exited(0),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            ExitStatus::Signaled(nix::sys::signal::Signal::SIGPIPE)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitStatus::Signaled(libc::SIGPIPE),
         Err(e) => {
             say!("lllqos: write error: {}", os_message(&e));
             ExitStatus::Failure
@@ -105,11 +103,15 @@ fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
         cpus,
         histogram: args.histogram,
     };
-    Ok(match crate::measure::measure(&settings)? {
-        Ok(report) if args.json => emit(&(serde_json::to_string_pretty(&report)? + "\n")),
-        Ok(report) => emit(&crate::measure::render(&report)),
-        Err(interrupted) => interrupted,
-    })
+    let measured = crate::measure::measure(&settings)?;
+    let printed = if args.json {
+        emit(&(serde_json::to_string_pretty(&measured.report)? + "\n"))
+    } else {
+        emit(&crate::measure::render(&measured.report))
+    };
+    // Interrupted: the partial report is out, and lllqos now dies of the signal (cyclictest too
+    // prints its statistics on Ctrl-C).
+    Ok(measured.interrupted.unwrap_or(printed))
 }
 
 /// `lllqos status [--json]`: always exits 0; what cannot be read is said in place of the value.

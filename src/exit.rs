@@ -5,8 +5,6 @@
 //! so that the parent sees `WIFSIGNALED` exactly as if it had run the command directly. That matters:
 //! bash stops a script's loop when a foreground job died of SIGINT, but not when it exited 130.
 
-use nix::sys::signal::{SigHandler, SigSet, Signal};
-
 /// The status lllqos exits with.
 ///
 /// ```
@@ -20,8 +18,9 @@ use nix::sys::signal::{SigHandler, SigSet, Signal};
 pub enum ExitStatus {
     /// The command exited with this code (0-255); a hold ended normally with 0.
     Exited(i32),
-    /// The command was killed by this signal: lllqos dies of it too (128 + N if it cannot).
-    Signaled(Signal),
+    /// The command was killed by signal number N (1-64, real-time signals included): lllqos dies of
+    /// it too (128 + N if it cannot).
+    Signaled(i32),
     /// lllqos itself failed: a usage error, a bad value, a request that `--strict` could not place.
     Failure,
     /// The command exists but could not be executed (permission denied, not an executable).
@@ -35,7 +34,7 @@ impl ExitStatus {
     pub fn code(self) -> i32 {
         match self {
             ExitStatus::Exited(code) => code,
-            ExitStatus::Signaled(signal) => 128 + signal as i32,
+            ExitStatus::Signaled(signal) => 128 + signal,
             ExitStatus::Failure => 125,
             ExitStatus::CannotExecute => 126,
             ExitStatus::NotFound => 127,
@@ -56,17 +55,22 @@ impl ExitStatus {
 /// lllqos's own core dump is disabled first (RLIMIT_CORE 0 is not enough when `core_pattern` is a
 /// pipe, hence PR_SET_DUMPABLE too): the child has already dumped if it was going to. Then the
 /// signal's default action is restored, it is unblocked, and raised.
-fn die_by(signal: Signal) -> ! {
+fn die_by(signal: i32) -> ! {
     use nix::sys::resource::{Resource, setrlimit};
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
     let _ = nix::sys::prctl::set_dumpable(false);
-    // SAFETY: installing SIG_DFL runs no code of ours.
-    let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
-    let _ = nix::sys::signal::raise(signal);
-    let mut set = SigSet::empty();
-    set.add(signal);
-    let _ = set.thread_unblock();
+    // Raw calls: nix's Signal cannot name the real-time signals (32-64).
+    // SAFETY: installing SIG_DFL runs no code of ours; sigset operations on a local set; raise and
+    // sigprocmask take plain integers and that set.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
     // Still here: a signal whose default action is not fatal (it cannot be, the child died of it,
     // but the kernel is the judge). Exit the way a shell would report it.
-    std::process::exit(128 + signal as i32)
+    std::process::exit(128 + signal)
 }

@@ -190,6 +190,10 @@ pub struct Report {
     pub settings: ReportSettings,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub histogram: Option<Histograms>,
+    /// The signal that ended the measurement early (`"SIGINT"`), when one did: the statistics
+    /// cover what was measured until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,14 +231,42 @@ pub struct ReportSettings {
     pub baseline_note: Option<String>,
 }
 
-/// Runs both phases. Ends early, with everything released, when SIGINT, SIGTERM or SIGHUP arrives:
-/// then the returned status dies of that signal.
-pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitStatus>> {
+/// The catchable signals whose default action ends a process (the synchronous faults excepted, and
+/// SIGABRT, which is lllqos's own abort). Each ends a measurement early: the loop notices, the
+/// request is released (a per-CPU value restored), what was measured is reported, and lllqos then
+/// dies of the signal, as cyclictest reports its statistics on Ctrl-C.
+const ENDING: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGTERM,
+    Signal::SIGSTKFLT,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGIO,
+    Signal::SIGPWR,
+];
+
+/// A measurement: the report, and the signal that ended it early, if one did (then the report
+/// holds what was measured until then; the caller prints it and dies of the signal).
+#[derive(Debug)]
+pub struct Measured {
+    pub report: Report,
+    pub interrupted: Option<ExitStatus>,
+}
+
+/// Runs both phases, or as much of them as a signal (see [`ENDING`]) lets run.
+pub fn measure(settings: &Settings) -> Result<Measured> {
     // Catch the signals that would end a measurement: the loop notices the flag when its sleep is
     // interrupted, and releases the request (a per-CPU value must be restored) before dying.
     // A signal ignored at start (a background job of a script) stays ignored.
     let caught = Arc::new(AtomicUsize::new(0));
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+    for &signal in ENDING {
         if !crate::run::is_ignored(signal) {
             signal_hook::flag::register_usize(signal as i32, Arc::clone(&caught), signal as usize)?;
         }
@@ -266,13 +298,11 @@ pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitSt
 
     let progress = Progress::new(settings.duration);
     let before = baseline(settings);
-    let without = match run_phase(settings, &progress, 1, &caught) {
-        Some(h) => h,
-        None => return Ok(Err(interrupted(&caught))),
-    };
+    let without = run_phase(settings, &progress, 1, &caught);
     let after = baseline(settings);
     // Phase two: the request is placed, or the measurement stops here with the reason.
     let with = match &settings.cpus {
+        _ if caught.load(Ordering::Relaxed) != 0 => Histogram::default(),
         Some(cpus) => {
             let constraint = CpuConstraint::acquire(cpus, settings.latency)
                 .with_context(|| format!("--cpu {cpus}"));
@@ -289,13 +319,10 @@ pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitSt
         }
     };
     progress.finish();
-    let Some(with) = with else {
-        return Ok(Err(interrupted(&caught)));
-    };
     let notes: Vec<String> = [before.1, after.1].into_iter().flatten().collect();
     let (without_s, with_s) = (without.summary(), with.summary());
     let ratio = |a: f64, b: f64| (a > 0.0).then(|| (b / a * 100.0).round() / 100.0);
-    Ok(Ok(Report {
+    let report = Report {
         ratio: Ratios {
             min: ratio(without_s.min_us as f64, with_s.min_us as f64),
             avg: ratio(without_s.avg_us, with_s.avg_us),
@@ -321,12 +348,27 @@ pub fn measure(settings: &Settings) -> Result<std::result::Result<Report, ExitSt
             without: without.counts(),
             with: with.counts(),
         }),
-    }))
+        interrupted_by: match caught.load(Ordering::Relaxed) as i32 {
+            0 => None,
+            signal => Some(signal_name(signal)),
+        },
+    };
+    Ok(Measured {
+        report,
+        interrupted: interrupted(&caught),
+    })
 }
 
-fn interrupted(caught: &AtomicUsize) -> ExitStatus {
-    let signal = caught.load(Ordering::Relaxed) as i32;
-    Signal::try_from(signal).map_or(ExitStatus::Failure, ExitStatus::Signaled)
+/// `SIGINT` for 2: how a signal is named in the report.
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
+}
+
+fn interrupted(caught: &AtomicUsize) -> Option<ExitStatus> {
+    match caught.load(Ordering::Relaxed) as i32 {
+        0 => None,
+        signal => Some(ExitStatus::Signaled(signal)),
+    }
 }
 
 /// The global limit now, and a note when something already constrains the CPUs measured.
@@ -397,13 +439,13 @@ fn timespec(ns: i128) -> libc::timespec {
     }
 }
 
-/// One phase of the periodic loop; `None` when a signal interrupted it.
+/// One phase of the periodic loop; ends early, with what it measured, when a signal is caught.
 fn run_phase(
     settings: &Settings,
     progress: &Progress,
     phase: u8,
     caught: &AtomicUsize,
-) -> Option<Histogram> {
+) -> Histogram {
     let clock = libc::CLOCK_MONOTONIC;
     let interval = i128::from(settings.interval_us) * 1000;
     let start = ns(&now(clock));
@@ -418,7 +460,7 @@ fn run_phase(
             libc::clock_nanosleep(clock, libc::TIMER_ABSTIME, &deadline, std::ptr::null_mut())
         };
         if caught.load(Ordering::Relaxed) != 0 {
-            return None;
+            return histogram;
         }
         if ret == libc::EINTR {
             continue;
@@ -435,7 +477,7 @@ fn run_phase(
             last_report = woke;
         }
     }
-    Some(histogram)
+    histogram
 }
 
 /// The progress line on stderr, only on a terminal.
@@ -492,6 +534,12 @@ pub fn render(report: &Report) -> String {
         s.duration_s, s.interval_us
     );
     let _ = writeln!(out, "request in phase two: {request}");
+    if let Some(signal) = &report.interrupted_by {
+        let _ = writeln!(
+            out,
+            "interrupted by {signal}: the figures cover what was measured until then"
+        );
+    }
     if let Some(note) = &s.baseline_note {
         let _ = writeln!(out, "\nWARNING: the baseline is not clean: {note}.\n");
     }

@@ -42,7 +42,6 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd, siginfo};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgid, getpid};
 
 use crate::exit::ExitStatus;
@@ -312,6 +311,55 @@ fn fork_exec(
     Ok(Pid::from_raw(child.id() as i32))
 }
 
+/// What `waitpid` reported about the child.
+enum ChildEvent {
+    Exited(i32),
+    /// Killed by this signal number (real-time signals included, which nix cannot represent).
+    Signaled(i32),
+    Stopped(i32),
+    Continued,
+    Nothing,
+}
+
+/// One non-blocking `waitpid` on `child`, decoded from the raw status.
+fn poll_child(child: Pid) -> io::Result<ChildEvent> {
+    let mut status = 0;
+    let flags = libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED;
+    loop {
+        // SAFETY: waitpid writes the status into our integer.
+        let ret = unsafe { libc::waitpid(child.as_raw(), &mut status, flags) };
+        if ret < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e.into()),
+            }
+        }
+        return Ok(if ret == 0 {
+            ChildEvent::Nothing
+        } else if libc::WIFEXITED(status) {
+            ChildEvent::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            ChildEvent::Signaled(libc::WTERMSIG(status))
+        } else if libc::WIFSTOPPED(status) {
+            ChildEvent::Stopped(libc::WSTOPSIG(status))
+        } else if libc::WIFCONTINUED(status) {
+            ChildEvent::Continued
+        } else {
+            ChildEvent::Nothing
+        });
+    }
+}
+
+/// Whether SIGTSTP is pending for lllqos: the terminal's Ctrl-Z reaches the whole foreground group,
+/// and the child's SIGCHLD (a lower number) may be read from the signalfd before it.
+fn tstp_pending() -> bool {
+    // SAFETY: sigpending fills our zeroed set; sigismember reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGTSTP) == 1
+    }
+}
+
 /// Relays signals to `child` until it has exited, and returns its status. Returns the moment the
 /// child is reaped, so the caller can release the request at once.
 pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
@@ -320,30 +368,35 @@ pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
     // lllqos stopped itself because the child stopped; the SIGCONT that resumes it may have reached
     // the child too (a shell's `fg` signals the whole group).
     let mut suspended = false;
+    // lllqos itself was asked to stop (SIGTSTP from the terminal or sent to it): when the child
+    // stops, lllqos stops too, so the shell sees its job stopped. A child stopped by someone else
+    // alone (`kill -STOP $child`, cpulimit) leaves lllqos waiting, ready to see it continue.
+    let mut stop_asked = false;
     loop {
         let info = signals.next()?;
         let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
             continue;
         };
+        if signal == Signal::SIGTSTP {
+            stop_asked = true;
+        }
         // Fresh news of the child first: on SIGCHLD of course, and on SIGCONT, to know whether the
         // continue already reached it.
         if matches!(signal, Signal::SIGCHLD | Signal::SIGCONT) {
             loop {
-                let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
-                match waitpid(child, Some(flags)) {
-                    Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Exited(code)),
-                    Ok(WaitStatus::Signaled(_, signal, _)) => {
-                        return Ok(ExitStatus::Signaled(signal));
-                    }
-                    Ok(WaitStatus::Stopped(_, stop)) => {
+                match poll_child(child)? {
+                    ChildEvent::Exited(code) => return Ok(ExitStatus::Exited(code)),
+                    ChildEvent::Signaled(signal) => return Ok(ExitStatus::Signaled(signal)),
+                    ChildEvent::Stopped(stop) => {
                         child_stopped = true;
-                        suspend_self(stop, &signals.ignored);
-                        suspended = true;
+                        if stop_asked || tstp_pending() {
+                            stop_asked = false;
+                            suspend_self(stop, &signals.ignored);
+                            suspended = true;
+                        }
                     }
-                    Ok(WaitStatus::Continued(_)) => child_stopped = false,
-                    Ok(_) => break,
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => return Err(e.into()),
+                    ChildEvent::Continued => child_stopped = false,
+                    ChildEvent::Nothing => break,
                 }
             }
         }
@@ -389,16 +442,19 @@ fn should_relay(info: &siginfo, child: Pid, me: Pid) -> bool {
 
 /// Stops lllqos with the signal that stopped the child, so the shell sees its job stopped. Returns
 /// once lllqos is continued.
-fn suspend_self(stop: Signal, ignored: &SigSet) {
-    if stop == Signal::SIGSTOP || ignored.contains(stop) {
+fn suspend_self(stop: i32, ignored: &SigSet) {
+    let blocked_tstp = stop == libc::SIGTSTP && !ignored.contains(Signal::SIGTSTP);
+    if !blocked_tstp {
+        // SIGSTOP, or a stop signal lllqos does not block (SIGTTIN/SIGTTOU) or ignores: stop with
+        // SIGSTOP, which nothing can block or ignore.
         let _ = kill(getpid(), Signal::SIGSTOP);
         return;
     }
     // SIGTSTP is blocked (it is read from the signalfd): raise it, let its default action (stop)
     // happen by unblocking it, and block it again once continued.
     let mut one = SigSet::empty();
-    one.add(stop);
-    let _ = kill(getpid(), stop);
+    one.add(Signal::SIGTSTP);
+    let _ = kill(getpid(), Signal::SIGTSTP);
     let _ = one.thread_unblock();
     let _ = one.thread_block();
 }
@@ -429,7 +485,7 @@ pub fn hold(signals: &Signals, pids: &[PidFd]) -> io::Result<ExitStatus> {
                 return Ok(if HOLD_RELEASE.contains(&signal) {
                     ExitStatus::Exited(0)
                 } else {
-                    ExitStatus::Signaled(signal)
+                    ExitStatus::Signaled(signal as i32)
                 });
             }
         }

@@ -184,6 +184,46 @@ fn interrupted_measurement_restores_the_cpu_and_dies_of_the_signal() {
 }
 
 #[test]
+fn any_terminating_signal_restores_the_cpu_prints_the_partial_result_and_kills_lllqos() {
+    let _kernel = kernel!(
+        "any_terminating_signal_restores_the_cpu_prints_the_partial_result_and_kills_lllqos"
+    );
+    let cpu: u32 = (common::resume_latency_files().len() - 1) as u32;
+    let before = read_cpu(cpu);
+    for signal in [
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGALRM,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+    ] {
+        let mut cmd = lllqos_std([
+            "measure",
+            "--json",
+            "--duration",
+            "0.3",
+            "--cpu",
+            &cpu.to_string(),
+            "-l",
+            "7",
+        ]);
+        cmd.stdout(std::process::Stdio::piped());
+        let mut run = Reaped::spawn(&mut cmd);
+        wait_for_cpu(cpu, "7");
+        run.signal(signal);
+        let status = run.wait();
+        assert_eq!(status.signal(), Some(signal as i32), "{signal}");
+        assert!(!status.core_dumped());
+        assert_eq!(read_cpu(cpu), before, "after {signal}");
+        let mut out = String::new();
+        std::io::Read::read_to_string(run.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["interrupted_by"], signal.as_str(), "{out}");
+        assert!(report["without"]["samples"].as_u64().unwrap() > 0, "{out}");
+    }
+}
+
+#[test]
 fn bad_arguments_exit_125() {
     for args in [
         &["--duration", "0"][..],

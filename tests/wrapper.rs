@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Kernel, Reaped, lllqos, lllqos_std, read_node, wait_for_node};
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use predicates::prelude::*;
 
 macro_rules! kernel {
@@ -625,4 +626,53 @@ fn a_full_or_closed_stderr_does_not_stop_the_command() {
     let out = shell("\"$LLLQOS\" --device /nonexistent -- echo ran 2>/dev/full");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+}
+
+#[test]
+fn a_command_killed_by_a_real_time_signal_kills_lllqos_by_it_as_a_direct_run() {
+    let _kernel =
+        kernel!("a_command_killed_by_a_real_time_signal_kills_lllqos_by_it_as_a_direct_run");
+    let rtmin = libc::SIGRTMIN();
+    for signal in [rtmin, rtmin + 2, libc::SIGRTMAX()] {
+        let script = format!("kill -s {signal} $$");
+        let direct = Command::new("sh").args(["-c", &script]).status().unwrap();
+        let wrapped = lllqos_std(["sh", "-c", &script]).status().unwrap();
+        assert_eq!(direct.signal(), Some(signal));
+        assert_eq!(
+            wrapped.signal(),
+            direct.signal(),
+            "signal {signal}: {wrapped:?}"
+        );
+    }
+}
+
+#[test]
+fn the_command_stopped_and_continued_by_someone_else_does_not_stop_lllqos() {
+    let kernel = kernel!("the_command_stopped_and_continued_by_someone_else_does_not_stop_lllqos");
+    let mut child = Reaped::spawn(&mut lllqos_std(["-l", "8", "sleep", "30"]));
+    common::wait_until_waiting(child.pid());
+    let command = Pid::from_raw(
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.pid()))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    // As cpulimit does: stop the command, then continue it.
+    nix::sys::signal::kill(command, Signal::SIGSTOP).unwrap();
+    common::wait_until("the command to stop", || {
+        common::state(command.as_raw()) == 'T'
+    });
+    nix::sys::signal::kill(command, Signal::SIGCONT).unwrap();
+    common::wait_until("the command to run again", || {
+        common::state(command.as_raw()) != 'T'
+    });
+    // lllqos is still waiting, not stopped, and still holds the request...
+    common::wait_until_waiting(child.pid());
+    assert_ne!(common::state(child.pid()), 'T');
+    assert_eq!(read_node(), kernel.expect(8));
+    // ...and ends with the command, as usual.
+    nix::sys::signal::kill(command, Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().signal(), Some(libc::SIGTERM));
+    assert_eq!(read_node(), kernel.baseline);
 }
