@@ -14,7 +14,8 @@ use crate::cpulist::CpuList;
 use crate::exit::ExitStatus;
 use crate::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError, os_message};
 use crate::percpu::{CpuConstraint, Notice, read_cpu};
-use crate::run::{self, EnvChange, Mode, PidFd, Signals};
+use crate::run::{self, Mode, PidFd, Signals};
+use crate::spawn::{self, EnvChange};
 
 /// The environment variable that tells the command the request is in force, and its value in us.
 pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
@@ -50,6 +51,7 @@ fn emit(text: &str) -> ExitStatus {
 /// Runs lllqos with these arguments (the first is the program name) and returns how to exit.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
     use clap::Parser;
+    spawn::init_process();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
@@ -163,7 +165,11 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         }
         run::hold(&signals, &pids).context("waiting failed")
     } else {
-        match run::spawn(&signals, &args.command, &held.environment()) {
+        match spawn::spawn(
+            &args.command,
+            &held.environment(),
+            signals.chld_was_ignored(),
+        ) {
             Ok(child) => run::supervise(&signals, child).context("waiting for the command failed"),
             Err(error) => {
                 say!("lllqos: {error}");

@@ -59,17 +59,14 @@ fn die_by(signal: i32) -> ! {
     use nix::sys::resource::{Resource, setrlimit};
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
     let _ = nix::sys::prctl::set_dumpable(false);
-    // Raw calls: nix's Signal cannot name the real-time signals (32-64).
-    // SAFETY: installing SIG_DFL runs no code of ours; sigset operations on a local set; raise and
-    // sigprocmask take plain integers and that set.
+    // SAFETY: installing SIG_DFL runs no code of ours; raise takes a plain integer.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
+    // Blocked (lllqos reads its signals from a signalfd): unblocking delivers it. Raw, since
+    // glibc would not unblock 32 and 33 (see crate::sigset).
+    let _ = crate::sigset::SignalSet::of([signal]).unblock();
     // Still here: a signal whose default action is not fatal (it cannot be, the child died of it,
     // but the kernel is the judge). Exit the way a shell would report it.
     std::process::exit(128 + signal)

@@ -14,7 +14,8 @@
 //!   restored on every exit path and shared safely between overlapping holders.
 //! - [`status`]: inspection: the limit in force, its holders, idle states, the registry.
 //! - [`measure`]: wake-up latency without and with the request (a cyclictest-style loop).
-//! - [`run`]: running a command under the request: spawning, signal relay, reaping, holding.
+//! - [`spawn`] and [`run`]: running a command under the request: starting it as a direct exec
+//!   would, relaying signals, reaping, holding.
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
 //! - [`privilege`]: what a setuid or file-capability install may use its privilege for.
 //! - [`cli`] and [`app`]: the command line and what it does.
@@ -38,6 +39,8 @@ pub mod measure;
 pub mod percpu;
 pub mod privilege;
 pub mod run;
+mod sigset;
+pub mod spawn;
 pub mod status;
 
 pub use cpulist::CpuList;

@@ -267,7 +267,7 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
     // A signal ignored at start (a background job of a script) stays ignored.
     let caught = Arc::new(AtomicUsize::new(0));
     for &signal in ENDING {
-        if !crate::run::is_ignored(signal) {
+        if !crate::sigset::is_ignored(signal as i32) {
             signal_hook::flag::register_usize(signal as i32, Arc::clone(&caught), signal as usize)?;
         }
     }

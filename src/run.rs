@@ -1,5 +1,5 @@
-//! Running the command, or holding, while a request is in force: spawning, relaying signals,
-//! reaping. All of lllqos's process and signal logic lives here.
+//! Running the command, or holding, while a request is in force: relaying signals, reaping,
+//! holding. (Starting the command is [`crate::spawn`].)
 //!
 //! # The design in one paragraph
 //!
@@ -19,79 +19,53 @@
 //!   child and is not relayed. Nor is what the child sent, or what came from a process whose group
 //!   is led by the child or by lllqos: `kill(0, sig)` and `kill(-1, sig)` must not bounce back. A
 //!   signal from anyone else (`kill`, systemd, a script's `kill $!`, a sender outside the PID
-//!   namespace with `si_pid` 0) is relayed, once.
+//!   namespace with `si_pid` 0) is relayed, once. That is every signal from 1 to 64, real-time
+//!   ones included (see [`crate::sigset`]), but SIGKILL and SIGSTOP (which cannot be caught) and
+//!   SIGTTIN and SIGTTOU. The fault signals (SIGSEGV, SIGBUS, ...) are blocked too: one sent with
+//!   kill(2) is relayed, and a real fault of lllqos's own stays fatal, since the kernel kills a
+//!   process whose fault signal is blocked.
 //! - Because the relayed signals are blocked and consumed, lllqos does not die of SIGINT, SIGQUIT or
 //!   SIGHUP while the child lives: an interactive shell run under lllqos survives Ctrl-C, and lllqos
 //!   ends when the child does, with the child's status.
-//! - Ctrl-Z stops the child; lllqos sees it (`WUNTRACED`) and stops itself with the same signal, so
-//!   the shell sees its job stopped; `fg` continues both. A SIGCONT that reached the child together
+//! - Ctrl-Z stops the child; lllqos sees it (`WUNTRACED`) and, since it was asked to stop too (the
+//!   terminal's SIGTSTP reaches the whole group), stops itself, so the shell sees its job stopped;
+//!   `fg` continues both. A child stopped by someone else alone (`kill -STOP`, cpulimit) does not
+//!   stop lllqos, which then sees it continue. A SIGCONT that reached the child together
 //!   with lllqos (the shell's `killpg`) is not relayed a second time. SIGTTIN and SIGTTOU are never
 //!   caught or relayed.
 //! - A signal ignored when lllqos starts (`nohup`, `cmd &` in a script) is left ignored: it is not
 //!   blocked, so lllqos ignores it and the child inherits SIG_IGN across exec.
-//! - The child starts with an empty signal mask (std would pass the blocked set on), SIGCHLD as it
-//!   was, and, when lllqos is privileged, as the real user with no capability.
+//! - As PID 1 of a PID namespace, lllqos also reaps the orphans that are reparented to it, as an
+//!   init must (tini does the same).
 
-use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill};
-use nix::sys::signalfd::{SfdFlags, SignalFd, siginfo};
 use nix::unistd::{Pid, getpgid, getpid};
 
 use crate::exit::ExitStatus;
-use crate::lease::os_message;
-use crate::privilege::ChildDrop;
+use crate::sigset::{MAX_SIGNAL, SignalSet};
+use crate::spawn::ignored_at_start;
 
-/// Signals relayed to the child when sent with kill(2): every catchable signal whose default is to
-/// terminate, stop or notify, except SIGTTIN/SIGTTOU (terminal I/O of the wrapper's own) and the
-/// synchronous fault signals (SIGSEGV and friends), which must never be blocked.
-const RELAYED: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGABRT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGTERM,
-    Signal::SIGSTKFLT,
-    Signal::SIGCONT,
-    Signal::SIGTSTP,
-    Signal::SIGURG,
-    Signal::SIGXCPU,
-    Signal::SIGXFSZ,
-    Signal::SIGVTALRM,
-    Signal::SIGPROF,
-    Signal::SIGWINCH,
-    Signal::SIGIO,
-    Signal::SIGPWR,
+/// Signals lllqos never blocks: SIGKILL and SIGSTOP cannot be, and SIGTTIN and SIGTTOU stop lllqos
+/// itself when it touches the terminal from the background, as they would stop the command.
+const NEVER_BLOCKED: [i32; 4] = [libc::SIGKILL, libc::SIGSTOP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// Signals whose default action is not to end the process: continue, stop, or nothing.
+const NOT_ENDING: [i32; 7] = [
+    libc::SIGCHLD,
+    libc::SIGCONT,
+    libc::SIGURG,
+    libc::SIGWINCH,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
 ];
 
-/// Signals that end a hold: lllqos releases the request and exits 0.
-const HOLD_RELEASE: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
-
-/// Other signals whose default action is to terminate. In a hold they still terminate lllqos, but
-/// only after the request is released (per-CPU values would otherwise stay behind).
-const HOLD_FATAL: &[Signal] = &[
-    Signal::SIGQUIT,
-    Signal::SIGABRT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGSTKFLT,
-    Signal::SIGXCPU,
-    Signal::SIGXFSZ,
-    Signal::SIGVTALRM,
-    Signal::SIGPROF,
-    Signal::SIGIO,
-    Signal::SIGPWR,
-];
+/// Signals that end a hold normally: lllqos releases the request and exits 0.
+const HOLD_RELEASE: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 /// What the signals are blocked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,13 +76,25 @@ pub enum Mode {
     Hold,
 }
 
+impl Mode {
+    /// The signals this mode reads from the signalfd (before leaving out the ignored ones).
+    fn wanted(self) -> SignalSet {
+        let mut set = SignalSet::all() - SignalSet::of(NEVER_BLOCKED);
+        if self == Mode::Hold {
+            // A hold reads what ends a process (it releases first); the rest keeps its default.
+            set = set - SignalSet::of(NOT_ENDING);
+        }
+        set
+    }
+}
+
 /// The blocked signals and the `signalfd` they are read from. Create it before placing a request:
 /// from then on no signal can interrupt lllqos until it is ready to act on it.
 #[derive(Debug)]
 pub struct Signals {
-    fd: SignalFd,
+    fd: OwnedFd,
     /// Signals that were SIG_IGN at start; they stay ignored and are not in the blocked set.
-    ignored: SigSet,
+    ignored: SignalSet,
     /// SIGCHLD was SIG_IGN at start: lllqos resets it to wait for its child, the child gets SIG_IGN.
     chld_was_ignored: bool,
 }
@@ -116,29 +102,17 @@ pub struct Signals {
 impl Signals {
     /// Blocks the signals `mode` handles and opens the `signalfd` for them.
     pub fn block(mode: Mode) -> io::Result<Signals> {
-        let wanted: Vec<Signal> = match mode {
-            Mode::Relay => RELAYED.iter().chain(&[Signal::SIGCHLD]).copied().collect(),
-            Mode::Hold => HOLD_RELEASE.iter().chain(HOLD_FATAL).copied().collect(),
-        };
-        let mut set = SigSet::empty();
-        let mut ignored = SigSet::empty();
-        let mut chld_was_ignored = false;
-        for signal in wanted {
-            if is_ignored(signal) {
-                if signal == Signal::SIGCHLD {
-                    // SIG_IGN on SIGCHLD would auto-reap the child and leave nothing to wait for.
-                    // SAFETY: installing SIG_DFL runs no code of ours.
-                    unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
-                    chld_was_ignored = true;
-                } else {
-                    ignored.add(signal);
-                    continue;
-                }
-            }
-            set.add(signal);
+        let ignored = ignored_at_start();
+        let mut set = mode.wanted() - ignored;
+        let chld_was_ignored = mode == Mode::Relay && ignored.contains(libc::SIGCHLD);
+        if chld_was_ignored {
+            // SIG_IGN on SIGCHLD would auto-reap the child and leave nothing to wait for.
+            // SAFETY: installing SIG_DFL runs no code of ours.
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+            set.insert(libc::SIGCHLD);
         }
-        set.thread_block()?;
-        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)?;
+        set.block()?;
+        let fd = set.signalfd()?;
         Ok(Signals {
             fd,
             ignored,
@@ -146,217 +120,77 @@ impl Signals {
         })
     }
 
+    /// Whether SIGCHLD was ignored when lllqos started (the command must get SIG_IGN back).
+    pub fn chld_was_ignored(&self) -> bool {
+        self.chld_was_ignored
+    }
+
     /// Reads the next signal, blocking.
-    fn next(&self) -> io::Result<siginfo> {
+    fn next(&self) -> io::Result<libc::signalfd_siginfo> {
+        let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
         loop {
-            match self.fd.read_signal() {
-                Ok(Some(info)) => return Ok(info),
-                Ok(None) | Err(Errno::EINTR) => continue,
+            match nix::unistd::read(&self.fd, &mut buf) {
+                // SAFETY: the kernel wrote one whole signalfd_siginfo, plain data.
+                Ok(n) if n == buf.len() => {
+                    return Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) });
+                }
+                Ok(_) | Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
     }
 }
 
-/// True when `signal`'s disposition is SIG_IGN.
-pub(crate) fn is_ignored(signal: Signal) -> bool {
-    // SAFETY: a query (null new action) into a zeroed sigaction we own.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(signal as libc::c_int, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
-}
-
-/// Why the command could not be started: lllqos exits 127 or 126 with `lllqos: NAME: reason`.
-#[derive(Debug)]
-pub struct SpawnError {
-    name: OsString,
-    source: io::Error,
-}
-
-impl SpawnError {
-    /// 127 when the command was not found, 126 when it could not be executed.
-    pub fn status(&self) -> ExitStatus {
-        match self.source.kind() {
-            io::ErrorKind::NotFound => ExitStatus::NotFound,
-            _ => ExitStatus::CannotExecute,
-        }
-    }
-}
-
-impl std::fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = self.name.to_string_lossy();
-        write!(f, "{name}: {}", os_message(&self.source))
-    }
-}
-
-impl std::error::Error for SpawnError {}
-
-/// A variable to set (`Some`) or remove (`None`) in the command's environment.
-pub type EnvChange = (&'static str, Option<String>);
-
-/// Starts `argv` (PATH lookup for a bare name) in lllqos's process group, with an empty signal
-/// mask and `env` applied to lllqos's environment.
-///
-/// The usual path is `posix_spawnp(3)`, which glibc implements with `CLONE_VFORK`: no copy of
-/// lllqos's page tables, so lllqos starts a command about as fast as `chrt` execs one. Three cases
-/// need code in the child between fork and exec and take `fork` through std's `Command` instead:
-/// a privileged lllqos (drop to the real user, see [`ChildDrop`]), SIGCHLD ignored at start (the
-/// child gets SIG_IGN back), and a file without `#!` that the kernel refuses (ENOEXEC), which
-/// `execvp` hands to `/bin/sh` the way a shell would.
-pub fn spawn(signals: &Signals, argv: &[OsString], env: &[EnvChange]) -> Result<Pid, SpawnError> {
-    let name = argv.first().cloned().unwrap_or_default();
-    let drop = ChildDrop::needed();
-    let result = if drop.is_none() && !signals.chld_was_ignored {
-        match posix_spawn(argv, env) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => fork_exec(argv, env, None, false),
-            result => result,
-        }
-    } else {
-        fork_exec(argv, env, drop, signals.chld_was_ignored)
-    };
-    result.map_err(|source| SpawnError { name, source })
-}
-
-fn posix_spawn(argv: &[OsString], env: &[EnvChange]) -> io::Result<Pid> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let cstring = |bytes: &[u8]| {
-        CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"))
-    };
-    let args = argv
-        .iter()
-        .map(|arg| cstring(arg.as_bytes()))
-        .collect::<io::Result<Vec<_>>>()?;
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(key, _)| !env.iter().any(|(k, _)| key == k))
-        .collect();
-    vars.extend(
-        env.iter()
-            .filter_map(|(k, v)| Some((k.into(), v.as_ref()?.into()))),
-    );
-    let vars = vars
-        .iter()
-        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<io::Result<Vec<_>>>()?;
-    let pointers = |strings: &[CString]| -> Vec<*mut libc::c_char> {
-        let mut p: Vec<_> = strings.iter().map(|s| s.as_ptr().cast_mut()).collect();
-        p.push(std::ptr::null_mut());
-        p
-    };
-    let (arg_ptrs, var_ptrs) = (pointers(&args), pointers(&vars));
-    let empty = SigSet::empty();
-    // Rust's runtime ignores SIGPIPE; the command gets the default back, as std's spawn does.
-    let mut defaults = SigSet::empty();
-    defaults.add(Signal::SIGPIPE);
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: attr is initialised before use and destroyed after; every pointer refers to a
-    // NUL-terminated string or array that outlives the call.
-    let ret = unsafe {
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        libc::posix_spawnattr_init(&mut attr);
-        libc::posix_spawnattr_setsigmask(&mut attr, empty.as_ref());
-        libc::posix_spawnattr_setsigdefault(&mut attr, defaults.as_ref());
-        let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
-        libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
-        let ret = libc::posix_spawnp(
-            &mut pid,
-            args[0].as_ptr(),
-            std::ptr::null(),
-            &attr,
-            arg_ptrs.as_ptr(),
-            var_ptrs.as_ptr(),
-        );
-        libc::posix_spawnattr_destroy(&mut attr);
-        ret
-    };
-    match ret {
-        0 => Ok(Pid::from_raw(pid)),
-        errno => Err(io::Error::from_raw_os_error(errno)),
-    }
-}
-
-fn fork_exec(
-    argv: &[OsString],
-    env: &[EnvChange],
-    drop: Option<ChildDrop>,
-    chld_was_ignored: bool,
-) -> io::Result<Pid> {
-    let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    for (key, value) in env {
-        match value {
-            Some(value) => command.env(key, value),
-            None => command.env_remove(key),
-        };
-    }
-    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe system calls
-    // (sigaction, sigprocmask, set*id, capset, prctl); it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if chld_was_ignored {
-                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-            }
-            let empty = SigSet::empty();
-            libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ref(), std::ptr::null_mut());
-            match drop {
-                Some(drop) => drop.apply(),
-                None => Ok(()),
-            }
-        });
-    }
-    let child = command.spawn()?;
-    Ok(Pid::from_raw(child.id() as i32))
-}
-
-/// What `waitpid` reported about the child.
+/// What `waitpid` reported about a child.
 enum ChildEvent {
     Exited(i32),
     /// Killed by this signal number (real-time signals included, which nix cannot represent).
     Signaled(i32),
-    Stopped(i32),
+    Stopped,
     Continued,
     Nothing,
 }
 
-/// One non-blocking `waitpid` on `child`, decoded from the raw status.
-fn poll_child(child: Pid) -> io::Result<ChildEvent> {
+/// One non-blocking `waitpid` on `pid` (-1: any child), decoded from the raw status.
+fn poll_child(pid: i32) -> io::Result<(i32, ChildEvent)> {
     let mut status = 0;
     let flags = libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED;
     loop {
         // SAFETY: waitpid writes the status into our integer.
-        let ret = unsafe { libc::waitpid(child.as_raw(), &mut status, flags) };
+        let ret = unsafe { libc::waitpid(pid, &mut status, flags) };
         if ret < 0 {
             match Errno::last() {
                 Errno::EINTR => continue,
                 e => return Err(e.into()),
             }
         }
-        return Ok(if ret == 0 {
+        let event = if ret == 0 {
             ChildEvent::Nothing
         } else if libc::WIFEXITED(status) {
             ChildEvent::Exited(libc::WEXITSTATUS(status))
         } else if libc::WIFSIGNALED(status) {
             ChildEvent::Signaled(libc::WTERMSIG(status))
         } else if libc::WIFSTOPPED(status) {
-            ChildEvent::Stopped(libc::WSTOPSIG(status))
+            ChildEvent::Stopped
         } else if libc::WIFCONTINUED(status) {
             ChildEvent::Continued
         } else {
             ChildEvent::Nothing
-        });
+        };
+        return Ok((ret, event));
     }
 }
 
-/// Whether SIGTSTP is pending for lllqos: the terminal's Ctrl-Z reaches the whole foreground group,
-/// and the child's SIGCHLD (a lower number) may be read from the signalfd before it.
-fn tstp_pending() -> bool {
-    // SAFETY: sigpending fills our zeroed set; sigismember reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGTSTP) == 1
+/// As PID 1, reaps every exited child that is not `child` (orphans reparented to lllqos).
+fn reap_orphans(child: Pid) {
+    loop {
+        // SAFETY: waitpid on any child with WNOHANG; only exited children other than `child` can
+        // be returned, since `child` has just been polled and is polled again before any wait.
+        let mut status = 0;
+        let ret = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        if ret <= 0 || ret == child.as_raw() {
+            return;
+        }
     }
 }
 
@@ -364,6 +198,7 @@ fn tstp_pending() -> bool {
 /// child is reaped, so the caller can release the request at once.
 pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
     let me = getpid();
+    let init = me.as_raw() == 1;
     let mut child_stopped = false;
     // lllqos stopped itself because the child stopped; the SIGCONT that resumes it may have reached
     // the child too (a shell's `fg` signals the whole group).
@@ -374,24 +209,22 @@ pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
     let mut stop_asked = false;
     loop {
         let info = signals.next()?;
-        let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
-            continue;
-        };
-        if signal == Signal::SIGTSTP {
+        let signal = info.ssi_signo as i32;
+        if signal == libc::SIGTSTP {
             stop_asked = true;
         }
         // Fresh news of the child first: on SIGCHLD of course, and on SIGCONT, to know whether the
         // continue already reached it.
-        if matches!(signal, Signal::SIGCHLD | Signal::SIGCONT) {
+        if signal == libc::SIGCHLD || signal == libc::SIGCONT {
             loop {
-                match poll_child(child)? {
+                match poll_child(child.as_raw())?.1 {
                     ChildEvent::Exited(code) => return Ok(ExitStatus::Exited(code)),
                     ChildEvent::Signaled(signal) => return Ok(ExitStatus::Signaled(signal)),
-                    ChildEvent::Stopped(stop) => {
+                    ChildEvent::Stopped => {
                         child_stopped = true;
-                        if stop_asked || tstp_pending() {
+                        if stop_asked || SignalSet::pending().contains(libc::SIGTSTP) {
                             stop_asked = false;
-                            suspend_self(stop, &signals.ignored);
+                            suspend_self(&signals.ignored);
                             suspended = true;
                         }
                     }
@@ -399,10 +232,13 @@ pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
                     ChildEvent::Nothing => break,
                 }
             }
+            if init {
+                reap_orphans(child);
+            }
         }
         match signal {
-            Signal::SIGCHLD => continue,
-            Signal::SIGCONT if suspended => {
+            libc::SIGCHLD => continue,
+            libc::SIGCONT if suspended => {
                 suspended = false;
                 if !child_stopped {
                     continue;
@@ -412,13 +248,14 @@ pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
         }
         if should_relay(&info, child, me) {
             // ESRCH: the child is exiting; its SIGCHLD is on the way.
-            let _ = kill(child, signal);
+            // SAFETY: kill on integers; the signal number came from the kernel.
+            unsafe { libc::kill(child.as_raw(), signal) };
         }
     }
 }
 
 /// Whether a signal lllqos received should be passed on to the child.
-fn should_relay(info: &siginfo, child: Pid, me: Pid) -> bool {
+fn should_relay(info: &libc::signalfd_siginfo, child: Pid, me: Pid) -> bool {
     // Only signals a process sent with kill(2), tgkill(2) or sigqueue(3). SI_KERNEL (the terminal's
     // signals to the foreground group) and kernel subsystems' codes already did what they do.
     if !matches!(
@@ -440,28 +277,23 @@ fn should_relay(info: &siginfo, child: Pid, me: Pid) -> bool {
     }
 }
 
-/// Stops lllqos with the signal that stopped the child, so the shell sees its job stopped. Returns
-/// once lllqos is continued.
-fn suspend_self(stop: i32, ignored: &SigSet) {
-    let blocked_tstp = stop == libc::SIGTSTP && !ignored.contains(Signal::SIGTSTP);
-    if !blocked_tstp {
-        // SIGSTOP, or a stop signal lllqos does not block (SIGTTIN/SIGTTOU) or ignores: stop with
-        // SIGSTOP, which nothing can block or ignore.
-        let _ = kill(getpid(), Signal::SIGSTOP);
+/// Stops lllqos, so the shell sees its job stopped. Returns once lllqos is continued.
+fn suspend_self(ignored: &SignalSet) {
+    if ignored.contains(libc::SIGTSTP) {
+        let _ = nix::sys::signal::kill(getpid(), nix::sys::signal::Signal::SIGSTOP);
         return;
     }
     // SIGTSTP is blocked (it is read from the signalfd): raise it, let its default action (stop)
     // happen by unblocking it, and block it again once continued.
-    let mut one = SigSet::empty();
-    one.add(Signal::SIGTSTP);
-    let _ = kill(getpid(), Signal::SIGTSTP);
-    let _ = one.thread_unblock();
-    let _ = one.thread_block();
+    let tstp = SignalSet::of([libc::SIGTSTP]);
+    let _ = nix::sys::signal::kill(getpid(), nix::sys::signal::Signal::SIGTSTP);
+    let _ = tstp.unblock();
+    let _ = tstp.block();
 }
 
-/// Holds until a release signal arrives, or until every process in `pids` has exited. Returns
-/// `Exited(0)` for SIGTERM/SIGINT/SIGHUP and the processes' end, `Signaled` for another
-/// terminating signal (the caller releases the request, then dies of it).
+/// Holds until a signal that ends a process arrives, or until every process in `pids` has exited.
+/// Returns `Exited(0)` for SIGTERM/SIGINT/SIGHUP and the processes' end, `Signaled` for another
+/// ending signal (the caller releases the request, then dies of it).
 pub fn hold(signals: &Signals, pids: &[PidFd]) -> io::Result<ExitStatus> {
     let mut alive: Vec<&PidFd> = pids.iter().collect();
     loop {
@@ -480,12 +312,12 @@ pub fn hold(signals: &Signals, pids: &[PidFd]) -> io::Result<ExitStatus> {
         let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
         drop(fds);
         if ready[0] {
-            let info = signals.next()?;
-            if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+            let signal = signals.next()?.ssi_signo as i32;
+            if (1..=MAX_SIGNAL).contains(&signal) {
                 return Ok(if HOLD_RELEASE.contains(&signal) {
                     ExitStatus::Exited(0)
                 } else {
-                    ExitStatus::Signaled(signal as i32)
+                    ExitStatus::Signaled(signal)
                 });
             }
         }
@@ -507,12 +339,18 @@ pub struct PidFd {
 }
 
 impl PidFd {
-    /// Opens a pidfd for `pid`; ESRCH when there is no such process.
+    /// Opens a pidfd for process `pid`. A thread id is refused with the process it belongs to.
     pub fn open(pid: i32) -> io::Result<PidFd> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if fd < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            return Err(match thread_group(pid) {
+                Some(tgid) if tgid != pid => io::Error::other(format!(
+                    "{pid} is a thread of process {tgid}, not a process (give --pid {tgid})"
+                )),
+                _ => error,
+            });
         }
         // SAFETY: the kernel just returned this descriptor (close-on-exec, as pidfds always are);
         // nothing else owns it.
@@ -524,4 +362,15 @@ impl PidFd {
     pub fn pid(&self) -> i32 {
         self.pid
     }
+}
+
+/// The process a thread id belongs to (`Tgid:` of /proc/PID/status).
+fn thread_group(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
 }

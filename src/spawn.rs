@@ -1,0 +1,334 @@
+//! Starting the command so that it cannot tell lllqos is there.
+//!
+//! A direct `exec` by the shell would give the command the shell's environment exactly as it is,
+//! its signal dispositions (an ignored signal stays ignored, a handled one becomes the default),
+//! its scheduling policy, priority and nice value, and its open file descriptors, standard ones
+//! included, closed ones closed. lllqos must start the command in a new process and still give it
+//! exactly that:
+//!
+//! - **The environment** is the raw `environ` block, in order, duplicates and entries without `=`
+//!   included (as `env` passes them), with `LLLQOS_LATENCY_US` and `LLLQOS_CPUS` set or removed.
+//! - **Signals.** The command starts with an empty mask (lllqos blocks signals to read them from a
+//!   signalfd). SIGPIPE gets the disposition lllqos inherited, which [`init_process`] records
+//!   before lllqos ignores it for itself; glibc's `posix_spawn` would leave its reserved signals 32
+//!   and 33 ignored in the child, so they are reset to the default too.
+//! - **Scheduling.** Under `chrt -R` (SCHED_RESET_ON_FORK) the kernel resets a forked child to
+//!   SCHED_OTHER and nice 0; the child restores lllqos's policy, priority and nice before exec.
+//! - **File descriptors.** lllqos is built without Rust's runtime start-up (`main.rs`), which would
+//!   open /dev/null on a closed fd 0, 1 or 2. [`init_process`] puts a close-on-exec /dev/null there
+//!   instead, so that nothing lllqos opens lands on a standard fd and the command still finds it
+//!   closed.
+//!
+//! The usual path is `posix_spawnp(3)`, which glibc implements with `CLONE_VFORK`: no copy of
+//! lllqos's page tables, so lllqos starts a command about as fast as `chrt` execs one. What needs
+//! code in the child between fork and exec (the privilege drop, SIGCHLD ignored at start, the
+//! scheduling restore) takes `fork` and `execvpe`; so does a file without `#!` that the kernel
+//! refuses with ENOEXEC, which `execvpe` hands to `/bin/sh` the way a shell would. An exec failure
+//! in a forked child reaches lllqos through a close-on-exec pipe.
+
+use std::ffi::{CStr, CString, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
+
+use nix::unistd::Pid;
+
+use crate::exit::ExitStatus;
+use crate::lease::os_message;
+use crate::privilege::ChildDrop;
+use crate::sigset::SignalSet;
+
+/// The signals that were ignored when lllqos started, recorded by [`init_process`].
+static IGNORED_AT_START: OnceLock<SignalSet> = OnceLock::new();
+
+/// Records what lllqos inherited and must hand on unchanged; call first thing in `main`.
+///
+/// Then lllqos ignores SIGPIPE for itself (a write to a closed pipe returns EPIPE instead of
+/// killing it half-way through a change), and parks close-on-exec /dev/null descriptors on any
+/// closed standard fd.
+pub fn init_process() {
+    let _ = IGNORED_AT_START.set(SignalSet::ignored());
+    // SAFETY: installing SIG_IGN runs no code of ours.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    for fd in 0..=2 {
+        // SAFETY: fcntl, open, dup3 and close on integers and a static NUL-terminated path.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) >= 0 {
+                continue;
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            if null >= 0 && null != fd {
+                libc::dup3(null, fd, libc::O_CLOEXEC);
+                libc::close(null);
+            }
+        }
+    }
+}
+
+/// The signals ignored when lllqos started (now, if [`init_process`] was not called).
+pub(crate) fn ignored_at_start() -> SignalSet {
+    IGNORED_AT_START
+        .get()
+        .copied()
+        .unwrap_or_else(SignalSet::ignored)
+}
+
+/// A variable to set (`Some`) or remove (`None`) in the command's environment.
+pub type EnvChange = (&'static str, Option<String>);
+
+/// Why the command could not be started: lllqos exits 127 or 126 with `lllqos: NAME: reason`.
+#[derive(Debug)]
+pub struct SpawnError {
+    name: OsString,
+    source: io::Error,
+}
+
+impl SpawnError {
+    /// 127 when the command was not found, 126 when it could not be executed.
+    pub fn status(&self) -> ExitStatus {
+        match self.source.kind() {
+            io::ErrorKind::NotFound => ExitStatus::NotFound,
+            _ => ExitStatus::CannotExecute,
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.name.to_string_lossy();
+        write!(f, "{name}: {}", os_message(&self.source))
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// The scheduling a forked child must get back (lllqos runs with SCHED_RESET_ON_FORK).
+#[derive(Debug, Clone, Copy)]
+struct Scheduling {
+    policy: libc::c_int,
+    priority: libc::c_int,
+    nice: libc::c_int,
+}
+
+impl Scheduling {
+    /// lllqos's own scheduling, when a fork would not pass it on.
+    fn lost_on_fork() -> Option<Scheduling> {
+        // SAFETY: plain queries of this process's scheduling into values we own.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            if policy < 0 || policy & libc::SCHED_RESET_ON_FORK == 0 {
+                return None;
+            }
+            let mut param: libc::sched_param = std::mem::zeroed();
+            libc::sched_getparam(0, &mut param);
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+            Some(Scheduling {
+                policy,
+                priority: param.sched_priority,
+                nice,
+            })
+        }
+    }
+
+    /// Applies it in the child (async-signal-safe system calls only).
+    fn apply(self) {
+        let param = libc::sched_param {
+            sched_priority: self.priority,
+        };
+        // SAFETY: system calls on integers and a stack struct.
+        unsafe {
+            libc::sched_setscheduler(0, self.policy, &param);
+            libc::setpriority(libc::PRIO_PROCESS, 0, self.nice);
+        }
+    }
+}
+
+/// Everything the child needs, prepared in the parent (where allocating is allowed).
+struct Launch {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// SIGPIPE was not ignored when lllqos started: the command gets the default back.
+    sigpipe_default: bool,
+    /// SIGCHLD was ignored at start: lllqos had to reset it to wait; the command gets SIG_IGN.
+    chld_ignored: bool,
+    drop: Option<ChildDrop>,
+    scheduling: Option<Scheduling>,
+}
+
+/// NULL-terminated pointer arrays over strings that outlive their use.
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// This process's environment block as it is, with `changes` applied: every entry whose name is
+/// changed is dropped, then the set ones appended.
+fn environment(changes: &[EnvChange]) -> Vec<CString> {
+    let changed = |entry: &[u8]| {
+        let name = entry.split(|&b| b == b'=').next().unwrap_or(entry);
+        changes.iter().any(|(key, _)| key.as_bytes() == name)
+    };
+    let mut envp = Vec::new();
+    // SAFETY: environ is the C library's NULL-terminated array of NUL-terminated strings; lllqos
+    // is single-threaded here and changes nothing in it.
+    unsafe {
+        let mut entry = libc::environ.cast_const();
+        while !entry.is_null() && !(*entry).is_null() {
+            let text = CStr::from_ptr(*entry);
+            if !changed(text.to_bytes()) {
+                envp.push(text.to_owned());
+            }
+            entry = entry.add(1);
+        }
+    }
+    for (key, value) in changes {
+        if let Some(value) = value
+            && let Ok(entry) = CString::new(format!("{key}={value}"))
+        {
+            envp.push(entry);
+        }
+    }
+    envp
+}
+
+/// Starts `argv` (PATH lookup for a bare name) in lllqos's process group, as described in the
+/// module documentation. `chld_ignored`: SIGCHLD was ignored at start (see `run::Signals`).
+pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result<Pid, SpawnError> {
+    let name = argv.first().cloned().unwrap_or_default();
+    let fail = |source| SpawnError {
+        name: name.clone(),
+        source,
+    };
+    let argv = argv
+        .iter()
+        .map(|arg| CString::new(arg.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| fail(io::Error::new(io::ErrorKind::InvalidInput, "NUL byte")))?;
+    let launch = Launch {
+        argv,
+        envp: environment(env),
+        sigpipe_default: !ignored_at_start().contains(libc::SIGPIPE),
+        chld_ignored,
+        drop: ChildDrop::needed(),
+        scheduling: Scheduling::lost_on_fork(),
+    };
+    let needs_fork = launch.drop.is_some() || launch.chld_ignored || launch.scheduling.is_some();
+    let result = if needs_fork {
+        fork_exec(&launch)
+    } else {
+        match posix_spawn(&launch) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => fork_exec(&launch),
+            result => result,
+        }
+    };
+    result.map_err(fail)
+}
+
+fn posix_spawn(launch: &Launch) -> io::Result<Pid> {
+    let (arg_ptrs, env_ptrs) = (pointers(&launch.argv), pointers(&launch.envp));
+    let empty = SignalSet::default().to_sigset();
+    // glibc leaves its reserved 32 and 33 ignored in the child unless they are reset explicitly.
+    let mut defaults = SignalSet::of([32, 33]);
+    if launch.sigpipe_default {
+        defaults.insert(libc::SIGPIPE);
+    }
+    let defaults = defaults.to_sigset();
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: attr is initialised before use and destroyed after; every pointer refers to a
+    // NUL-terminated string or array that outlives the call.
+    let ret = unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        libc::posix_spawnattr_init(&mut attr);
+        libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+        libc::posix_spawnattr_setsigdefault(&mut attr, &defaults);
+        let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
+        let ret = libc::posix_spawnp(
+            &mut pid,
+            arg_ptrs[0],
+            std::ptr::null(),
+            &attr,
+            arg_ptrs.as_ptr().cast(),
+            env_ptrs.as_ptr().cast(),
+        );
+        libc::posix_spawnattr_destroy(&mut attr);
+        ret
+    };
+    match ret {
+        0 => Ok(Pid::from_raw(pid)),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+fn fork_exec(launch: &Launch) -> io::Result<Pid> {
+    let (arg_ptrs, env_ptrs) = (pointers(&launch.argv), pointers(&launch.envp));
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: lllqos is single-threaded when it spawns; the child makes only async-signal-safe
+    // system calls (sigaction, sigprocmask, sched_setscheduler, setpriority, set*id, capset,
+    // prctl, execvpe, write, _exit) on data prepared before the fork, and allocates nothing.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            let errno = unsafe { exec_child(launch, &arg_ptrs, &env_ptrs) };
+            let _ = nix::unistd::write(&report_write, &errno.to_ne_bytes());
+            // SAFETY: leaving the child without running the parent's exit handlers.
+            unsafe { libc::_exit(127) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(report_write);
+            let mut errno = [0u8; 4];
+            let mut got = 0;
+            while got < errno.len() {
+                match nix::unistd::read(&report_read, &mut errno[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if got == 0 {
+                return Ok(child); // the pipe closed on exec: the command runs
+            }
+            let _ = nix::sys::wait::waitpid(child, None);
+            Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+        }
+    }
+}
+
+/// In the forked child: sets up what [`Launch`] says and executes the command; returns the errno
+/// of what failed.
+///
+/// # Safety
+///
+/// Only between fork and exec, in the child of a single-threaded process.
+unsafe fn exec_child(
+    launch: &Launch,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> i32 {
+    // SAFETY: (for each call) plain system calls on integers and data prepared before the fork.
+    unsafe {
+        if launch.chld_ignored {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+        }
+        if launch.sigpipe_default {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        if let Some(scheduling) = launch.scheduling {
+            scheduling.apply();
+        }
+        if let Err(e) = SignalSet::all().unblock() {
+            return e.raw_os_error().unwrap_or(libc::EINVAL);
+        }
+        if let Some(drop) = launch.drop
+            && let Err(e) = drop.apply()
+        {
+            return e.raw_os_error().unwrap_or(libc::EPERM);
+        }
+        libc::execvpe(argv[0], argv.as_ptr(), envp.as_ptr());
+        *libc::__errno_location()
+    }
+}
