@@ -143,14 +143,22 @@ impl std::ops::Sub for SignalSet {
     }
 }
 
-/// True when `signal`'s disposition is SIG_IGN.
+/// True when `signal`'s disposition is SIG_IGN. Asks the kernel directly: glibc's sigaction
+/// refuses to answer for 32 and 33.
 pub(crate) fn is_ignored(signal: i32) -> bool {
-    // SAFETY: a query (null new action) into a zeroed sigaction we own.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
+    // The kernel's struct sigaction begins with the handler; four words cover it on 64-bit Linux.
+    let mut old = [0usize; 4];
+    // SAFETY: a query (null new action) writing at most sizeof(struct sigaction) into our buffer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            std::ptr::null::<u8>(),
+            old.as_mut_ptr(),
+            8usize,
+        )
+    };
+    ret == 0 && old[0] == libc::SIG_IGN
 }
 
 #[cfg(test)]

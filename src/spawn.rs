@@ -11,7 +11,8 @@
 //! - **Signals.** The command starts with an empty mask (lllqos blocks signals to read them from a
 //!   signalfd). SIGPIPE gets the disposition lllqos inherited, which [`init_process`] records
 //!   before lllqos ignores it for itself; glibc's `posix_spawn` would leave its reserved signals 32
-//!   and 33 ignored in the child, so they are reset to the default too.
+//!   and 33 ignored in the child, so they get what lllqos inherited too. In short, every signal
+//!   ignored when lllqos started is ignored in the command, and every other one has its default.
 //! - **Scheduling.** Under `chrt -R` (SCHED_RESET_ON_FORK) the kernel resets a forked child to
 //!   SCHED_OTHER and nice 0; the child restores lllqos's policy, priority and nice before exec.
 //! - **File descriptors.** lllqos is built without Rust's runtime start-up (`main.rs`), which would
@@ -148,9 +149,9 @@ impl Scheduling {
 struct Launch {
     argv: Vec<CString>,
     envp: Vec<CString>,
-    /// SIGPIPE was not ignored when lllqos started: the command gets the default back.
-    sigpipe_default: bool,
-    /// SIGCHLD was ignored at start: lllqos had to reset it to wait; the command gets SIG_IGN.
+    /// The signals ignored when lllqos started: ignored in the command, every other one default.
+    ignored: SignalSet,
+    /// SIGCHLD was ignored at start: lllqos had to reset it to wait, the command gets SIG_IGN back.
     chld_ignored: bool,
     drop: Option<ChildDrop>,
     scheduling: Option<Scheduling>,
@@ -211,7 +212,7 @@ pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result
     let launch = Launch {
         argv,
         envp: environment(env),
-        sigpipe_default: !ignored_at_start().contains(libc::SIGPIPE),
+        ignored: ignored_at_start(),
         chld_ignored,
         drop: ChildDrop::needed(),
         scheduling: Scheduling::lost_on_fork(),
@@ -231,12 +232,9 @@ pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result
 fn posix_spawn(launch: &Launch) -> io::Result<Pid> {
     let (arg_ptrs, env_ptrs) = (pointers(&launch.argv), pointers(&launch.envp));
     let empty = SignalSet::default().to_sigset();
-    // glibc leaves its reserved 32 and 33 ignored in the child unless they are reset explicitly.
-    let mut defaults = SignalSet::of([32, 33]);
-    if launch.sigpipe_default {
-        defaults.insert(libc::SIGPIPE);
-    }
-    let defaults = defaults.to_sigset();
+    // SIGPIPE, which lllqos ignores for itself, and glibc's reserved 32 and 33, which its
+    // posix_spawn would leave ignored, get the default unless they were ignored at start.
+    let defaults = (SignalSet::of([libc::SIGPIPE, 32, 33]) - launch.ignored).to_sigset();
     let mut pid: libc::pid_t = 0;
     // SAFETY: attr is initialised before use and destroyed after; every pointer refers to a
     // NUL-terminated string or array that outlives the call.
@@ -314,7 +312,7 @@ unsafe fn exec_child(
         if launch.chld_ignored {
             libc::signal(libc::SIGCHLD, libc::SIG_IGN);
         }
-        if launch.sigpipe_default {
+        if !launch.ignored.contains(libc::SIGPIPE) {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
         if let Some(scheduling) = launch.scheduling {

@@ -267,7 +267,7 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
-        "A signal sent to lllqos with kill(2) is relayed to COMMAND exactly once: HUP, INT, QUIT, ABRT, USR1, USR2, ALRM, TERM, STKFLT, CONT, TSTP, URG, XCPU, XFSZ, VTALRM, PROF, WINCH, IO and PWR. A signal sent by COMMAND, or by a process in a group led by COMMAND or by lllqos, is not relayed back.",
+        "A signal sent to lllqos with kill(2) is relayed to COMMAND exactly once: every signal from 1 to 64, real-time signals included, except SIGKILL and SIGSTOP (which cannot be caught) and SIGTTIN and SIGTTOU. A signal sent by COMMAND, or by a process in a group led by COMMAND or by lllqos, is not relayed back.",
     );
     para(
         &mut r,
@@ -275,7 +275,7 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
-        "A signal ignored when lllqos starts (nohup, a background job of a script) stays ignored by lllqos and COMMAND. COMMAND starts with an empty signal mask. Signals are blocked before the request is placed, so one that arrives while COMMAND is being started is relayed once it exists.",
+        "A signal ignored when lllqos starts (nohup, a background job of a script, SIGPIPE under systemd) stays ignored for COMMAND, and every other signal has its default, as after a direct exec. COMMAND starts with an empty signal mask, closed standard descriptors closed, the environment as lllqos got it, and lllqos's scheduling policy, priority and nice value (even under SCHED_RESET_ON_FORK). Signals are blocked before the request is placed, so one that arrives while COMMAND is being started is relayed once it exists.",
     );
     para(
         &mut r,
