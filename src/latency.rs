@@ -33,9 +33,10 @@ impl Latency {
         self.0
     }
 
-    /// The value as a limit in force, for people: `no constraint` for [`Latency::UNCONSTRAINED`].
+    /// The value as a limit in force, for people: `no constraint` for [`Latency::UNCONSTRAINED`]
+    /// and above (a request looser than the kernel's default constrains nothing).
     pub fn describe_limit(self) -> String {
-        if self == Latency::UNCONSTRAINED {
+        if self >= Latency::UNCONSTRAINED {
             "no constraint".to_owned()
         } else {
             self.to_string()

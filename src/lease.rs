@@ -278,7 +278,15 @@ fn open_node(path: &Path, write: bool) -> Result<File, LeaseError> {
         .read(true)
         .write(write)
         .open(&proc_path)
-        .map_err(|e| fail("open", e))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound if !Path::new("/proc/self/fd").exists() => fail(
+                "open",
+                io::Error::other(
+                    "/proc is not mounted (lllqos opens the node through /proc/self/fd)",
+                ),
+            ),
+            _ => fail("open", e),
+        })
 }
 
 /// The kernel's name for character device `rdev`, from `/sys/dev/char/MAJOR:MINOR/uevent`.

@@ -836,3 +836,59 @@ fn the_environment_passes_through_as_a_direct_exec_passes_it() {
     assert_eq!(wrapped.split(|&b| b == 0).collect::<Vec<_>>(), expected);
     assert!(direct.starts_with(b"B=2\0A=1\0NOEQUALS\0A=3\0"));
 }
+
+#[test]
+fn without_proc_the_message_says_so_instead_of_blaming_the_kernel() {
+    let _kernel = kernel!("without_proc_the_message_says_so_instead_of_blaming_the_kernel");
+    if !common::have("unshare") {
+        println!(
+            "SKIPPED: without_proc_the_message_says_so_instead_of_blaming_the_kernel: needs unshare"
+        );
+        return;
+    }
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "umount -l /proc && exec \"$0\" --strict -l 5 -- echo ran",
+        ])
+        .arg(common::bin())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/proc is not mounted"), "{stderr}");
+    assert!(!stderr.contains("CONFIG_CPU_IDLE"), "{stderr}");
+}
+
+#[test]
+fn verbose_calls_a_request_above_the_kernel_default_no_constraint() {
+    let kernel = kernel!("verbose_calls_a_request_above_the_kernel_default_no_constraint");
+    if kernel.baseline != common::UNCONSTRAINED {
+        println!(
+            "SKIPPED: verbose_calls_a_request_above_the_kernel_default_no_constraint: another holder is active"
+        );
+        return;
+    }
+    lllqos(["-v", "-l", "2147483647", "true"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("limit in force: no constraint"));
+}
+
+#[test]
+fn pid_of_a_thread_names_its_process() {
+    // This test's own thread: the harness runs each test in a thread of its own.
+    // SAFETY: gettid takes no argument.
+    let tid = unsafe { libc::gettid() };
+    let pid = std::process::id() as i32;
+    if tid == pid {
+        println!("SKIPPED: pid_of_a_thread_names_its_process: the test runs on the main thread");
+        return;
+    }
+    lllqos(["--pid", &tid.to_string()])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(format!("thread of process {pid}")));
+}
