@@ -154,7 +154,7 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         Mode::Relay
     };
     // From here on no signal can interrupt lllqos before it has restored what it changes.
-    let signals = Signals::block(mode).context("cannot block signals")?;
+    let mut signals = Signals::block(mode).context("cannot block signals")?;
     let held = match cpus {
         Some(cpus) => place_per_cpu(args, &cpus)?,
         None => place_global(args)?,
@@ -170,7 +170,9 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
             &held.environment(),
             signals.chld_was_ignored(),
         ) {
-            Ok(child) => run::supervise(&signals, child).context("waiting for the command failed"),
+            Ok(child) => {
+                run::supervise(&mut signals, child).context("waiting for the command failed")
+            }
             Err(error) => {
                 say!("lllqos: {error}");
                 Ok(error.status())

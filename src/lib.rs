@@ -39,6 +39,7 @@ pub mod measure;
 pub mod percpu;
 pub mod privilege;
 pub mod run;
+mod sentinel;
 mod sigset;
 pub mod spawn;
 pub mod status;

@@ -19,7 +19,9 @@
 //!   child and is not relayed. Nor is what the child sent, or what came from a process whose group
 //!   is led by the child or by lllqos: `kill(0, sig)` and `kill(-1, sig)` must not bounce back. A
 //!   signal from anyone else (`kill`, systemd, a script's `kill $!`, a sender outside the PID
-//!   namespace with `si_pid` 0) is relayed, once. That is every signal from 1 to 64, real-time
+//!   namespace with `si_pid` 0) is relayed, once. A signal sent to the whole group (`kill 0` in a
+//!   script, `timeout`, `kill -TERM -PGID`) already reached the child and is not relayed, whoever
+//!   sent it: [`crate::sentinel`] tells the two apart. That is every signal from 1 to 64, real-time
 //!   ones included (see [`crate::sigset`]), but SIGKILL and SIGSTOP (which cannot be caught) and
 //!   SIGTTIN and SIGTTOU. The fault signals (SIGSEGV, SIGBUS, ...) are blocked too: one sent with
 //!   kill(2) is relayed, and a real fault of lllqos's own stays fatal, since the kernel kills a
@@ -46,6 +48,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::{Pid, getpgid, getpid};
 
 use crate::exit::ExitStatus;
+use crate::sentinel::Sentinel;
 use crate::sigset::{MAX_SIGNAL, SignalSet};
 use crate::spawn::ignored_at_start;
 
@@ -97,6 +100,8 @@ pub struct Signals {
     ignored: SignalSet,
     /// SIGCHLD was SIG_IGN at start: lllqos resets it to wait for its child, the child gets SIG_IGN.
     chld_was_ignored: bool,
+    /// In relay mode: the witness of signals sent to the whole group (see [`crate::sentinel`]).
+    sentinel: Option<Sentinel>,
 }
 
 impl Signals {
@@ -113,10 +118,15 @@ impl Signals {
         }
         set.block()?;
         let fd = set.signalfd()?;
+        let sentinel = match mode {
+            Mode::Relay => Some(Sentinel::spawn()?),
+            Mode::Hold => None,
+        };
         Ok(Signals {
             fd,
             ignored,
             chld_was_ignored,
+            sentinel,
         })
     }
 
@@ -196,7 +206,7 @@ fn reap_orphans(child: Pid) {
 
 /// Relays signals to `child` until it has exited, and returns its status. Returns the moment the
 /// child is reaped, so the caller can release the request at once.
-pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
+pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
     let me = getpid();
     let init = me.as_raw() == 1;
     let mut child_stopped = false;
@@ -246,7 +256,16 @@ pub fn supervise(signals: &Signals, child: Pid) -> io::Result<ExitStatus> {
             }
             _ => {}
         }
-        if should_relay(&info, child, me) {
+        // Sent to the whole group (or to every process): the child has it already.
+        let mut group_wide = signals.sentinel.as_mut().is_some_and(|s| s.saw(signal));
+        if !group_wide && should_relay(&info, child, me) && in_my_group(&info) {
+            // From a process of lllqos's own group (a script, `timeout`): it may be about to
+            // signal the whole group as well, as timeout does right after signalling its child.
+            // A moment's wait tells; the child then gets that one, and only that one.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            group_wide = signals.sentinel.as_mut().is_some_and(|s| s.saw(signal));
+        }
+        if !group_wide && should_relay(&info, child, me) {
             // ESRCH: the child is exiting; its SIGCHLD is on the way.
             // SAFETY: kill on integers; the signal number came from the kernel.
             unsafe { libc::kill(child.as_raw(), signal) };
@@ -275,6 +294,12 @@ fn should_relay(info: &libc::signalfd_siginfo, child: Pid, me: Pid) -> bool {
         Ok(group) => group != child && group != me,
         Err(_) => true,
     }
+}
+
+/// Whether the sender of a signal is in lllqos's own process group.
+fn in_my_group(info: &libc::signalfd_siginfo) -> bool {
+    let sender = Pid::from_raw(info.ssi_pid as i32);
+    sender.as_raw() != 0 && getpgid(Some(sender)).is_ok_and(|g| g == nix::unistd::getpgrp())
 }
 
 /// Stops lllqos, so the shell sees its job stopped. Returns once lllqos is continued.

@@ -136,6 +136,13 @@ impl std::ops::BitOr for SignalSet {
     }
 }
 
+impl std::ops::BitAnd for SignalSet {
+    type Output = SignalSet;
+    fn bitand(self, other: SignalSet) -> SignalSet {
+        SignalSet(self.0 & other.0)
+    }
+}
+
 impl std::ops::Sub for SignalSet {
     type Output = SignalSet;
     fn sub(self, other: SignalSet) -> SignalSet {

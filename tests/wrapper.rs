@@ -651,13 +651,7 @@ fn the_command_stopped_and_continued_by_someone_else_does_not_stop_lllqos() {
     let kernel = kernel!("the_command_stopped_and_continued_by_someone_else_does_not_stop_lllqos");
     let mut child = Reaped::spawn(&mut lllqos_std(["-l", "8", "sleep", "30"]));
     common::wait_until_waiting(child.pid());
-    let command = Pid::from_raw(
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.pid()))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    let command = Pid::from_raw(common::command_of(child.pid()).unwrap());
     // As cpulimit does: stop the command, then continue it.
     nix::sys::signal::kill(command, Signal::SIGSTOP).unwrap();
     common::wait_until("the command to stop", || {
@@ -891,4 +885,88 @@ fn pid_of_a_thread_names_its_process() {
         .assert()
         .code(125)
         .stderr(predicate::str::contains(format!("thread of process {pid}")));
+}
+
+/// A python3 command that counts TERM, CONT, USR1 and USR2 for `$1` seconds, then prints
+/// `TERM=n CONT=n USR1=n USR2=n` and exits 0. With `kill0` as `$2` it first makes a grandchild
+/// that sends USR1 to the group.
+const TIMED_COUNTER: &str = r#"
+import os, signal, sys, time
+names = ["SIGTERM", "SIGCONT", "SIGUSR1", "SIGUSR2"]
+counts = {n: 0 for n in names}
+def handler(s, f):
+    counts[signal.Signals(s).name] += 1
+for n in names:
+    signal.signal(getattr(signal, n), handler)
+if sys.argv[2:] == ["kill0"]:
+    if os.fork() == 0:
+        time.sleep(0.3)
+        os.kill(0, signal.SIGUSR1)
+        os._exit(0)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    time.sleep(0.02)
+print(" ".join(f"{n[3:]}={counts[n]}" for n in names), flush=True)
+"#;
+
+/// `script` run by sh, `$C` being the counter command line, directly and under lllqos.
+fn counted(script: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter.py");
+    std::fs::write(&counter, TIMED_COUNTER).unwrap();
+    let run = |wrapper: String| {
+        // A group of its own, as a script run from an interactive shell has: `kill 0` must not
+        // reach the test harness.
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .env("C", format!("{wrapper}python3 {}", counter.display()))
+            .process_group(0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    (
+        run(String::new()),
+        run(format!("{} -q -- ", common::bin().display())),
+    )
+}
+
+#[test]
+fn timeout_signals_reach_the_command_as_often_as_directly() {
+    let _kernel = kernel!("timeout_signals_reach_the_command_as_often_as_directly");
+    if !common::python_or_skip("timeout_signals_reach_the_command_as_often_as_directly") {
+        return;
+    }
+    // timeout signals its child, then the whole group, then SIGCONT both ways.
+    for _ in 0..5 {
+        let (direct, wrapped) = counted("timeout -s TERM 0.3 $C 1.0");
+        assert_eq!(direct, "TERM=1 CONT=1 USR1=0 USR2=0");
+        assert_eq!(wrapped, direct);
+    }
+}
+
+#[test]
+fn a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled() {
+    let _kernel = kernel!("a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled");
+    if !common::python_or_skip("a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled")
+    {
+        return;
+    }
+    let (direct, wrapped) = counted("$C 1.0 & sleep 0.4; kill -USR1 $!; wait");
+    assert_eq!(direct, "TERM=0 CONT=0 USR1=1 USR2=0");
+    assert_eq!(wrapped, direct);
+    let (direct, wrapped) = counted("trap '' USR2; $C 1.0 & sleep 0.4; kill -USR2 0; wait");
+    assert_eq!(direct, "TERM=0 CONT=0 USR1=0 USR2=1");
+    assert_eq!(wrapped, direct);
+}
+
+#[test]
+fn a_grandchilds_kill_0_reaches_the_command_once() {
+    let _kernel = kernel!("a_grandchilds_kill_0_reaches_the_command_once");
+    if !common::python_or_skip("a_grandchilds_kill_0_reaches_the_command_once") {
+        return;
+    }
+    let (direct, wrapped) = counted("trap '' USR1; $C 1.0 kill0");
+    assert_eq!(direct, "TERM=0 CONT=0 USR1=1 USR2=0");
+    assert_eq!(wrapped, direct);
 }

@@ -253,12 +253,24 @@ pub fn state(pid: i32) -> char {
         .unwrap_or('?')
 }
 
+/// The command lllqos (`pid`) runs: its child that is not the sentinel (`qos-sentinel`, the
+/// witness of group-wide signals), once it exists.
+pub fn command_of(pid: i32) -> Option<i32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .find(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/comm"))
+                .is_ok_and(|comm| comm.trim() != "qos-sentinel")
+        })
+}
+
 /// Waits until lllqos (`pid`) has started its command and is blocked waiting for it.
 pub fn wait_until_waiting(pid: i32) {
     wait_until("lllqos to wait for its command", || {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        !children.trim().is_empty() && state(pid) == 'S'
+        command_of(pid).is_some() && state(pid) == 'S'
     });
 }
 
