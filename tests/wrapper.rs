@@ -970,3 +970,60 @@ fn a_grandchilds_kill_0_reaches_the_command_once() {
     assert_eq!(direct, "TERM=0 CONT=0 USR1=1 USR2=0");
     assert_eq!(wrapped, direct);
 }
+
+#[test]
+fn real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once() {
+    let _kernel = kernel!("real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once");
+    if !common::python_or_skip("real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once")
+    {
+        return;
+    }
+    let names = [
+        "SIGRTMIN", "SIGRTMAX", "SIGSYS", "SIGTRAP", "SIGSEGV", "SIGBUS",
+    ];
+    let (mut child, mut out) = counter(&[], &names);
+    let rtmin = libc::SIGRTMIN();
+    for (name, number) in [
+        ("SIGRTMIN", rtmin),
+        ("SIGRTMAX", libc::SIGRTMAX()),
+        ("SIGSYS", libc::SIGSYS),
+        ("SIGTRAP", libc::SIGTRAP),
+        ("SIGSEGV", libc::SIGSEGV),
+        ("SIGBUS", libc::SIGBUS),
+    ] {
+        // SAFETY: kill on integers.
+        assert_eq!(unsafe { libc::kill(child.pid(), number) }, 0);
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), format!("got {name}"));
+    }
+    child.signal(Signal::SIGUSR2);
+    assert!(child.wait().success());
+    assert_eq!(
+        rest(out).trim(),
+        "counts SIGBUS=1 SIGRTMAX=1 SIGRTMIN=1 SIGSEGV=1 SIGSYS=1 SIGTRAP=1"
+    );
+}
+
+#[test]
+fn as_pid_1_of_a_namespace_lllqos_reaps_orphans() {
+    let _kernel = kernel!("as_pid_1_of_a_namespace_lllqos_reaps_orphans");
+    if !common::have("unshare") || !common::have("ps") {
+        println!("SKIPPED: as_pid_1_of_a_namespace_lllqos_reaps_orphans: needs unshare and ps");
+        return;
+    }
+    // The subshell exits at once; its `sleep 0.1` is reparented to PID 1 (lllqos) and exits.
+    let out = Command::new("unshare")
+        .args(["-pf", "--mount-proc"])
+        .arg(common::bin())
+        .args([
+            "-q",
+            "--",
+            "sh",
+            "-c",
+            "(sleep 0.1 &); sleep 0.6; ps -eo stat= | grep -c '^Z'",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{out:?}");
+}

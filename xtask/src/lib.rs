@@ -267,7 +267,7 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
-        "A signal sent to lllqos with kill(2) is relayed to COMMAND exactly once: every signal from 1 to 64, real-time signals included, except SIGKILL and SIGSTOP (which cannot be caught) and SIGTTIN and SIGTTOU. A signal sent by COMMAND, or by a process in a group led by COMMAND or by lllqos, is not relayed back.",
+        "A signal sent to lllqos with kill(2) is relayed to COMMAND exactly once: every signal from 1 to 64, real-time signals included, except SIGKILL and SIGSTOP (which cannot be caught) and SIGTTIN and SIGTTOU. A signal sent by COMMAND, or by a process in a group led by COMMAND or by lllqos, is not relayed back; nor is a signal sent to lllqos's whole process group (kill 0 in a script, timeout(1), kill -TERM -PGID), which COMMAND received already. lllqos tells the two apart with a witness in its group: a sleeping process named qos-sentinel that blocks every signal and dies with lllqos.",
     );
     para(
         &mut r,
@@ -279,7 +279,11 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
-        "Without COMMAND, SIGTERM, SIGINT and SIGHUP end the hold (status 0); another terminating signal ends it too, and lllqos then dies of that signal after releasing the request.",
+        "As PID 1 of a PID namespace, lllqos also reaps the orphaned processes reparented to it.",
+    );
+    para(
+        &mut r,
+        "Without COMMAND, SIGTERM, SIGINT and SIGHUP end the hold (status 0); any other signal whose default is to end a process (real-time signals included) ends it too, and lllqos then dies of that signal after releasing the request.",
     );
 
     r.control("SH", ["ENVIRONMENT"]);
