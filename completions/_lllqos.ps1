@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
         'lllqos' {
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling')
             [CompletionResult]::new('--latency', '--latency', [CompletionResultType]::ParameterName, 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling')
+            [CompletionResult]::new('--max-state', '--max-state', [CompletionResultType]::ParameterName, 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state''s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). With --cpu, each CPU gets its own state''s exit latency')
             [CompletionResult]::new('--cpu', '--cpu', [CompletionResultType]::ParameterName, 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends')
             [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)')
             [CompletionResult]::new('--pid', '--pid', [CompletionResultType]::ParameterName, 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)')
@@ -48,6 +49,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
         'lllqos;measure' {
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'The request of phase two (as for lllqos --latency)')
             [CompletionResult]::new('--latency', '--latency', [CompletionResultType]::ParameterName, 'The request of phase two (as for lllqos --latency)')
+            [CompletionResult]::new('--max-state', '--max-state', [CompletionResultType]::ParameterName, 'The request of phase two named by idle state (as for lllqos --max-state)')
             [CompletionResult]::new('--cpu', '--cpu', [CompletionResultType]::ParameterName, 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Length of each phase: seconds, or with a unit (ms, s, m)')
             [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Period of the loop, in microseconds')

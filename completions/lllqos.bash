@@ -29,7 +29,7 @@ _lllqos() {
 
     case "${cmd}" in
         lllqos)
-            opts="-l -q -v -h -V --latency --cpu --device --strict --quiet --verbose --pid --help --version status measure"
+            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --help --version status measure"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -40,6 +40,10 @@ _lllqos() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-state)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -74,7 +78,7 @@ _lllqos() {
             return 0
             ;;
         lllqos__subcmd__measure)
-            opts="-l -h --latency --cpu --duration --interval --priority --histogram --json --help"
+            opts="-l -h --latency --max-state --cpu --duration --interval --priority --histogram --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -85,6 +89,10 @@ _lllqos() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-state)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -135,12 +143,21 @@ else
 fi
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
+_lllqos_idle_states() {    # --max-state: the idle-state names this machine lists
+    local IFS=$'\n'
+    COMPREPLY=( $(compgen -W "$(sort -u /sys/devices/system/cpu/cpu*/cpuidle/state*/name 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}") )
+    (( ${#COMPREPLY[@]} )) && COMPREPLY=( $(printf '%q\n' "${COMPREPLY[@]}") )
+}
 _lllqos_with_command() {
+    if (( COMP_CWORD > 1 )) && [[ "${COMP_WORDS[COMP_CWORD-1]}" == --max-state ]]; then
+        _lllqos_idle_states
+        return
+    fi
     local i=1
     while (( i < COMP_CWORD )); do
         case "${COMP_WORDS[i]}" in
             --) (( i++ )); break ;;
-            -l|--latency|--cpu|--device|--pid) (( i += 2 )) ;;
+            -l|--latency|--max-state|--cpu|--device|--pid) (( i += 2 )) ;;
             -*) (( i++ )) ;;
             *) break ;;
         esac

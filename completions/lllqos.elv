@@ -20,6 +20,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
         &'lllqos'= {
             cand -l 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling'
             cand --latency 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling'
+            cand --max-state 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state''s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). With --cpu, each CPU gets its own state''s exit latency'
             cand --cpu 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends'
             cand --device 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)'
             cand --pid 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)'
@@ -43,6 +44,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
         &'lllqos;measure'= {
             cand -l 'The request of phase two (as for lllqos --latency)'
             cand --latency 'The request of phase two (as for lllqos --latency)'
+            cand --max-state 'The request of phase two named by idle state (as for lllqos --max-state)'
             cand --cpu 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there'
             cand --duration 'Length of each phase: seconds, or with a unit (ms, s, m)'
             cand --interval 'Period of the loop, in microseconds'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_lllqos_global_optspecs
-    string join \n l/latency= cpu= device= strict q/quiet v/verbose pid= h/help V/version
+    string join \n l/latency= max-state= cpu= device= strict q/quiet v/verbose pid= h/help V/version
 end
 
 function __fish_lllqos_needs_command
@@ -25,6 +25,7 @@ function __fish_lllqos_using_subcommand
 end
 
 complete -c lllqos -n "__fish_lllqos_needs_command" -s l -l latency -d 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling' -r
+complete -c lllqos -n "__fish_lllqos_needs_command" -l max-state -d 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state\'s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). With --cpu, each CPU gets its own state\'s exit latency' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l cpu -d 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l device -d 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)' -r -F
 complete -c lllqos -n "__fish_lllqos_needs_command" -l pid -d 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)' -r
@@ -38,6 +39,7 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wak
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see the README) instead of the summary'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'The request of phase two (as for lllqos --latency)' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l max-state -d 'The request of phase two named by idle state (as for lllqos --max-state)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l cpu -d 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l duration -d 'Length of each phase: seconds, or with a unit (ms, s, m)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l interval -d 'Period of the loop, in microseconds' -r
@@ -47,4 +49,6 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l json -d 'Print
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d 'Print help'
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
-complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure" -x -a "(__fish_complete_subcommand -- -l --latency --cpu --device --pid)"
+complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --pid)"
+# --max-state: the idle-state names this machine lists.
+complete -c lllqos -l max-state -x -a "(sort -u /sys/devices/system/cpu/cpu*/cpuidle/state*/name 2>/dev/null)"

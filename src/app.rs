@@ -7,13 +7,16 @@
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand};
-use crate::cpulist::CpuList;
+use crate::cpulist::CpuSpec;
 use crate::exit::ExitStatus;
+use crate::idle::{self, StateNames};
+use crate::latency::Latency;
 use crate::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError, os_message};
-use crate::percpu::{CpuConstraint, Notice, read_cpu};
+use crate::measure::Request;
+use crate::percpu::{CpuConstraint, CpuLimits, Notice, read_cpu};
 use crate::run::{self, Mode, PidFd, Signals};
 use crate::spawn::{self, EnvChange};
 
@@ -90,19 +93,16 @@ fn run(cli: Cli) -> Result<ExitStatus> {
 
 /// `lllqos measure`: both phases, then the report.
 fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
-    let cpus = match &args.cpu {
-        Some(spec) => Some(
-            spec.resolve()
-                .context("--cpu auto: cannot read this process's affinity")?,
-        ),
-        None => None,
-    };
     let settings = crate::measure::Settings {
         duration: args.duration,
         interval_us: args.interval,
         priority: args.priority,
-        latency: args.latency,
-        cpus,
+        request: request(
+            args.latency,
+            args.max_state.as_ref(),
+            args.cpu.as_ref(),
+            false,
+        )?,
         histogram: args.histogram,
     };
     let measured = crate::measure::measure(&settings)?;
@@ -137,17 +137,15 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
                 .map_err(|e| anyhow::anyhow!("--pid {pid}: {}", os_message(&e).to_lowercase()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let cpus = match &args.cpu {
-        Some(spec) => {
-            let cpus = spec
-                .resolve()
-                .context("--cpu auto: cannot read this process's affinity")?;
-            CpuConstraint::validate(&cpus, args.latency)
-                .with_context(|| format!("--cpu {cpus}"))?;
-            Some(cpus)
-        }
-        None => None,
-    };
+    let request = request(
+        args.latency,
+        args.max_state.as_ref(),
+        args.cpu.as_ref(),
+        args.verbose,
+    )?;
+    if let Request::PerCpu(limits) = &request {
+        CpuConstraint::validate_each(limits).with_context(|| format!("--cpu {}", limits.cpus()))?;
+    }
     let mode = if args.command.is_empty() {
         Mode::Hold
     } else {
@@ -155,9 +153,9 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
     };
     // From here on no signal can interrupt lllqos before it has restored what it changes.
     let mut signals = Signals::block(mode).context("cannot block signals")?;
-    let held = match cpus {
-        Some(cpus) => place_per_cpu(args, &cpus)?,
-        None => place_global(args)?,
+    let held = match &request {
+        Request::PerCpu(limits) => place_per_cpu(args, limits)?,
+        Request::Global(latency) => place_global(args, *latency)?,
     };
     let status = if args.command.is_empty() {
         if !args.quiet && std::io::stderr().is_terminal() {
@@ -183,6 +181,70 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
     status
 }
 
+/// Turns `--latency` or `--max-state`, with `--cpu`, into what to place. Everything is resolved
+/// (and every error reported) before anything is placed.
+fn request(
+    latency: Latency,
+    max_state: Option<&StateNames>,
+    cpu: Option<&CpuSpec>,
+    verbose: bool,
+) -> Result<Request> {
+    let cpus = match cpu {
+        Some(spec) => Some(
+            spec.resolve()
+                .context("--cpu auto: cannot read this process's affinity")?,
+        ),
+        None => None,
+    };
+    let Some(names) = max_state else {
+        return Ok(match cpus {
+            Some(cpus) => Request::PerCpu(CpuLimits::uniform(&cpus, latency)),
+            None => Request::Global(latency),
+        });
+    };
+    let Some(cpus) = cpus else {
+        let choice = idle::resolve_global(names, &idle::all_states())
+            .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
+        if verbose {
+            say!(
+                "lllqos: --max-state {names}: '{}', exit latency {} (CPUs {})",
+                choice.name,
+                choice.latency,
+                choice.cpus
+            );
+        }
+        return Ok(Request::Global(choice.latency));
+    };
+    cpus.check_exist()
+        .map_err(|e| anyhow!("--cpu {cpus}: {e}"))?;
+    let states = cpus
+        .cpus()
+        .iter()
+        .map(|&cpu| (cpu, idle::cpu_states(cpu)))
+        .collect();
+    let chosen = idle::resolve_per_cpu(names, &cpus, &states)
+        .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
+    if verbose {
+        let mut groups: std::collections::BTreeMap<(&str, Latency), Vec<u32>> = Default::default();
+        for (&cpu, choice) in &chosen {
+            groups
+                .entry((&choice.name, choice.latency))
+                .or_default()
+                .push(cpu);
+        }
+        for ((name, latency), cpus) in groups {
+            let list = crate::cpulist::CpuList::new(cpus).map(|l| l.to_string());
+            say!(
+                "lllqos: --max-state {names}: '{name}', exit latency {latency} (CPUs {})",
+                list.unwrap_or_default()
+            );
+        }
+    }
+    CpuLimits::new(chosen.iter().map(|(&cpu, choice)| (cpu, choice.latency)))
+        .map(Request::PerCpu)
+        .ok_or_else(|| anyhow!("--cpu {cpus}: no CPU"))
+}
+
 /// What lllqos placed, released by [`Held::release`] the moment the command is reaped.
 enum Held {
     Global(Lease),
@@ -195,6 +257,7 @@ impl Held {
     fn environment(&self) -> [EnvChange; 2] {
         let (latency, cpus) = match self {
             Held::Global(lease) => (Some(lease.requested()), None),
+            // CPUs with limits of their own (--max-state per CPU): the strictest.
             Held::PerCpu(c) => (Some(c.latency()), Some(c.cpus().to_string())),
             Held::Nothing => (None, None),
         };
@@ -216,8 +279,8 @@ impl Held {
 }
 
 /// Places the global request; without `--strict`, a request that cannot be placed is a warning.
-fn place_global(args: &HoldArgs) -> Result<Held> {
-    match Lease::acquire_on(&args.device, args.latency) {
+fn place_global(args: &HoldArgs, latency: Latency) -> Result<Held> {
+    match Lease::acquire_on(&args.device, latency) {
         Ok(lease) => {
             if args.verbose {
                 let limit = match lease.limit_in_force() {
@@ -246,8 +309,9 @@ fn place_global(args: &HoldArgs) -> Result<Held> {
 }
 
 /// Places per-CPU constraints, with the same strict and best-effort rules.
-fn place_per_cpu(args: &HoldArgs, cpus: &CpuList) -> Result<Held> {
-    match CpuConstraint::acquire(cpus, args.latency) {
+fn place_per_cpu(args: &HoldArgs, limits: &CpuLimits) -> Result<Held> {
+    let cpus = limits.cpus();
+    match CpuConstraint::acquire_each(limits) {
         Ok(constraint) => {
             report(args, constraint.notices());
             if args.verbose {
@@ -262,8 +326,7 @@ fn place_per_cpu(args: &HoldArgs, cpus: &CpuList) -> Result<Held> {
                     })
                     .collect();
                 say!(
-                    "lllqos: requested {} on CPUs {cpus}; resume latency now {}",
-                    args.latency,
+                    "lllqos: requested {limits}; resume latency now {}",
                     values.join(" ")
                 );
             }
@@ -298,7 +361,12 @@ fn hint(error: &LeaseError) -> &'static str {
     if error.is_permission() && node {
         " (run as root, or give a group access to the node with a udev rule: see lllqos(1), SECURITY)"
     } else if error.is_missing() && error.path() == std::path::Path::new(CPU_DMA_LATENCY) {
-        " (this kernel has no PM QoS CPU latency node: it needs CONFIG_CPU_IDLE)"
+        if std::path::Path::new("/sys/class/misc/cpu_dma_latency").exists() {
+            // The kernel has the device; this /dev does not show it.
+            " (the kernel has the node but this /dev lacks it: in a container, pass it in, e.g. docker run --device /dev/cpu_dma_latency)"
+        } else {
+            " (this kernel has no PM QoS CPU latency node: it needs CONFIG_CPU_IDLE)"
+        }
     } else {
         ""
     }
@@ -312,7 +380,7 @@ fn announce_hold(held: &Held, pids: &[PidFd]) {
             lease.requested(),
             lease.path().display()
         ),
-        Held::PerCpu(c) => format!("holding {} on CPUs {}", c.latency(), c.cpus()),
+        Held::PerCpu(c) => format!("holding {}", c.limits()),
         Held::Nothing => "holding nothing (the request could not be placed)".to_owned(),
     };
     let until = if pids.is_empty() {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, ValueHint};
 
 use crate::cpulist::CpuSpec;
+use crate::idle::StateNames;
 use crate::latency::Latency;
 use crate::lease::CPU_DMA_LATENCY;
 use crate::measure::parse_duration;
@@ -23,6 +24,7 @@ Examples:
   lllqos -l 0                                Hold 0 us until SIGTERM, SIGINT or SIGHUP
   lllqos -l 100 --pid 4242                   Hold 100 us while process 4242 lives
   lllqos --cpu 2-3 -l 0 -- ./rt-app          Keep only CPUs 2 and 3 out of deep idle states
+  lllqos --max-state C1E,C1 -- ./app         Allow C1E (or C1 without C1E), nothing deeper
   taskset -c 2 lllqos --cpu auto -- ./rt-app Constrain the CPUs the command may run on";
 
 /// Hold a CPU wake-up latency request for exactly as long as a command runs.
@@ -73,6 +75,10 @@ pub struct MeasureArgs {
     )]
     pub latency: Latency,
 
+    /// The request of phase two named by idle state (as for lllqos --max-state).
+    #[arg(long, value_name = "NAME[,NAME...]", conflicts_with = "latency")]
+    pub max_state: Option<StateNames>,
+
     /// Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there.
     #[arg(long, value_name = "LIST|auto")]
     pub cpu: Option<CpuSpec>,
@@ -119,6 +125,13 @@ pub struct HoldArgs {
         allow_hyphen_values = true
     )]
     pub latency: Latency,
+
+    /// Name the limit by idle state instead: the deepest state to allow, as the kernel names it in
+    /// /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes
+    /// that state's exit latency. Names separated by commas are tried in order and the first this
+    /// machine has wins (C1E,C1). With --cpu, each CPU gets its own state's exit latency.
+    #[arg(long, value_name = "NAME[,NAME...]", conflicts_with = "latency")]
+    pub max_state: Option<StateNames>,
 
     /// Constrain only these CPUs, through their per-CPU resume latency, instead of placing the
     /// global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on

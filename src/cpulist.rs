@@ -65,6 +65,25 @@ pub fn resume_latency_path(cpu: u32) -> PathBuf {
     ))
 }
 
+/// The CPUs the kernel describes (`cpuN` directories under `/sys/devices/system/cpu`), ascending.
+pub fn listed_cpus() -> Vec<u32> {
+    let mut cpus: Vec<u32> = std::fs::read_dir(SYSFS_CPU)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("cpu")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    cpus.sort_unstable();
+    cpus
+}
+
 /// `/sys/devices/system/cpu/present`, for error messages.
 fn present() -> Option<String> {
     Some(

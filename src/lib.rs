@@ -12,6 +12,7 @@
 //!   `with low_wakeup_latency(0) as lease: lease.acquired()`).
 //! - [`cpulist`] and [`percpu`]: per-CPU resume-latency constraints as an RAII [`CpuConstraint`],
 //!   restored on every exit path and shared safely between overlapping holders.
+//! - [`idle`]: idle states by name, and limits named by state (`--max-state C1E,C1`).
 //! - [`status`]: inspection: the limit in force, its holders, idle states, the registry.
 //! - [`measure`]: wake-up latency without and with the request (a cyclictest-style loop).
 //! - [`spawn`] and [`run`]: running a command under the request: starting it as a direct exec
@@ -33,6 +34,7 @@ pub mod app;
 pub mod cli;
 pub mod cpulist;
 pub mod exit;
+pub mod idle;
 pub mod latency;
 pub mod lease;
 pub mod measure;
@@ -48,4 +50,4 @@ pub use cpulist::CpuList;
 pub use exit::ExitStatus;
 pub use latency::Latency;
 pub use lease::{Lease, LeaseError};
-pub use percpu::CpuConstraint;
+pub use percpu::{CpuConstraint, CpuLimits};

@@ -28,7 +28,7 @@ use crate::cpulist::CpuList;
 use crate::exit::ExitStatus;
 use crate::latency::Latency;
 use crate::lease::{CPU_DMA_LATENCY, Lease, read_limit};
-use crate::percpu::{CpuConstraint, ResumeLatency, read_cpu};
+use crate::percpu::{CpuConstraint, CpuLimits, ResumeLatency, read_cpu};
 
 /// Buckets of 1 us; later samples count in `overflow` (and still in min, max and the average).
 const BUCKETS: usize = 10_000;
@@ -128,6 +128,33 @@ pub struct Summary {
     pub max_us: u64,
 }
 
+/// What to place: the global request, or a limit per CPU.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// One limit, on the global node.
+    Global(Latency),
+    /// Each CPU its limit, through its resume latency.
+    PerCpu(CpuLimits),
+}
+
+impl Request {
+    /// The CPUs of a per-CPU request.
+    fn cpus(&self) -> Option<&CpuList> {
+        match self {
+            Request::Global(_) => None,
+            Request::PerCpu(limits) => Some(limits.cpus()),
+        }
+    }
+
+    /// The limit, or the strictest of the per-CPU ones.
+    fn latency(&self) -> Latency {
+        match self {
+            Request::Global(latency) => *latency,
+            Request::PerCpu(limits) => limits.strictest(),
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -137,10 +164,8 @@ pub struct Settings {
     pub interval_us: u32,
     /// SCHED_FIFO priority, or normal scheduling.
     pub priority: Option<u8>,
-    /// The request of phase two.
-    pub latency: Latency,
-    /// Per-CPU request on these CPUs (the thread pinned there) instead of the global one.
-    pub cpus: Option<CpuList>,
+    /// The request of phase two; a per-CPU one pins the thread to its CPUs.
+    pub request: Request,
     /// Print the histograms.
     pub histogram: bool,
 }
@@ -271,8 +296,9 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
             signal_hook::flag::register_usize(signal as i32, Arc::clone(&caught), signal as usize)?;
         }
     }
-    if let Some(cpus) = &settings.cpus {
-        CpuConstraint::validate(cpus, settings.latency).with_context(|| format!("--cpu {cpus}"))?;
+    if let Request::PerCpu(limits) = &settings.request {
+        let cpus = limits.cpus();
+        CpuConstraint::validate_each(limits).with_context(|| format!("--cpu {cpus}"))?;
         pin(cpus)?;
     }
     let policy = match settings.priority {
@@ -284,7 +310,7 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
     };
     // Phase two must be possible before phase one is spent: a missing node or permission is
     // reported now, not after the first --duration.
-    match &settings.cpus {
+    match settings.request.cpus() {
         Some(cpus) => CpuConstraint::check_access(cpus).with_context(|| format!("--cpu {cpus}"))?,
         None => crate::lease::check_access(CPU_DMA_LATENCY)
             .map_err(|e| anyhow::anyhow!("{e}: phase two needs the request (run as root)"))?,
@@ -301,18 +327,18 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
     let without = run_phase(settings, &progress, 1, &caught);
     let after = baseline(settings);
     // Phase two: the request is placed, or the measurement stops here with the reason.
-    let with = match &settings.cpus {
+    let with = match &settings.request {
         _ if caught.load(Ordering::Relaxed) != 0 => Histogram::default(),
-        Some(cpus) => {
-            let constraint = CpuConstraint::acquire(cpus, settings.latency)
-                .with_context(|| format!("--cpu {cpus}"));
+        Request::PerCpu(limits) => {
+            let constraint = CpuConstraint::acquire_each(limits)
+                .with_context(|| format!("--cpu {}", limits.cpus()));
             let constraint = constraint.inspect_err(|_| progress.finish())?;
             let with = run_phase(settings, &progress, 2, &caught);
             constraint.release()?;
             with
         }
-        None => {
-            let lease = Lease::acquire(settings.latency).inspect_err(|_| progress.finish())?;
+        Request::Global(latency) => {
+            let lease = Lease::acquire(*latency).inspect_err(|_| progress.finish())?;
             let with = run_phase(settings, &progress, 2, &caught);
             drop(lease);
             with
@@ -338,8 +364,8 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
             policy,
             priority: settings.priority,
             timer_slack_ns,
-            latency_us: settings.latency.as_us(),
-            cpus: settings.cpus.as_ref().map(ToString::to_string),
+            latency_us: settings.request.latency().as_us(),
+            cpus: settings.request.cpus().map(ToString::to_string),
             baseline_limit_us: before.0,
             baseline_clean: notes.is_empty(),
             baseline_note: (!notes.is_empty()).then(|| notes.join("; ")),
@@ -380,7 +406,7 @@ fn baseline(settings: &Settings) -> (Option<u32>, Option<String>) {
             "another process holds a CPU latency request ({us} us in force)"
         ));
     }
-    if let Some(cpus) = &settings.cpus {
+    if let Some(cpus) = settings.request.cpus() {
         for &cpu in cpus.cpus() {
             let value = read_cpu(cpu).ok().and_then(|t| ResumeLatency::parse(&t));
             if let Some(ResumeLatency::Limit(l)) = value {

@@ -115,12 +115,22 @@ pub fn read_cpu(cpu: u32) -> std::io::Result<String> {
         .to_owned())
 }
 
+/// Why `--cpu` fails where /sys is mounted read-only: containers, unless privileged.
+const READ_ONLY_SYSFS: &str =
+    "/sys is mounted read-only, as in most containers: --cpu needs a writable /sys";
+
 fn write_cpu(cpu: u32, text: &str) -> Result<()> {
     let path = resume_latency_path(cpu);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .map_err(|e| io_failed(format!("cannot open {}", path.display()), &e))?;
+        .map_err(|e| {
+            let error = io_failed(format!("cannot open {}", path.display()), &e);
+            match e.raw_os_error() {
+                Some(libc::EROFS) => anyhow!("{error} ({READ_ONLY_SYSFS})"),
+                _ => error,
+            }
+        })?;
     file.write_all(text.as_bytes())
         .map_err(|e| io_failed(format!("cannot write '{text}' to {}", path.display()), &e))
 }
@@ -566,6 +576,77 @@ impl Locked {
     }
 }
 
+/// The limit to place on each CPU of a per-CPU constraint: the same for all (`--latency`), or each
+/// CPU its own (`--max-state` resolves a state's exit latency per CPU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuLimits {
+    cpus: CpuList,
+    limits: BTreeMap<u32, Latency>,
+}
+
+impl CpuLimits {
+    /// `latency` on every CPU of `cpus`.
+    pub fn uniform(cpus: &CpuList, latency: Latency) -> CpuLimits {
+        CpuLimits {
+            cpus: cpus.clone(),
+            limits: cpus.cpus().iter().map(|&cpu| (cpu, latency)).collect(),
+        }
+    }
+
+    /// A limit per CPU (the last one given for a CPU counts); `None` if there is no CPU.
+    pub fn new(limits: impl IntoIterator<Item = (u32, Latency)>) -> Option<CpuLimits> {
+        let limits: BTreeMap<u32, Latency> = limits.into_iter().collect();
+        Some(CpuLimits {
+            cpus: CpuList::new(limits.keys().copied())?,
+            limits,
+        })
+    }
+
+    /// The CPUs constrained.
+    pub fn cpus(&self) -> &CpuList {
+        &self.cpus
+    }
+
+    /// The limit of each CPU, by CPU number.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Latency)> + '_ {
+        self.limits.iter().map(|(&cpu, &latency)| (cpu, latency))
+    }
+
+    /// The smallest limit of all CPUs.
+    pub fn strictest(&self) -> Latency {
+        self.limits.values().copied().min().unwrap_or(Latency::ZERO)
+    }
+
+    /// The CPUs of each distinct limit.
+    fn groups(&self) -> BTreeMap<Latency, Vec<u32>> {
+        let mut groups: BTreeMap<Latency, Vec<u32>> = BTreeMap::new();
+        for (cpu, latency) in self.iter() {
+            groups.entry(latency).or_default().push(cpu);
+        }
+        groups
+    }
+}
+
+impl fmt::Display for CpuLimits {
+    /// `0 us on CPUs 0-1`, or `1 us on CPU 0, 2 us on CPU 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .groups()
+            .into_iter()
+            .filter_map(|(latency, cpus)| {
+                let list = CpuList::new(cpus)?;
+                let noun = if list.cpus().len() == 1 {
+                    "CPU"
+                } else {
+                    "CPUs"
+                };
+                Some(format!("{latency} on {noun} {list}"))
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
 /// Resume-latency constraints on some CPUs, in force while this value lives.
 ///
 /// ```no_run
@@ -581,10 +662,11 @@ impl Locked {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "the constraints are removed when this value is dropped"]
 pub struct CpuConstraint {
-    cpus: CpuList,
-    latency: Latency,
-    me: Holder,
+    limits: CpuLimits,
+    /// This process's records in the registry: one per distinct limit.
+    me: Vec<Holder>,
     /// The registry's entries for our CPUs after acquiring: restored from here if the registry
     /// loses our record.
     saved: BTreeMap<u32, CpuEntry>,
@@ -595,10 +677,16 @@ pub struct CpuConstraint {
 impl CpuConstraint {
     /// Checks that `cpus` exist and `latency` can be written per CPU, changing nothing.
     pub fn validate(cpus: &CpuList, latency: Latency) -> Result<()> {
-        cpus.check_exist().map_err(|e| anyhow!(e))?;
-        if latency.as_us() > ResumeLatency::MAX_LIMIT_US {
+        CpuConstraint::validate_each(&CpuLimits::uniform(cpus, latency))
+    }
+
+    /// Checks that the CPUs of `limits` exist and each limit can be written, changing nothing.
+    pub fn validate_each(limits: &CpuLimits) -> Result<()> {
+        limits.cpus().check_exist().map_err(|e| anyhow!(e))?;
+        let loosest = limits.iter().map(|(_, l)| l).max().unwrap_or(Latency::ZERO);
+        if loosest.as_us() > ResumeLatency::MAX_LIMIT_US {
             bail!(
-                "{latency} cannot be set per CPU (at most {} us; 2147483647 is the kernel's \"no constraint\")",
+                "{loosest} cannot be set per CPU (at most {} us; 2147483647 is the kernel's \"no constraint\")",
                 ResumeLatency::MAX_LIMIT_US
             );
         }
@@ -615,7 +703,13 @@ impl CpuConstraint {
                 nix::unistd::AccessFlags::W_OK,
                 AtFlags::AT_EACCESS,
             )
-            .map_err(|e| failed(format!("cannot write {}", path.display()), e))
+            .map_err(|e| {
+                let error = failed(format!("cannot write {}", path.display()), e);
+                match e {
+                    Errno::EROFS => anyhow!("{error} ({READ_ONLY_SYSFS})"),
+                    _ => error,
+                }
+            })
         };
         for &cpu in cpus.cpus() {
             writable(&resume_latency_path(cpu))?;
@@ -630,36 +724,47 @@ impl CpuConstraint {
 
     /// Places `latency` on `cpus` ([`CpuConstraint::validate`]d first: an error changes nothing).
     pub fn acquire(cpus: &CpuList, latency: Latency) -> Result<CpuConstraint> {
-        CpuConstraint::validate(cpus, latency)?;
+        CpuConstraint::acquire_each(&CpuLimits::uniform(cpus, latency))
+    }
+
+    /// Places each CPU's own limit, in one change of the registry
+    /// ([`CpuConstraint::validate_each`]d first: an error changes nothing).
+    pub fn acquire_each(limits: &CpuLimits) -> Result<CpuConstraint> {
+        CpuConstraint::validate_each(limits)?;
         let pid = std::process::id() as i32;
-        let me = Holder {
-            pid,
-            start_time: start_time(pid)
-                .context("cannot read this process's start time from /proc")?,
-            cpus: cpus.cpus().to_vec(),
-            latency_us: latency.as_us(),
-        };
+        let start_time =
+            start_time(pid).context("cannot read this process's start time from /proc")?;
+        let me: Vec<Holder> = limits
+            .groups()
+            .into_iter()
+            .map(|(latency, cpus)| Holder {
+                pid,
+                start_time,
+                cpus,
+                latency_us: latency.as_us(),
+            })
+            .collect();
         let registry = Locked::lock()?;
         let before = registry.load()?;
         let mut state = before.clone();
         let mut notices = Vec::new();
         let mut affected = state.prune(&mut notices);
-        affected.extend(cpus.cpus());
-        state.holders.push(me.clone());
+        affected.extend(limits.cpus().cpus());
+        state.holders.extend(me.iter().cloned());
         let writes = state.reconcile(&affected, &mut notices)?;
         registry.store(&state)?;
         if let Err(error) = apply(&writes) {
             registry.store(&before)?;
             return Err(error);
         }
-        let saved = cpus
+        let saved = limits
+            .cpus()
             .cpus()
             .iter()
             .filter_map(|c| Some((*c, state.cpus.get(c)?.clone())))
             .collect();
         Ok(CpuConstraint {
-            cpus: cpus.clone(),
-            latency,
+            limits: limits.clone(),
             me,
             saved,
             notices,
@@ -674,12 +779,17 @@ impl CpuConstraint {
 
     /// The CPUs constrained.
     pub fn cpus(&self) -> &CpuList {
-        &self.cpus
+        self.limits.cpus()
     }
 
-    /// The limit requested on them.
+    /// The limit of each CPU.
+    pub fn limits(&self) -> &CpuLimits {
+        &self.limits
+    }
+
+    /// The strictest limit requested (the only one, unless CPUs were given limits of their own).
     pub fn latency(&self) -> Latency {
-        self.latency
+        self.limits.strictest()
     }
 
     /// Removes this holder's constraints: each CPU gets the strictest remaining request, or its
@@ -704,17 +814,23 @@ impl CpuConstraint {
         })?;
         let mut notices = Vec::new();
         let mut affected = state.prune(&mut notices);
-        let before = state.holders.len();
-        state
-            .holders
-            .retain(|h| h.pid != self.me.pid || h.start_time != self.me.start_time);
-        if state.holders.len() == before {
+        // Each of our records once: another constraint of this process may hold an equal one.
+        let mut lost = false;
+        for record in &self.me {
+            match state.holders.iter().position(|h| h == record) {
+                Some(at) => {
+                    state.holders.remove(at);
+                }
+                None => lost = true,
+            }
+        }
+        if lost {
             notices.push(Notice::Lost);
             for (cpu, entry) in &self.saved {
                 state.cpus.entry(*cpu).or_insert_with(|| entry.clone());
             }
         }
-        affected.extend(self.cpus.cpus());
+        affected.extend(self.limits.cpus().cpus());
         let writes = state.reconcile(&affected, &mut notices)?;
         apply(&writes)?;
         registry.store(&state)?;

@@ -122,7 +122,7 @@ pub fn collect() -> Status {
         governor: read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor"))
             .or_else(|| read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor_ro"))),
     };
-    let cpus = cpu_numbers()
+    let cpus = crate::cpulist::listed_cpus()
         .into_iter()
         .map(|cpu| collect_cpu(cpu, cpu_latency_us))
         .collect();
@@ -161,25 +161,6 @@ fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
     Some(std::fs::read_to_string(path).ok()?.trim().to_owned())
 }
 
-/// The CPUs the kernel describes (`cpuN` directories), ascending.
-fn cpu_numbers() -> Vec<u32> {
-    let mut cpus: Vec<u32> = std::fs::read_dir(SYSFS_CPU)
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            entry
-                .ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("cpu")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    cpus.sort_unstable();
-    cpus
-}
-
 fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
     let online = read_trimmed(format!("{SYSFS_CPU}/cpu{cpu}/online")).is_none_or(|v| v == "1");
     let (resume_latency_us, resume_latency_error) =
@@ -210,30 +191,10 @@ fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
 
 /// The idle states of `cpu` in index order, with `allowed` computed against `limit_us`.
 fn idle_states(cpu: u32, limit_us: Option<u32>) -> Vec<IdleState> {
-    let dir = format!("{SYSFS_CPU}/cpu{cpu}/cpuidle");
-    let mut states: Vec<(u32, IdleState)> = std::fs::read_dir(&dir)
+    crate::idle::cpu_states(cpu)
         .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let index: u32 = entry
-                .file_name()
-                .to_str()?
-                .strip_prefix("state")?
-                .parse()
-                .ok()?;
-            let path = entry.path();
-            let name = read_trimmed(path.join("name"))?;
-            let exit_latency_us = read_trimmed(path.join("latency"))?.parse().ok()?;
-            let disabled = read_trimmed(path.join("disable")).is_some_and(|d| d != "0");
-            Some((
-                index,
-                IdleState::new(name, exit_latency_us, disabled, limit_us),
-            ))
-        })
-        .collect();
-    states.sort_by_key(|(index, _)| *index);
-    states.into_iter().map(|(_, state)| state).collect()
+        .map(|s| IdleState::new(s.name, s.exit_latency_us, s.disabled, limit_us))
+        .collect()
 }
 
 impl IdleState {

@@ -37,6 +37,7 @@ pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
             Shell::Bash => out.extend(bash_command_position().as_bytes()),
             Shell::Fish => out.extend(fish_command_position().as_bytes()),
             // zsh completes COMMAND with _cmdambivalent, from ValueHint::CommandWithArguments.
+            Shell::Zsh => out = zsh_state_names(&out),
             _ => {}
         }
         files.push((
@@ -75,7 +76,16 @@ fn bash_command_position() -> String {
     format!(
         r#"
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
+_lllqos_idle_states() {{    # --max-state: the idle-state names this machine lists
+    local IFS=$'\n'
+    COMPREPLY=( $(compgen -W "$(sort -u {STATE_NAMES} 2>/dev/null)" -- "${{COMP_WORDS[COMP_CWORD]}}") )
+    (( ${{#COMPREPLY[@]}} )) && COMPREPLY=( $(printf '%q\n' "${{COMPREPLY[@]}}") )
+}}
 _lllqos_with_command() {{
+    if (( COMP_CWORD > 1 )) && [[ "${{COMP_WORDS[COMP_CWORD-1]}}" == --max-state ]]; then
+        _lllqos_idle_states
+        return
+    fi
     local i=1
     while (( i < COMP_CWORD )); do
         case "${{COMP_WORDS[i]}}" in
@@ -109,6 +119,30 @@ complete -F _lllqos_with_command -o bashdefault -o default lllqos
     )
 }
 
+/// Where the kernel names each CPU's idle states: `--max-state` completes from these files.
+const STATE_NAMES: &str = "/sys/devices/system/cpu/cpu*/cpuidle/state*/name";
+
+/// zsh: `--max-state` completes the idle-state names this machine lists.
+fn zsh_state_names(generated: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(generated).replace(
+        ":NAME[,NAME...]:_default'",
+        ":NAME[,NAME...]:_lllqos_idle_states'",
+    );
+    let helper = format!(
+        "(( $+functions[_lllqos_idle_states] )) ||\n\
+         _lllqos_idle_states() {{\n    \
+             local -a states\n    \
+             states=(${{(f)\"$(sort -u {STATE_NAMES} 2>/dev/null)\"}})\n    \
+             _describe -t idle-states 'idle state' states\n\
+         }}\n\n"
+    );
+    let at = text.find("if [ \"$funcstack[1]\"").unwrap_or(text.len());
+    let mut out = text[..at].to_owned();
+    out.push_str(&helper);
+    out.push_str(&text[at..]);
+    out.into_bytes()
+}
+
 /// fish: after lllqos's options, complete COMMAND and its arguments as fish does for sudo and nice.
 fn fish_command_position() -> String {
     let subcommands: Vec<String> = built()
@@ -117,7 +151,9 @@ fn fish_command_position() -> String {
         .collect();
     format!(
         "\n# Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.\n\
-         complete -c lllqos -n \"not __fish_lllqos_using_subcommand {}\" -x -a \"(__fish_complete_subcommand -- {})\"\n",
+         complete -c lllqos -n \"not __fish_lllqos_using_subcommand {}\" -x -a \"(__fish_complete_subcommand -- {})\"\n\
+         # --max-state: the idle-state names this machine lists.\n\
+         complete -c lllqos -l max-state -x -a \"(sort -u {STATE_NAMES} 2>/dev/null)\"\n",
         subcommands.join(" "),
         options_with_values().join(" ")
     )
@@ -290,7 +326,7 @@ fn sections() -> Roff {
     item(
         &mut r,
         "LLLQOS_LATENCY_US",
-        "Set in COMMAND's environment to the requested value in microseconds when the request is in force; removed when it is not (the node is missing or not permitted and --strict was not given).",
+        "Set in COMMAND's environment to the requested value in microseconds when the request is in force (with --max-state, the exit latency it resolved to; with limits that differ per CPU, the strictest); removed when it is not (the node is missing or not permitted and --strict was not given).",
     );
     item(
         &mut r,
@@ -317,7 +353,7 @@ fn sections() -> Roff {
     item(
         &mut r,
         "/sys/devices/system/cpu/cpuN/cpuidle/stateK/",
-        "The idle states a CPU may enter (name, exit latency, disable), shown by lllqos status.",
+        "The idle states a CPU may enter (name, exit latency, disable), shown by lllqos status. --max-state names a state by its name file and requests its latency file.",
     );
     item(
         &mut r,
@@ -344,6 +380,10 @@ fn sections() -> Roff {
         (
             "Keep only CPUs 2 and 3 out of deep idle states:",
             "lllqos --cpu 2-3 -l 0 -- ./rt-app",
+        ),
+        (
+            "Allow C1E (C1 where there is no C1E) and nothing deeper:",
+            "lllqos --max-state C1E,C1 -- ./app",
         ),
         (
             "Constrain the CPUs a command is pinned to:",

@@ -56,3 +56,24 @@ fn bash_completes_subcommand_options() {
     assert!(complete(&["lllqos", "measure", "--hist"]).contains(&"--histogram".to_owned()));
     assert!(complete(&["lllqos", "status", "--j"]).contains(&"--json".to_owned()));
 }
+
+#[test]
+fn bash_completes_idle_state_names_after_max_state() {
+    let names: Vec<String> = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cpuidle")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("name")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    let Some(name) = names.iter().max_by_key(|n| n.len()) else {
+        println!("SKIPPED: bash_completes_idle_state_names_after_max_state: no cpuidle states");
+        return;
+    };
+    let prefix = &name[..1];
+    // A name with a space completes escaped, as one word.
+    let escaped = name.replace(' ', "\\ ");
+    let offered = complete(&["lllqos", "--max-state", prefix]);
+    assert!(offered.contains(&escaped), "{offered:?} lacks {escaped}");
+    let offered = complete(&["lllqos", "measure", "--max-state", prefix]);
+    assert!(offered.contains(&escaped), "{offered:?} lacks {escaped}");
+}
