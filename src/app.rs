@@ -10,15 +10,15 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand};
-use crate::cpulist::CpuSpec;
 use crate::exit::ExitStatus;
-use crate::idle::{self, StateNames};
-use crate::latency::Latency;
-use crate::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError, os_message};
 use crate::measure::Request;
-use crate::percpu::{CpuConstraint, CpuLimits, Notice, read_cpu};
 use crate::run::{self, Mode, PidFd, Signals};
 use crate::spawn::{self, EnvChange};
+use lllqos::cpulist::CpuSpec;
+use lllqos::idle::{self, StateNames};
+use lllqos::latency::Latency;
+use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError, os_message};
+use lllqos::percpu::{CpuConstraint, CpuLimits, Notice, read_cpu};
 
 /// The environment variable that tells the command the request is in force, and its value in us.
 pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
@@ -53,9 +53,13 @@ fn emit(text: &str) -> ExitStatus {
 
 /// Runs lllqos with these arguments (the first is the program name) and returns how to exit.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
-    use clap::Parser;
+    use clap::FromArgMatches;
     spawn::init_process();
-    let cli = match Cli::try_parse_from(args) {
+    // The same definition the man page and completions are rendered from.
+    let parsed = crate::cli::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
@@ -233,7 +237,7 @@ fn request(
                 .push(cpu);
         }
         for ((name, latency), cpus) in groups {
-            let list = crate::cpulist::CpuList::new(cpus).map(|l| l.to_string());
+            let list = lllqos::cpulist::CpuList::new(cpus).map(|l| l.to_string());
             say!(
                 "lllqos: --max-state {names}: '{name}', exit latency {latency} (CPUs {})",
                 list.unwrap_or_default()
@@ -262,7 +266,7 @@ impl Held {
             Held::Nothing => (None, None),
         };
         [
-            (LATENCY_ENV, latency.map(|l| l.as_us().to_string())),
+            (LATENCY_ENV, latency.map(|l| l.as_micros().to_string())),
             (CPUS_ENV, cpus),
         ]
     }
@@ -332,7 +336,9 @@ fn place_per_cpu(args: &HoldArgs, limits: &CpuLimits) -> Result<Held> {
             }
             Ok(Held::PerCpu(constraint))
         }
-        Err(error) if args.strict => Err(error.context(format!("--cpu {cpus}"))),
+        Err(error) if args.strict => {
+            Err(anyhow::Error::new(error).context(format!("--cpu {cpus}")))
+        }
         Err(error) => {
             if !args.quiet {
                 say!("lllqos: warning: --cpu {cpus}: {error:#}; running without a latency request");

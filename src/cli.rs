@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, ValueHint};
 
-use crate::cpulist::CpuSpec;
-use crate::idle::StateNames;
-use crate::latency::Latency;
-use crate::lease::CPU_DMA_LATENCY;
-use crate::measure::parse_duration;
+use lllqos::cpulist::CpuSpec;
+use lllqos::idle::StateNames;
+use lllqos::latency::Latency;
+use lllqos::latency::parse_duration;
+use lllqos::lease::CPU_DMA_LATENCY;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -37,7 +37,7 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(
     name = "lllqos",
-    version,
+    version = lllqos::VERSION,
     after_help = EXAMPLES,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,

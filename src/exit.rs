@@ -5,15 +5,7 @@
 //! so that the parent sees `WIFSIGNALED` exactly as if it had run the command directly. That matters:
 //! bash stops a script's loop when a foreground job died of SIGINT, but not when it exited 130.
 
-/// The status lllqos exits with.
-///
-/// ```
-/// use lllqos::ExitStatus;
-/// assert_eq!(ExitStatus::Failure.code(), 125);
-/// assert_eq!(ExitStatus::CannotExecute.code(), 126);
-/// assert_eq!(ExitStatus::NotFound.code(), 127);
-/// assert_eq!(ExitStatus::Exited(3).code(), 3);
-/// ```
+/// The status lllqos exits with: the command's own, or 125, 126, 127 (see the tests below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// The command exited with this code (0-255); a hold ended normally with 0.
@@ -70,4 +62,17 @@ fn die_by(signal: i32) -> ! {
     // Still here: a signal whose default action is not fatal (it cannot be, the child died of it,
     // but the kernel is the judge). Exit the way a shell would report it.
     std::process::exit(128 + signal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wrappers_own_statuses_are_125_126_127() {
+        assert_eq!(ExitStatus::Failure.code(), 125);
+        assert_eq!(ExitStatus::CannotExecute.code(), 126);
+        assert_eq!(ExitStatus::NotFound.code(), 127);
+        assert_eq!(ExitStatus::Exited(3).code(), 3);
+    }
 }

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// A CPU wake-up latency limit in whole microseconds, `0..=i32::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,13 +25,37 @@ impl Latency {
     pub const UNCONSTRAINED: Latency = Latency(2_000_000_000);
 
     /// A latency of `us` microseconds, or `None` above [`Latency::MAX`].
-    pub fn from_us(us: u32) -> Option<Latency> {
-        (us <= Latency::MAX.0).then_some(Latency(us))
+    pub const fn from_micros(us: u32) -> Option<Latency> {
+        if us <= Latency::MAX.0 {
+            Some(Latency(us))
+        } else {
+            None
+        }
+    }
+
+    /// A latency of `us` microseconds, for constants: above [`Latency::MAX`] it fails to compile
+    /// in a `const` (and panics elsewhere).
+    ///
+    /// ```
+    /// use lllqos::Latency;
+    /// const AUDIO: Latency = Latency::micros(50);
+    /// assert_eq!(AUDIO.as_micros(), 50);
+    /// ```
+    pub const fn micros(us: u32) -> Latency {
+        match Latency::from_micros(us) {
+            Some(latency) => latency,
+            None => panic!("a latency is at most i32::MAX microseconds"),
+        }
     }
 
     /// The value in microseconds.
-    pub fn as_us(self) -> u32 {
+    pub const fn as_micros(self) -> u32 {
         self.0
+    }
+
+    /// The value as a [`Duration`].
+    pub const fn as_duration(self) -> Duration {
+        Duration::from_micros(self.0 as u64)
     }
 
     /// The value as a limit in force, for people: `no constraint` for [`Latency::UNCONSTRAINED`]
@@ -49,6 +74,31 @@ impl Latency {
         self.0 as i32
     }
 }
+
+/// A duration that is not a whole number of microseconds is rounded down (the stricter limit), as
+/// the parser does; one above [`Latency::MAX`] is an error.
+impl TryFrom<Duration> for Latency {
+    type Error = LatencyOutOfRange;
+
+    fn try_from(duration: Duration) -> Result<Latency, LatencyOutOfRange> {
+        u32::try_from(duration.as_micros())
+            .ok()
+            .and_then(Latency::from_micros)
+            .ok_or(LatencyOutOfRange)
+    }
+}
+
+/// A duration above [`Latency::MAX`] (about 35 minutes), the largest limit the kernel takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyOutOfRange;
+
+impl fmt::Display for LatencyOutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a latency is at most {} us", Latency::MAX.0)
+    }
+}
+
+impl std::error::Error for LatencyOutOfRange {}
 
 impl fmt::Display for Latency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,12 +181,48 @@ impl FromStr for Latency {
     }
 }
 
+/// A duration as lllqos's options take it (`measure --duration`): seconds, or with a unit (`ms`,
+/// `s`, `m`); decimals allowed, exact to the millisecond. More than zero, at most 24 hours.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let fail = |why: &str| format!("invalid duration '{text}': {why}");
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale_ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        _ => return Err(fail("unknown unit (use ms, s or m)")),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (number.contains('.') && !digits(fraction)) {
+        return Err(fail("expected a number such as 5, 0.5 or 500ms"));
+    }
+    let whole: u64 = whole.parse().map_err(|_| fail("too large"))?;
+    let fraction_ms = if fraction.is_empty() {
+        0
+    } else {
+        let value: u64 = fraction.parse().map_err(|_| fail("bad fraction"))?;
+        value * scale_ms / 10u64.pow(fraction.len() as u32)
+    };
+    let ms = whole * scale_ms + fraction_ms;
+    if ms == 0 {
+        return Err(fail("must be more than zero"));
+    }
+    if ms > 24 * 3_600_000 {
+        return Err(fail("at most 24 hours"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn us(text: &str) -> u32 {
-        text.parse::<Latency>().unwrap().as_us()
+        text.parse::<Latency>().unwrap().as_micros()
     }
 
     #[test]
@@ -211,11 +297,41 @@ mod tests {
 
         #[test]
         fn every_unit_scales_exactly(us in 0u32..=i32::MAX as u32) {
-            proptest::prop_assert_eq!(us.to_string().parse::<Latency>().unwrap().as_us(), us);
-            proptest::prop_assert_eq!(format!("{us}us").parse::<Latency>().unwrap().as_us(), us);
-            proptest::prop_assert_eq!(format!("{}ns", u64::from(us) * 1000 + 999).parse::<Latency>().unwrap().as_us(), us);
+            proptest::prop_assert_eq!(us.to_string().parse::<Latency>().unwrap().as_micros(), us);
+            proptest::prop_assert_eq!(format!("{us}us").parse::<Latency>().unwrap().as_micros(), us);
+            proptest::prop_assert_eq!(format!("{}ns", u64::from(us) * 1000 + 999).parse::<Latency>().unwrap().as_micros(), us);
             let ms = format!("{}.{:03}ms", us / 1000, us % 1000);
-            proptest::prop_assert_eq!(ms.parse::<Latency>().unwrap().as_us(), us);
+            proptest::prop_assert_eq!(ms.parse::<Latency>().unwrap().as_micros(), us);
+        }
+    }
+
+    #[test]
+    fn durations_convert_rounding_down_and_refusing_too_large() {
+        assert_eq!(
+            Latency::try_from(Duration::from_nanos(1_999)),
+            Ok(Latency::micros(1))
+        );
+        assert_eq!(Latency::micros(7).as_duration(), Duration::from_micros(7));
+        assert!(Latency::try_from(Duration::from_secs(3600)).is_err());
+        assert_eq!(
+            Latency::try_from(Latency::MAX.as_duration()),
+            Ok(Latency::MAX)
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        for bad in ["", "0", "-1", "x", "5h", "1e3", ".5", "5.", "0.0001"] {
+            assert!(
+                parse_duration(bad)
+                    .unwrap_err()
+                    .contains(&format!("'{bad}'")),
+                "{bad}"
+            );
         }
     }
 }

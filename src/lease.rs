@@ -90,8 +90,9 @@ impl std::fmt::Display for LeaseError {
 /// reported as `source()`, which would print it twice in an error chain.
 impl std::error::Error for LeaseError {}
 
-/// An I/O error's text without Rust's " (os error N)" suffix, as C tools print it.
-pub(crate) fn os_message(error: &io::Error) -> String {
+/// An I/O error's text without Rust's " (os error N)" suffix, as C tools print it: the form this
+/// library's error messages use, for a program that prints its own errors beside them.
+pub fn os_message(error: &io::Error) -> String {
     match error.raw_os_error() {
         Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
         None => error.to_string(),
@@ -115,12 +116,13 @@ pub(crate) fn os_message(error: &io::Error) -> String {
 /// use lllqos::{Latency, Lease};
 ///
 /// // Best effort, like the Python package: never fails, says whether it worked.
-/// let lease = Lease::best_effort(Latency::from_us(50).unwrap());
+/// let lease = Lease::best_effort(Latency::from_micros(50).unwrap());
 /// if !lease.acquired() {
 ///     eprintln!("running without a latency request: {}", lease.error().unwrap());
 /// }
 /// ```
 #[derive(Debug)]
+#[must_use = "the request ends when this lease is dropped"]
 pub struct Lease {
     file: Option<File>,
     requested: Latency,
@@ -224,7 +226,7 @@ fn read_value(file: &File) -> io::Result<Latency> {
     let value = i32::from_ne_bytes(buf);
     u32::try_from(value)
         .ok()
-        .and_then(Latency::from_us)
+        .and_then(Latency::from_micros)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("node reads {value}")))
 }
 
@@ -298,3 +300,10 @@ fn device_name(rdev: u64) -> Option<String> {
         .find_map(|line| line.strip_prefix("DEVNAME="))
         .map(str::to_owned)
 }
+
+/// The guards may move to another thread (a worker that holds the request while it runs).
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<Lease>();
+    is_send::<crate::CpuConstraint>();
+};

@@ -2,8 +2,10 @@
 //!
 //! Linux lets a process ask that CPUs stay out of idle states whose exit latency is larger than a
 //! limit, through the PM QoS interface. The global request is a file descriptor on
-//! `/dev/cpu_dma_latency`: it is in force while the descriptor is open. The `lllqos` command wraps a
-//! command the way `chrt` or `nice` do; this library is the same machinery for Rust programs.
+//! `/dev/cpu_dma_latency`: it is in force while the descriptor is open. A per-CPU request is a
+//! CPU's `pm_qos_resume_latency_us` file, which persists until someone restores it. This library
+//! holds either as an RAII guard; the `lllqos` command wraps a command with the same guards the
+//! way `chrt` or `nice` do.
 //!
 //! The modules, in the order a reader needs them:
 //!
@@ -13,13 +15,11 @@
 //! - [`cpulist`] and [`percpu`]: per-CPU resume-latency constraints as an RAII [`CpuConstraint`],
 //!   restored on every exit path and shared safely between overlapping holders.
 //! - [`idle`]: idle states by name, and limits named by state (`--max-state C1E,C1`).
-//! - [`status`]: inspection: the limit in force, its holders, idle states, the registry.
-//! - [`measure`]: wake-up latency without and with the request (a cyclictest-style loop).
-//! - [`spawn`] and [`run`]: running a command under the request: starting it as a direct exec
-//!   would, relaying signals, reaping, holding.
-//! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
-//! - [`privilege`]: what a setuid or file-capability install may use its privilege for.
-//! - [`cli`] and [`app`]: the command line and what it does.
+//! - [`privilege`]: whether this process is privileged (setuid or file capabilities), which makes
+//!   the library stricter about the paths it opens.
+//!
+//! The command line, spawning and signal relay, the privilege drop of the command and the
+//! measurement loop belong to the `lllqos` binary, not to this library.
 //!
 //! ```no_run
 //! use lllqos::{Latency, Lease};
@@ -29,25 +29,20 @@
 //! // ... latency-critical work ...
 //! drop(lease);
 //! ```
+#![warn(missing_docs)]
 
-pub mod app;
-pub mod cli;
 pub mod cpulist;
-pub mod exit;
 pub mod idle;
 pub mod latency;
 pub mod lease;
-pub mod measure;
 pub mod percpu;
 pub mod privilege;
-pub mod run;
-mod sentinel;
-mod sigset;
-pub mod spawn;
-pub mod status;
+
+/// This crate's version, which the `lllqos` command reports (its command line is also compiled
+/// into the xtask, whose own version is not lllqos's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub use cpulist::CpuList;
-pub use exit::ExitStatus;
 pub use latency::Latency;
 pub use lease::{Lease, LeaseError};
-pub use percpu::{CpuConstraint, CpuLimits};
+pub use percpu::{CpuConstraint, CpuError, CpuErrorKind, CpuLimits};

@@ -1,14 +1,39 @@
-//! The `lllqos` binary: everything it does is in the library (see `lllqos::app`).
+//! The `lllqos` command: a wrapper that holds a CPU wake-up latency request while a command runs.
+//!
+//! The request types and guards are the library's (`lllqos::Lease`, `lllqos::CpuConstraint`);
+//! everything that makes a command wrapper is here, private to the binary:
+//!
+//! - [`cli`]: the command line, the one definition that the man page and completions are rendered
+//!   from (the xtask includes this file).
+//! - [`app`]: what a command line does, and the only place errors are printed.
+//! - [`spawn`], [`run`], [`sentinel`] and [`sigset`]: starting the command as a direct exec would,
+//!   relaying signals, reaping, holding.
+//! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
+//! - [`status`] and [`measure`]: the subcommands.
 //!
 //! `no_main`: Rust's runtime start-up would ignore SIGPIPE and open /dev/null on closed standard
 //! descriptors before `main`, and the command lllqos runs must inherit neither change (a direct
 //! exec would not make them). lllqos records what it inherited and protects itself instead, in
-//! `lllqos::spawn::init_process`.
-#![no_main]
+//! [`spawn::init_process`]. The unit tests build with the test harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
-use std::ffi::{c_char, c_int};
+mod app;
+mod cli;
+mod exit;
+mod measure;
+mod run;
+mod sentinel;
+mod sigset;
+mod spawn;
+mod status;
 
-#[unsafe(no_mangle)]
-extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
-    lllqos::app::main(std::env::args_os()).exit()
+/// The C `main` the program starts at. Under `cargo test` the harness has its own `main`, and this
+/// one is compiled (so that what it reaches counts as used) but not exported.
+#[cfg_attr(not(test), unsafe(export_name = "main"))]
+#[cfg_attr(test, allow(dead_code))]
+extern "C" fn lllqos_main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    app::main(std::env::args_os()).exit()
 }

@@ -24,11 +24,11 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use crate::cpulist::CpuList;
 use crate::exit::ExitStatus;
-use crate::latency::Latency;
-use crate::lease::{CPU_DMA_LATENCY, Lease, read_limit};
-use crate::percpu::{CpuConstraint, CpuLimits, ResumeLatency, read_cpu};
+use lllqos::cpulist::CpuList;
+use lllqos::latency::Latency;
+use lllqos::lease::{CPU_DMA_LATENCY, Lease, read_limit};
+use lllqos::percpu::{CpuConstraint, CpuLimits, ResumeLatency, read_cpu};
 
 /// Buckets of 1 us; later samples count in `overflow` (and still in min, max and the average).
 const BUCKETS: usize = 10_000;
@@ -170,41 +170,6 @@ pub struct Settings {
     pub histogram: bool,
 }
 
-/// A `--duration` value: seconds, or with a unit (`ms`, `s`, `m`); decimals allowed.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let fail = |why: &str| format!("invalid duration '{text}': {why}");
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale_ms: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        _ => return Err(fail("unknown unit (use ms, s or m)")),
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || (number.contains('.') && !digits(fraction)) {
-        return Err(fail("expected a number such as 5, 0.5 or 500ms"));
-    }
-    let whole: u64 = whole.parse().map_err(|_| fail("too large"))?;
-    let fraction_ms = if fraction.is_empty() {
-        0
-    } else {
-        let value: u64 = fraction.parse().map_err(|_| fail("bad fraction"))?;
-        value * scale_ms / 10u64.pow(fraction.len() as u32)
-    };
-    let ms = whole * scale_ms + fraction_ms;
-    if ms == 0 {
-        return Err(fail("must be more than zero"));
-    }
-    if ms > 24 * 3_600_000 {
-        return Err(fail("at most 24 hours"));
-    }
-    Ok(Duration::from_millis(ms))
-}
-
 /// Everything a measurement reports: the `--json` document.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -312,7 +277,7 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
     // reported now, not after the first --duration.
     match settings.request.cpus() {
         Some(cpus) => CpuConstraint::check_access(cpus).with_context(|| format!("--cpu {cpus}"))?,
-        None => crate::lease::check_access(CPU_DMA_LATENCY)
+        None => lllqos::lease::check_access(CPU_DMA_LATENCY)
             .map_err(|e| anyhow::anyhow!("{e}: phase two needs the request (run as root)"))?,
     }
     // Page faults in the loop would be measured as latency.
@@ -364,7 +329,7 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
             policy,
             priority: settings.priority,
             timer_slack_ns,
-            latency_us: settings.request.latency().as_us(),
+            latency_us: settings.request.latency().as_micros(),
             cpus: settings.request.cpus().map(ToString::to_string),
             baseline_limit_us: before.0,
             baseline_clean: notes.is_empty(),
@@ -399,9 +364,9 @@ fn interrupted(caught: &AtomicUsize) -> Option<ExitStatus> {
 
 /// The global limit now, and a note when something already constrains the CPUs measured.
 fn baseline(settings: &Settings) -> (Option<u32>, Option<String>) {
-    let global = read_limit(CPU_DMA_LATENCY).ok().map(Latency::as_us);
+    let global = read_limit(CPU_DMA_LATENCY).ok().map(Latency::as_micros);
     let mut notes = Vec::new();
-    if let Some(us) = global.filter(|&us| us != Latency::UNCONSTRAINED.as_us()) {
+    if let Some(us) = global.filter(|&us| us != Latency::UNCONSTRAINED.as_micros()) {
         notes.push(format!(
             "another process holds a CPU latency request ({us} us in force)"
         ));
@@ -438,7 +403,7 @@ fn set_fifo(priority: u8) -> Result<()> {
         let error = std::io::Error::last_os_error();
         bail!(
             "cannot run at SCHED_FIFO priority {priority}: {} (needs root or CAP_SYS_NICE)",
-            crate::lease::os_message(&error)
+            lllqos::lease::os_message(&error)
         );
     }
     Ok(())
@@ -677,21 +642,5 @@ mod tests {
         }
         assert_eq!(h.buckets.len(), BUCKETS);
         assert_eq!(h.summary().samples, 1_000_000);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-        for bad in ["", "0", "-1", "x", "5h", "1e3", ".5", "5.", "0.0001"] {
-            assert!(
-                parse_duration(bad)
-                    .unwrap_err()
-                    .contains(&format!("'{bad}'")),
-                "{bad}"
-            );
-        }
     }
 }

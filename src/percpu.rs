@@ -13,7 +13,7 @@
 //!    [`ResumeLatency`] is the only place that translates.
 //! 2. **The value is persistent.** Nothing releases it when the writer dies, so whoever sets it must
 //!    restore it on every exit path. [`CpuConstraint`] restores on drop; the binary blocks signals
-//!    before it writes (see [`crate::run`]) so that no signal interrupts it between write and
+//!    before it writes (its `run` module) so that no signal interrupts it between write and
 //!    restore; a holder killed by SIGKILL is noticed and dropped by the next lllqos that touches
 //!    the registry.
 //! 3. **Anyone may write it**, including other lllqos instances on overlapping CPUs, and other
@@ -44,7 +44,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 
-use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags, Flock, FlockArg, OFlag, openat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
@@ -84,7 +83,7 @@ impl ResumeLatency {
             "n/a" => Some(ResumeLatency::Limit(Latency::ZERO)),
             digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
                 let us: u32 = digits.parse().ok().filter(|&us| us <= Self::MAX_LIMIT_US)?;
-                Latency::from_us(us).map(ResumeLatency::Limit)
+                Latency::from_micros(us).map(ResumeLatency::Limit)
             }
             _ => None,
         }
@@ -95,7 +94,7 @@ impl ResumeLatency {
         match self {
             ResumeLatency::Unconstrained => "0".to_owned(),
             ResumeLatency::Limit(l) if l == Latency::ZERO => "n/a".to_owned(),
-            ResumeLatency::Limit(l) => l.as_us().to_string(),
+            ResumeLatency::Limit(l) => l.as_micros().to_string(),
         }
     }
 
@@ -103,7 +102,7 @@ impl ResumeLatency {
     pub fn limit_us(self) -> Option<u32> {
         match self {
             ResumeLatency::Unconstrained => None,
-            ResumeLatency::Limit(l) => Some(l.as_us()),
+            ResumeLatency::Limit(l) => Some(l.as_micros()),
         }
     }
 }
@@ -115,6 +114,90 @@ pub fn read_cpu(cpu: u32) -> std::io::Result<String> {
         .to_owned())
 }
 
+/// Why a per-CPU constraint could not be checked, placed or released. The message names the file
+/// or CPU and the cause; [`CpuError::kind`] tells the cases apart.
+#[derive(Debug)]
+pub struct CpuError {
+    kind: CpuErrorKind,
+    message: String,
+}
+
+/// What kind of failure a [`CpuError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CpuErrorKind {
+    /// A CPU named does not exist on this machine (nothing was changed).
+    NoSuchCpu,
+    /// A limit the per-CPU file cannot take (nothing was changed).
+    OutOfRange,
+    /// This process may not write a CPU's file or keep the registry (not root).
+    Permission,
+    /// `/sys` is mounted read-only (as in most containers).
+    ReadOnlySysfs,
+    /// The registry is corrupt or not safe to trust; the message names the file, which is never
+    /// overwritten.
+    Registry,
+    /// Any other failure of the system (a /proc or sysfs file that cannot be read, a full /run).
+    Io,
+}
+
+impl CpuError {
+    fn new(kind: CpuErrorKind, message: impl Into<String>) -> CpuError {
+        CpuError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// `what: reason`, the kind from the errno.
+    fn os(what: impl fmt::Display, errno: Errno) -> CpuError {
+        let kind = match errno {
+            Errno::EACCES | Errno::EPERM => CpuErrorKind::Permission,
+            Errno::EROFS => CpuErrorKind::ReadOnlySysfs,
+            _ => CpuErrorKind::Io,
+        };
+        let message = match kind {
+            CpuErrorKind::ReadOnlySysfs => format!("{what}: {} ({READ_ONLY_SYSFS})", errno.desc()),
+            _ => format!("{what}: {}", errno.desc()),
+        };
+        CpuError::new(kind, message)
+    }
+
+    fn io(what: impl fmt::Display, error: &std::io::Error) -> CpuError {
+        match error.raw_os_error() {
+            Some(code) => CpuError::os(what, Errno::from_raw(code)),
+            None => CpuError::new(
+                CpuErrorKind::Io,
+                format!("{what}: {}", crate::lease::os_message(error)),
+            ),
+        }
+    }
+
+    /// The same error, its message prefixed with `what: `.
+    fn context(self, what: impl fmt::Display) -> CpuError {
+        CpuError {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> CpuErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for CpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The cause is part of the message; it is not also reported as `source()`.
+impl std::error::Error for CpuError {}
+
+type Result<T, E = CpuError> = std::result::Result<T, E>;
+
 /// Why `--cpu` fails where /sys is mounted read-only: containers, unless privileged.
 const READ_ONLY_SYSFS: &str =
     "/sys is mounted read-only, as in most containers: --cpu needs a writable /sys";
@@ -124,15 +207,9 @@ fn write_cpu(cpu: u32, text: &str) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .map_err(|e| {
-            let error = io_failed(format!("cannot open {}", path.display()), &e);
-            match e.raw_os_error() {
-                Some(libc::EROFS) => anyhow!("{error} ({READ_ONLY_SYSFS})"),
-                _ => error,
-            }
-        })?;
+        .map_err(|e| CpuError::io(format!("cannot open {}", path.display()), &e))?;
     file.write_all(text.as_bytes())
-        .map_err(|e| io_failed(format!("cannot write '{text}' to {}", path.display()), &e))
+        .map_err(|e| CpuError::io(format!("cannot write '{text}' to {}", path.display()), &e))
 }
 
 /// Something lllqos noticed while placing or releasing a constraint.
@@ -140,15 +217,21 @@ fn write_cpu(cpu: u32, text: &str) -> Result<()> {
 pub enum Notice {
     /// Another tool changed a CPU's value since lllqos wrote it.
     Changed {
+        /// The CPU.
         cpu: u32,
+        /// The file's text as lllqos wrote it.
         wrote: String,
+        /// The file's text as lllqos found it.
         found: String,
         /// True when lllqos left the value as it found it (no holder remains); false when holders
         /// remain and the found value becomes the one to restore at the end.
         left: bool,
     },
     /// A holder that died without releasing (SIGKILL) was dropped from the registry.
-    Stale { pid: i32 },
+    Stale {
+        /// The holder's process id.
+        pid: i32,
+    },
     /// The registry had lost this holder's record; its CPUs were restored from memory.
     Lost,
 }
@@ -199,8 +282,11 @@ impl fmt::Display for Notice {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Registry {
+    /// The format's version (1).
     pub version: u32,
+    /// The CPUs lllqos has changed, by number.
     pub cpus: BTreeMap<u32, CpuEntry>,
+    /// The processes holding constraints (a process may have one record per distinct limit).
     pub holders: Vec<Holder>,
 }
 
@@ -218,10 +304,13 @@ pub struct CpuEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Holder {
+    /// The holder's process id.
     pub pid: i32,
     /// Field 22 of /proc/PID/stat: with the pid, identifies the process for its whole life.
     pub start_time: u64,
+    /// The CPUs it constrains.
     pub cpus: Vec<u32>,
+    /// Its limit on them, in microseconds.
     pub latency_us: u32,
 }
 
@@ -394,7 +483,7 @@ impl Registry {
 /// (the parser refuses such holders, so it cannot come from the registry) is clamped to the largest.
 fn limit_text(us: u32) -> String {
     let us = us.min(ResumeLatency::MAX_LIMIT_US);
-    Latency::from_us(us)
+    Latency::from_micros(us)
         .map_or(ResumeLatency::Unconstrained, ResumeLatency::Limit)
         .sysfs_text()
 }
@@ -421,12 +510,17 @@ fn apply(writes: &[CpuWrite]) -> Result<()> {
 }
 
 /// `what: reason`, the reason as C tools print it.
-fn failed(what: impl fmt::Display, errno: Errno) -> anyhow::Error {
-    anyhow!("{what}: {}", errno.desc())
+fn failed(what: impl fmt::Display, errno: Errno) -> CpuError {
+    CpuError::os(what, errno)
 }
 
-fn io_failed(what: impl fmt::Display, error: &std::io::Error) -> anyhow::Error {
-    anyhow!("{what}: {}", crate::lease::os_message(error))
+fn io_failed(what: impl fmt::Display, error: &std::io::Error) -> CpuError {
+    CpuError::io(what, error)
+}
+
+/// For `fstat` of a descriptor lllqos holds, which fails only on a broken system.
+fn stat(fd: impl std::os::fd::AsFd, what: &str) -> Result<FileStat> {
+    fstat(fd).map_err(|e| failed(format!("cannot stat {what}"), e))
 }
 
 /// Opens the registry directory (creating it when asked) and checks it is safe to trust; `None`
@@ -448,7 +542,7 @@ fn open_dir(create: bool) -> Result<Option<OwnedFd>> {
             return Err(failed(what, e));
         }
     };
-    check_owner(&fstat(&dir)?, REGISTRY_DIR)?;
+    check_owner(&stat(&dir, REGISTRY_DIR)?, REGISTRY_DIR)?;
     Ok(Some(dir))
 }
 
@@ -457,11 +551,14 @@ fn open_dir(create: bool) -> Result<Option<OwnedFd>> {
 fn check_owner(stat: &FileStat, what: &str) -> Result<()> {
     let euid = nix::unistd::geteuid().as_raw();
     if (stat.st_uid != 0 && stat.st_uid != euid) || stat.st_mode & 0o022 != 0 {
-        bail!(
-            "refusing to use {what}: it must be owned by root and writable by no one else (owner uid {}, mode {:o})",
-            stat.st_uid,
-            stat.st_mode & 0o7777
-        );
+        return Err(CpuError::new(
+            CpuErrorKind::Registry,
+            format!(
+                "refusing to use {what}: it must be owned by root and writable by no one else (owner uid {}, mode {:o})",
+                stat.st_uid,
+                stat.st_mode & 0o7777
+            ),
+        ));
     }
     Ok(())
 }
@@ -474,10 +571,13 @@ fn read_registry(dir: &OwnedFd) -> Result<Option<Registry>> {
         Err(Errno::ENOENT) => return Ok(None),
         Err(e) => return Err(failed(format!("cannot open {path}"), e)),
     };
-    let stat = fstat(&fd)?;
+    let stat = stat(&fd, &path)?;
     check_owner(&stat, &path)?;
     if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
-        bail!("refusing to use {path}: not a regular file");
+        return Err(CpuError::new(
+            CpuErrorKind::Registry,
+            format!("refusing to use {path}: not a regular file"),
+        ));
     }
     let mut text = Vec::new();
     File::from(fd)
@@ -485,8 +585,11 @@ fn read_registry(dir: &OwnedFd) -> Result<Option<Registry>> {
         .read_to_end(&mut text)
         .map_err(|e| io_failed(format!("cannot read {path}"), &e))?;
     Registry::parse(&text).map(Some).map_err(|why| {
-        anyhow!(
-            "corrupt registry {path} ({why}): it records the values to restore on each CPU; fix or remove it by hand"
+        CpuError::new(
+            CpuErrorKind::Registry,
+            format!(
+                "corrupt registry {path} ({why}): it records the values to restore on each CPU; fix or remove it by hand"
+            ),
         )
     })
 }
@@ -518,10 +621,10 @@ impl Locked {
                 b.is_ok_and(|b| (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
             };
             if same(
-                fstat(&dir)?,
+                stat(&dir, REGISTRY_DIR)?,
                 fstatat(AT_FDCWD, REGISTRY_DIR, AtFlags::AT_SYMLINK_NOFOLLOW),
             ) && same(
-                fstat(&*lock)?,
+                stat(&*lock, LOCK_FILE)?,
                 fstatat(&dir, LOCK_FILE, AtFlags::AT_SYMLINK_NOFOLLOW),
             ) {
                 return Ok(Locked { dir, _lock: lock });
@@ -551,7 +654,9 @@ impl Locked {
             let _ = nix::unistd::unlinkat(AT_FDCWD, REGISTRY_DIR, UnlinkatFlags::RemoveDir);
             return Ok(());
         }
-        let text = serde_json::to_vec_pretty(registry)?;
+        let text = serde_json::to_vec_pretty(registry).map_err(|e| {
+            CpuError::new(CpuErrorKind::Io, format!("cannot encode the registry: {e}"))
+        })?;
         let flags = OFlag::O_WRONLY
             | OFlag::O_CREAT
             | OFlag::O_TRUNC
@@ -659,7 +764,7 @@ impl fmt::Display for CpuLimits {
 /// }
 /// // ... latency-critical work pinned to CPU 1 ...
 /// constraint.release()?; // cpu1 reads what it read before (dropping does the same, silently)
-/// # Ok::<(), anyhow::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 #[must_use = "the constraints are removed when this value is dropped"]
@@ -682,13 +787,19 @@ impl CpuConstraint {
 
     /// Checks that the CPUs of `limits` exist and each limit can be written, changing nothing.
     pub fn validate_each(limits: &CpuLimits) -> Result<()> {
-        limits.cpus().check_exist().map_err(|e| anyhow!(e))?;
+        limits
+            .cpus()
+            .check_exist()
+            .map_err(|e| CpuError::new(CpuErrorKind::NoSuchCpu, e))?;
         let loosest = limits.iter().map(|(_, l)| l).max().unwrap_or(Latency::ZERO);
-        if loosest.as_us() > ResumeLatency::MAX_LIMIT_US {
-            bail!(
-                "{loosest} cannot be set per CPU (at most {} us; 2147483647 is the kernel's \"no constraint\")",
-                ResumeLatency::MAX_LIMIT_US
-            );
+        if loosest.as_micros() > ResumeLatency::MAX_LIMIT_US {
+            return Err(CpuError::new(
+                CpuErrorKind::OutOfRange,
+                format!(
+                    "{loosest} cannot be set per CPU (at most {} us; 2147483647 is the kernel's \"no constraint\")",
+                    ResumeLatency::MAX_LIMIT_US
+                ),
+            ));
         }
         Ok(())
     }
@@ -703,13 +814,7 @@ impl CpuConstraint {
                 nix::unistd::AccessFlags::W_OK,
                 AtFlags::AT_EACCESS,
             )
-            .map_err(|e| {
-                let error = failed(format!("cannot write {}", path.display()), e);
-                match e {
-                    Errno::EROFS => anyhow!("{error} ({READ_ONLY_SYSFS})"),
-                    _ => error,
-                }
-            })
+            .map_err(|e| failed(format!("cannot write {}", path.display()), e))
         };
         for &cpu in cpus.cpus() {
             writable(&resume_latency_path(cpu))?;
@@ -732,8 +837,12 @@ impl CpuConstraint {
     pub fn acquire_each(limits: &CpuLimits) -> Result<CpuConstraint> {
         CpuConstraint::validate_each(limits)?;
         let pid = std::process::id() as i32;
-        let start_time =
-            start_time(pid).context("cannot read this process's start time from /proc")?;
+        let start_time = start_time(pid).ok_or_else(|| {
+            CpuError::new(
+                CpuErrorKind::Io,
+                "cannot read this process's start time from /proc",
+            )
+        })?;
         let me: Vec<Holder> = limits
             .groups()
             .into_iter()
@@ -741,7 +850,7 @@ impl CpuConstraint {
                 pid,
                 start_time,
                 cpus,
-                latency_us: latency.as_us(),
+                latency_us: latency.as_micros(),
             })
             .collect();
         let registry = Locked::lock()?;
@@ -801,16 +910,16 @@ impl CpuConstraint {
 
     fn release_now(&self) -> Result<Vec<Notice>> {
         let registry = Locked::lock()?;
-        let mut state = registry.load().with_context(|| {
+        let mut state = registry.load().map_err(|error| {
             let held: Vec<String> = self
                 .saved
                 .iter()
                 .map(|(cpu, e)| format!("cpu{cpu} was '{}' before lllqos", e.original))
                 .collect();
-            format!(
+            error.context(format!(
                 "cannot restore CPU resume latency ({}); left as it is",
                 held.join(", ")
-            )
+            ))
         })?;
         let mut notices = Vec::new();
         let mut affected = state.prune(&mut notices);
@@ -855,7 +964,7 @@ mod tests {
         assert_eq!(ResumeLatency::Limit(Latency::ZERO).sysfs_text(), "n/a");
         assert_eq!(ResumeLatency::Unconstrained.sysfs_text(), "0");
         assert_eq!(
-            ResumeLatency::Limit(Latency::from_us(20).unwrap()).sysfs_text(),
+            ResumeLatency::Limit(Latency::from_micros(20).unwrap()).sysfs_text(),
             "20"
         );
     }
@@ -912,7 +1021,7 @@ mod tests {
 
         #[test]
         fn sysfs_text_round_trips(us in 0u32..=ResumeLatency::MAX_LIMIT_US) {
-            let value = ResumeLatency::Limit(Latency::from_us(us).unwrap());
+            let value = ResumeLatency::Limit(Latency::from_micros(us).unwrap());
             proptest::prop_assert_eq!(ResumeLatency::parse(&value.sysfs_text()), Some(value));
             proptest::prop_assert_ne!(value.sysfs_text(), "0");
         }

@@ -35,9 +35,9 @@ use std::sync::OnceLock;
 use nix::unistd::Pid;
 
 use crate::exit::ExitStatus;
-use crate::lease::os_message;
-use crate::privilege::ChildDrop;
 use crate::sigset::SignalSet;
+use lllqos::lease::os_message;
+use lllqos::privilege::is_privileged;
 
 /// The signals that were ignored when lllqos started, recorded by [`init_process`].
 static IGNORED_AT_START: OnceLock<SignalSet> = OnceLock::new();
@@ -328,5 +328,69 @@ unsafe fn exec_child(
         }
         libc::execvpe(argv[0], argv.as_ptr(), envp.as_ptr());
         *libc::__errno_location()
+    }
+}
+
+/// What the child must become before `exec`: the real user, with no capability.
+///
+/// Prepared in the parent (where it may allocate), applied in the child after `fork`.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildDrop {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+}
+
+impl ChildDrop {
+    /// The drop this process needs, or `None` when it runs with exactly its real user's rights
+    /// (then the command inherits nothing it did not have).
+    pub fn needed() -> Option<ChildDrop> {
+        is_privileged().then(|| ChildDrop {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        })
+    }
+
+    /// Drops to the real user and empties every capability set. Call only in a forked child before
+    /// exec: it uses raw system calls, no allocation, no locks.
+    pub fn apply(self) -> std::io::Result<()> {
+        let check = |ret: libc::c_long| {
+            if ret < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        // SAFETY: plain system calls on integers and a stack buffer; async-signal-safe.
+        unsafe {
+            // Group first: once the uid is dropped, changing the gid is no longer allowed.
+            check(libc::setresgid(self.gid, self.gid, self.gid).into())?;
+            check(libc::setresuid(self.uid, self.uid, self.uid).into())?;
+            // capset(2) with version 3 and two zeroed data words: effective, permitted and
+            // inheritable all empty.
+            let mut header = [0x2008_0522u32, 0]; // _LINUX_CAPABILITY_VERSION_3, this process
+            let data = [0u32; 6];
+            check(libc::syscall(
+                libc::SYS_capset,
+                header.as_mut_ptr(),
+                data.as_ptr(),
+            ))?;
+            check(
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                )
+                .into(),
+            )?;
+            // Verify: a half-dropped child must not run the command.
+            let (mut r, mut e, mut s) = (0, 0, 0);
+            check(libc::getresuid(&mut r, &mut e, &mut s).into())?;
+            if (r, e, s) != (self.uid, self.uid, self.uid) {
+                return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+            }
+        }
+        Ok(())
     }
 }

@@ -16,10 +16,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cpulist::{CpuList, SYSFS_CPU, resume_latency_path};
-use crate::latency::Latency;
-use crate::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, os_message, read_limit};
-use crate::percpu::{Registry, ResumeLatency};
+use lllqos::cpulist::{CpuList, SYSFS_CPU, resume_latency_path};
+use lllqos::latency::Latency;
+use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, os_message, read_limit};
+use lllqos::percpu::{Registry, ResumeLatency};
 
 /// Everything `lllqos status` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -122,7 +122,7 @@ pub fn collect() -> Status {
         governor: read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor"))
             .or_else(|| read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor_ro"))),
     };
-    let cpus = crate::cpulist::listed_cpus()
+    let cpus = lllqos::cpulist::listed_cpus()
         .into_iter()
         .map(|cpu| collect_cpu(cpu, cpu_latency_us))
         .collect();
@@ -148,7 +148,7 @@ pub fn collect() -> Status {
 
 fn limit(node: &str) -> (Option<u32>, Option<String>) {
     match read_limit(node) {
-        Ok(limit) => (Some(limit.as_us()), None),
+        Ok(limit) => (Some(limit.as_micros()), None),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (
             None,
             Some(format!("{}: run as root to read it", os_message(&e))),
@@ -172,7 +172,7 @@ fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
             Err(e) => (None, Some(os_message(&e))),
         };
     let effective_limit_us = [
-        global.filter(|&g| g != Latency::UNCONSTRAINED.as_us()),
+        global.filter(|&g| g != Latency::UNCONSTRAINED.as_micros()),
         resume_latency_us,
     ]
     .into_iter()
@@ -191,7 +191,7 @@ fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
 
 /// The idle states of `cpu` in index order, with `allowed` computed against `limit_us`.
 fn idle_states(cpu: u32, limit_us: Option<u32>) -> Vec<IdleState> {
-    crate::idle::cpu_states(cpu)
+    lllqos::idle::cpu_states(cpu)
         .into_iter()
         .map(|s| IdleState::new(s.name, s.exit_latency_us, s.disabled, limit_us))
         .collect()
@@ -324,7 +324,7 @@ impl UserNames {
 }
 
 fn registry_status() -> Option<RegistryStatus> {
-    let path = format!("{}/registry.json", crate::percpu::REGISTRY_DIR);
+    let path = format!("{}/registry.json", lllqos::percpu::REGISTRY_DIR);
     match Registry::read() {
         Ok(None) => None,
         Ok(Some(registry)) => Some(RegistryStatus {
@@ -365,7 +365,7 @@ fn registry_status() -> Option<RegistryStatus> {
 
 /// A limit for people: "20 us", "no constraint".
 fn human_limit(us: u32) -> String {
-    Latency::from_us(us).map_or_else(|| format!("{us} us"), Latency::describe_limit)
+    Latency::from_micros(us).map_or_else(|| format!("{us} us"), Latency::describe_limit)
 }
 
 /// The human summary.

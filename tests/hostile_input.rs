@@ -4,8 +4,14 @@
 
 mod common;
 
+// The binary's command-line definition, included from its source (it is private to the binary).
+// The parsed values are not read here, only whether parsing succeeds.
+#[allow(dead_code)]
+#[path = "../src/cli.rs"]
+mod cli;
+
 use clap::Parser;
-use lllqos::cli::Cli;
+use cli::Cli;
 use proptest::prelude::*;
 
 fn word() -> impl Strategy<Value = String> {

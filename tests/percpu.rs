@@ -599,7 +599,8 @@ fn the_library_guard_restores_on_drop() {
     let list: lllqos::CpuList = cpu.to_string().parse().unwrap();
     {
         let guard =
-            lllqos::CpuConstraint::acquire(&list, lllqos::Latency::from_us(26).unwrap()).unwrap();
+            lllqos::CpuConstraint::acquire(&list, lllqos::Latency::from_micros(26).unwrap())
+                .unwrap();
         assert_eq!(read_cpu(cpu), "26");
         assert!(guard.notices().is_empty());
     }

@@ -1,5 +1,5 @@
 //! Renders lllqos's man pages and shell completions from its clap definition
-//! ([`lllqos::cli::command`]), so that they can never describe options the binary does not have.
+//! ([`cli::command`]), so that they can never describe options the binary does not have.
 //!
 //! `cargo xtask gen` writes them into `man/` and `completions/`, where they are committed (users
 //! and packagers get them without building anything); `xtask/tests/up_to_date.rs` fails when the
@@ -10,6 +10,11 @@
 //! and clap knows nothing about: exit status, signals, environment, files, examples.
 
 use std::path::PathBuf;
+
+/// The binary's command-line definition, included from its source: the command line is private to
+/// the `lllqos` binary, and this is its one definition.
+#[path = "../../src/cli.rs"]
+pub mod cli;
 
 use clap_complete::{Generator, Shell};
 use roff::{Roff, bold, italic, roman};
@@ -30,7 +35,7 @@ pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
         Shell::Elvish,
         Shell::PowerShell,
     ] {
-        let mut command = lllqos::cli::command();
+        let mut command = cli::command();
         let mut out = Vec::new();
         clap_complete::generate(shell, &mut command, "lllqos", &mut out);
         match shell {
@@ -165,7 +170,7 @@ pub fn root() -> PathBuf {
 }
 
 fn built() -> clap::Command {
-    let mut command = lllqos::cli::command();
+    let mut command = cli::command();
     command.build();
     command
 }

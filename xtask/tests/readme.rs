@@ -22,7 +22,7 @@ fn readme_options() -> BTreeSet<String> {
 
 #[test]
 fn the_readme_option_table_matches_the_command_line() {
-    let command = lllqos::cli::command();
+    let command = xtask::cli::command();
     let options: BTreeSet<String> = command
         .get_arguments()
         .filter_map(|a| a.get_long())
@@ -30,4 +30,32 @@ fn the_readme_option_table_matches_the_command_line() {
         .map(str::to_owned)
         .collect();
     assert_eq!(readme_options(), options);
+}
+
+/// The README's Rust example is the body of `readme()` in examples/library.rs, which `cargo test`
+/// compiles and `tests/library.rs` runs: the README cannot show code that does not build.
+#[test]
+fn the_readme_rust_example_is_the_compiled_example() {
+    let readme = std::fs::read_to_string(xtask::root().join("README.md")).unwrap();
+    let block = readme
+        .split("```rust,no_run\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a Rust example in the README");
+    let example = std::fs::read_to_string(xtask::root().join("examples/library.rs")).unwrap();
+    let body: Vec<&str> = example
+        .split("fn readme()")
+        .nth(1)
+        .expect("fn readme() in examples/library.rs")
+        .lines()
+        .skip(1)
+        .take_while(|line| *line != "}")
+        .map(|line| line.strip_prefix("    ").unwrap_or(line))
+        .filter(|line| *line != "Ok(())")
+        .collect();
+    let shown: Vec<&str> = block
+        .lines()
+        .filter(|line| !line.starts_with("# "))
+        .collect();
+    assert_eq!(shown, body);
 }

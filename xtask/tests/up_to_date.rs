@@ -21,7 +21,7 @@ fn committed_man_pages_and_completions_are_up_to_date() {
 fn every_option_is_in_the_man_page() {
     let (_, page) = xtask::generate().into_iter().next().unwrap();
     let page = String::from_utf8(page).unwrap();
-    let command = lllqos::cli::command();
+    let command = xtask::cli::command();
     let subcommands = command.get_subcommands().cloned().collect::<Vec<_>>();
     for cmd in std::iter::once(&command).chain(&subcommands) {
         for arg in cmd.get_arguments() {

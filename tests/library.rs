@@ -1,0 +1,45 @@
+//! The library from outside the crate: `examples/library.rs` (built by `cargo test`, public API
+//! only) run against the real kernel, its output read back and the machine left as it was.
+
+mod common;
+
+use common::{Kernel, read_cpu};
+
+#[test]
+fn an_outside_program_places_and_releases_both_kinds_of_request() {
+    let Some(kernel) = Kernel::take("an_outside_program_places_and_releases_both_kinds_of_request")
+    else {
+        return;
+    };
+    let example = common::bin()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("library");
+    let cpu = common::resume_latency_files().len() as u32 - 1;
+    let before = read_cpu(cpu);
+    let output = std::process::Command::new(&example)
+        .arg(cpu.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = [
+        format!("limit in force: {} us", kernel.expect(0)),
+        format!("strict: {} us", kernel.expect(7)),
+        "missing node: true".to_owned(),
+        format!("cpu{cpu}: 7"),
+    ];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..4], expected, "{stdout}");
+    assert!(
+        lines[4].starts_with("no such cpu: CPU 65535 does not exist"),
+        "{stdout}"
+    );
+    assert_eq!(read_cpu(cpu), before);
+    assert_eq!(common::read_node(), kernel.baseline);
+}
