@@ -607,6 +607,45 @@ fn the_library_guard_restores_on_drop() {
     assert_eq!(read_cpu(cpu), before);
 }
 
+/// `--max-state` with `--cpu` gives each CPU its own limit; two constraints of one process are
+/// separate registry records, each released on its own.
+#[test]
+fn per_cpu_limits_differ_and_two_guards_of_one_process_release_separately() {
+    let _kernel = kernel!("per_cpu_limits_differ_and_two_guards_of_one_process_release_separately");
+    let all = cpus();
+    if all.len() < 2 {
+        println!(
+            "SKIPPED: per_cpu_limits_differ_and_two_guards_of_one_process_release_separately: needs two CPUs"
+        );
+        return;
+    }
+    let (a, b) = (all[all.len() - 2], all[all.len() - 1]);
+    let before = (read_cpu(a), read_cpu(b));
+    let us = |n| lllqos::Latency::micros(n);
+    let limits = lllqos::CpuLimits::new([(a, us(31)), (b, us(32))]).unwrap();
+    let each = lllqos::CpuConstraint::acquire_each(&limits).unwrap();
+    assert_eq!(
+        (read_cpu(a), read_cpu(b)),
+        ("31".to_owned(), "32".to_owned())
+    );
+    // A second guard of this process on `b` alone, stricter.
+    let only_b: lllqos::CpuList = b.to_string().parse().unwrap();
+    let second = lllqos::CpuConstraint::acquire(&only_b, us(20)).unwrap();
+    assert_eq!(read_cpu(b), "20");
+    // Releasing the first leaves the second in force, and its record in the registry.
+    each.release().unwrap();
+    assert_eq!(read_cpu(a), before.0);
+    assert_eq!(read_cpu(b), "20");
+    assert!(
+        std::fs::read_to_string(REGISTRY)
+            .unwrap()
+            .contains("\"latency_us\": 20")
+    );
+    let notices = second.release().unwrap();
+    assert!(notices.is_empty(), "{notices:?}");
+    assert_eq!((read_cpu(a), read_cpu(b)), before);
+}
+
 #[test]
 fn a_full_stderr_does_not_stop_the_command_and_the_cpu_is_restored() {
     let _kernel = kernel!("a_full_stderr_does_not_stop_the_command_and_the_cpu_is_restored");
