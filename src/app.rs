@@ -18,7 +18,7 @@ use lllqos::cpulist::CpuSpec;
 use lllqos::idle::{self, StateNames};
 use lllqos::latency::Latency;
 use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError, os_message};
-use lllqos::percpu::{CpuConstraint, CpuLimits, Notice, read_cpu};
+use lllqos::percpu::{CpuConstraint, CpuErrorKind, CpuLimits, Notice, read_cpu};
 
 /// The environment variable that tells the command the request is in force, and its value in us.
 pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
@@ -161,6 +161,19 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         Request::PerCpu(limits) => place_per_cpu(args, limits)?,
         Request::Global(latency) => place_global(args, *latency)?,
     };
+    if let Held::Interrupted = held {
+        // A signal that ends lllqos arrived while it waited for the registry: nothing was placed.
+        // A hold ends as that signal ends a hold; the command is not started, and lllqos ends as
+        // the command would have.
+        return match mode {
+            Mode::Hold => run::hold(&signals, &[]).context("waiting failed"),
+            Mode::Relay => {
+                let ending = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM];
+                let signal = run::wait_for_signal(&signals, &ending).context("waiting failed")?;
+                Ok(ExitStatus::Signaled(signal))
+            }
+        };
+    }
     let status = if args.command.is_empty() {
         if !args.quiet && std::io::stderr().is_terminal() {
             announce_hold(&held, &pids);
@@ -181,8 +194,13 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
             }
         }
     };
-    held.release(args);
-    status
+    let released = held.release(args);
+    match status {
+        // A release that failed leaves a CPU changed: the caller must know. The command's own
+        // failure, when it failed, is what a caller would see without lllqos, and is kept.
+        Ok(ExitStatus::Exited(0)) if !released => Ok(ExitStatus::Failure),
+        status => status,
+    }
 }
 
 /// Turns `--latency` or `--max-state`, with `--cpu`, into what to place. Everything is resolved
@@ -254,6 +272,8 @@ enum Held {
     Global(Lease),
     PerCpu(CpuConstraint),
     Nothing,
+    /// Nothing: an ending signal came while lllqos waited to place the request.
+    Interrupted,
 }
 
 impl Held {
@@ -263,7 +283,7 @@ impl Held {
             Held::Global(lease) => (Some(lease.requested()), None),
             // CPUs with limits of their own (--max-state per CPU): the strictest.
             Held::PerCpu(c) => (Some(c.latency()), Some(c.cpus().to_string())),
-            Held::Nothing => (None, None),
+            Held::Nothing | Held::Interrupted => (None, None),
         };
         [
             (LATENCY_ENV, latency.map(|l| l.as_micros().to_string())),
@@ -271,14 +291,19 @@ impl Held {
         ]
     }
 
-    fn release(self, args: &HoldArgs) {
+    /// Releases; false when a per-CPU value could not be restored (the error is printed).
+    fn release(self, args: &HoldArgs) -> bool {
         if let Held::PerCpu(constraint) = self {
-            match constraint.release() {
+            match constraint.release_with(&mut |waiting| say!("lllqos: {waiting}")) {
                 Ok(notices) => report(args, &notices),
-                Err(error) => say!("lllqos: {error:#}"),
+                Err(error) => {
+                    say!("lllqos: {error:#}");
+                    return false;
+                }
             }
         }
-        // A Lease is released by dropping it.
+        // A Lease is released by dropping it (closing the node cannot fail to release).
+        true
     }
 }
 
@@ -315,7 +340,13 @@ fn place_global(args: &HoldArgs, latency: Latency) -> Result<Held> {
 /// Places per-CPU constraints, with the same strict and best-effort rules.
 fn place_per_cpu(args: &HoldArgs, limits: &CpuLimits) -> Result<Held> {
     let cpus = limits.cpus();
-    match CpuConstraint::acquire_each(limits) {
+    let on_wait = &mut |waiting: &str| {
+        if !args.quiet {
+            say!("lllqos: {waiting}");
+        }
+    };
+    match CpuConstraint::acquire_each_with(limits, on_wait) {
+        Err(error) if error.kind() == CpuErrorKind::Interrupted => Ok(Held::Interrupted),
         Ok(constraint) => {
             report(args, constraint.notices());
             if args.verbose {
@@ -387,7 +418,9 @@ fn announce_hold(held: &Held, pids: &[PidFd]) {
             lease.path().display()
         ),
         Held::PerCpu(c) => format!("holding {}", c.limits()),
-        Held::Nothing => "holding nothing (the request could not be placed)".to_owned(),
+        Held::Nothing | Held::Interrupted => {
+            "holding nothing (the request could not be placed)".to_owned()
+        }
     };
     let until = if pids.is_empty() {
         "press Ctrl-C or send SIGTERM to release".to_owned()

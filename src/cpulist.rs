@@ -5,7 +5,6 @@
 //! ([`CpuList::check_exist`]), asked before anything is changed on any CPU.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 /// Where the kernel describes CPUs.
@@ -45,7 +44,7 @@ impl CpuList {
         match self
             .0
             .iter()
-            .find(|&&cpu| !resume_latency_path(cpu).exists())
+            .find(|&&cpu| !crate::percpu::resume_latency_path(cpu).exists())
         {
             None => Ok(()),
             Some(cpu) => Err(match present() {
@@ -56,13 +55,6 @@ impl CpuList {
             }),
         }
     }
-}
-
-/// A CPU's `power/pm_qos_resume_latency_us` file.
-pub fn resume_latency_path(cpu: u32) -> PathBuf {
-    PathBuf::from(format!(
-        "{SYSFS_CPU}/cpu{cpu}/power/pm_qos_resume_latency_us"
-    ))
 }
 
 /// The CPUs the kernel describes (`cpuN` directories under `/sys/devices/system/cpu`), ascending.

@@ -32,6 +32,8 @@
 #![warn(missing_docs)]
 
 pub mod cpulist;
+#[doc(hidden)]
+pub mod file;
 pub mod idle;
 pub mod latency;
 pub mod lease;

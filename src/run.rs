@@ -151,6 +151,16 @@ impl Signals {
     }
 }
 
+/// Reads signals until one of `wanted` comes (and returns it); the others are dropped.
+pub fn wait_for_signal(signals: &Signals, wanted: &[i32]) -> io::Result<i32> {
+    loop {
+        let signal = signals.next()?.ssi_signo as i32;
+        if wanted.contains(&signal) {
+            return Ok(signal);
+        }
+    }
+}
+
 /// What `waitpid` reported about a child.
 enum ChildEvent {
     Exited(i32),

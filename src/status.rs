@@ -16,10 +16,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use lllqos::cpulist::{CpuList, SYSFS_CPU, resume_latency_path};
+use lllqos::cpulist::{CpuList, SYSFS_CPU};
 use lllqos::latency::Latency;
 use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, os_message, read_limit};
-use lllqos::percpu::{Registry, ResumeLatency};
+use lllqos::percpu::{Registry, ResumeLatency, resume_latency_path};
 
 /// Everything `lllqos status` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -347,8 +347,8 @@ fn registry_status() -> Option<RegistryStatus> {
                 .iter()
                 .map(|(cpu, e)| {
                     let entry = RegistryCpu {
-                        original: e.original.clone(),
-                        written: e.written.clone(),
+                        original: e.original.to_string(),
+                        written: e.written.to_string(),
                     };
                     (*cpu, entry)
                 })

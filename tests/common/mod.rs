@@ -108,7 +108,8 @@ impl Drop for Kernel {
             }
         }
         let registry_now = std::fs::read(REGISTRY).ok();
-        if registry_now != self.registry {
+        let dir_left = self.registry.is_none() && Path::new(REGISTRY_DIR).exists();
+        if registry_now != self.registry || dir_left {
             match &self.registry {
                 Some(text) => {
                     let _ = std::fs::write(REGISTRY, text);
@@ -127,12 +128,7 @@ impl Drop for Kernel {
             assert_eq!(now.trim(), value, "{} was left changed", path.display());
         }
         assert_eq!(registry_now, self.registry, "the registry was left changed");
-        if self.registry.is_none() {
-            assert!(
-                !Path::new(REGISTRY_DIR).exists(),
-                "{REGISTRY_DIR} was left behind"
-            );
-        }
+        assert!(!dir_left, "{REGISTRY_DIR} was left behind");
     }
 }
 

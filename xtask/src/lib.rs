@@ -283,7 +283,7 @@ fn sections() -> Roff {
     item(
         &mut r,
         "125",
-        "lllqos itself failed: a usage error, a bad value or CPU list, no such --pid, or --strict and the request could not be placed. Nothing was run and nothing was changed.",
+        "lllqos itself failed: a usage error, a bad value or CPU list, no such --pid, or --strict and the request could not be placed; nothing was run and nothing was changed. Also: a per-CPU value could not be restored after COMMAND exited 0 (the message names the CPU and its value before lllqos); when COMMAND failed, its own status is kept.",
     );
     item(
         &mut r,
@@ -299,6 +299,10 @@ fn sections() -> Roff {
     para(
         &mut r,
         "When COMMAND is killed by a signal, lllqos releases the request, restores what it changed, disables its own core dump and dies of the same signal, so that the caller sees a signal death, not 128+N.",
+    );
+    para(
+        &mut r,
+        "A per-CPU holder that waits for another lllqos to finish with the registry says so after a second (waiting for /run/lllqos/lock held by pid N). SIGHUP, SIGINT, SIGQUIT or SIGTERM end the wait at once, with nothing placed: a hold exits 0 (SIGQUIT: dies of it), and a wrapper dies of the signal without running COMMAND, as COMMAND would have.",
     );
 
     r.control("SH", ["SIGNALS"]);
@@ -363,7 +367,7 @@ fn sections() -> Roff {
     item(
         &mut r,
         "/run/lllqos/registry.json",
-        "The per-CPU registry: the values found before the first holder and the live holders (pid and process start time), so that overlapping holders restore correctly. Guarded by /run/lllqos/lock; removed when nothing is held.",
+        "The per-CPU registry: per CPU the value to restore and the value lllqos wrote (and, during a change, the value it is about to write, so that a change cut short by SIGKILL is finished or undone by the next lllqos); per holder its pid, CPUs, latency and holder file. Guarded by /run/lllqos/lock; removed when nothing is held.",
     );
 
     r.control("SH", ["SECURITY"]);

@@ -1,0 +1,500 @@
+//! Per-CPU resume-latency constraints, restored on every exit path and shared safely between
+//! overlapping holders.
+//!
+//! The global request keeps *every* CPU out of deep idle states. A machine with isolated real-time
+//! CPUs wants the constraint only where the latency-critical thread runs, so that the others still
+//! save power. The kernel offers that in `/sys/devices/system/cpu/cpuN/power/pm_qos_resume_latency_us`;
+//! the limit a CPU obeys is the smaller of that value and the global one.
+//!
+//! Three properties of these files make them hard to use well, and this module exists for them:
+//!
+//! 1. **The text is inverted.** `0` means *no constraint*, `n/a` means *zero tolerance* (poll
+//!    only). A request for 0 us must be written `n/a`; writing `0` silently asks for nothing.
+//!    [`ResumeLatency`] is the only place that translates.
+//! 2. **The value is persistent.** Nothing releases it when the writer dies, so whoever sets it must
+//!    restore it on every exit path. [`CpuConstraint`] restores on drop; the binary blocks signals
+//!    before it writes so that no signal interrupts it between write and restore; a holder killed
+//!    by SIGKILL, even half-way through a change, is noticed by the next lllqos that touches the
+//!    registry, which finishes or undoes what it left.
+//! 3. **Anyone may write it**, including other lllqos instances on overlapping CPUs, and other
+//!    tools. lllqos keeps a registry so that on each CPU the value in force is always the strictest
+//!    of the live requests and of the value found before the first holder, which comes back only
+//!    when the last holder leaves. A value that is not what lllqos last wrote was set by another
+//!    tool: lllqos warns and never loosens it; when no holder remains it is left as it is.
+//!
+//! The parts, each in its own module: `sysfs` (the file and its text), `registry` (what was changed
+//! and who holds it, stored safely, with holder liveness that works across PID namespaces), `plan`
+//! (the algorithm, a pure function with property tests over arrivals, departures, SIGKILL at every
+//! step and other tools' writes), and here the I/O that runs a planned change in its three steps.
+
+mod error;
+mod plan;
+mod registry;
+mod sysfs;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use nix::fcntl::{AT_FDCWD, AtFlags};
+
+pub use error::{CpuError, CpuErrorKind};
+pub use registry::{CpuEntry, Holder, REGISTRY_DIR, Registry, start_time};
+pub use sysfs::{ResumeLatency, read_cpu, resume_latency_path};
+
+use crate::cpulist::CpuList;
+use crate::latency::Latency;
+use plan::{Change, Values};
+use registry::{HolderFile, Locked};
+
+type Result<T, E = CpuError> = std::result::Result<T, E>;
+
+/// Something lllqos noticed while placing or releasing a constraint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Another tool changed a CPU's value since lllqos wrote it.
+    Changed {
+        /// The CPU.
+        cpu: u32,
+        /// The value lllqos wrote.
+        wrote: ResumeLatency,
+        /// The value lllqos found.
+        found: ResumeLatency,
+        /// True when lllqos left the value as it found it (no holder remains); false when holders
+        /// remain and the found value becomes the one to restore at the end.
+        left: bool,
+    },
+    /// A holder that died without releasing (SIGKILL) was dropped from the registry.
+    Stale {
+        /// The holder's process id (in its own PID namespace).
+        pid: i32,
+    },
+    /// The registry had lost this holder's record; its CPUs were restored from memory.
+    Lost,
+}
+
+impl Notice {
+    /// Whether the user should see it without `--verbose`.
+    pub fn is_warning(&self) -> bool {
+        !matches!(self, Notice::Stale { .. })
+    }
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Changed {
+                cpu,
+                wrote,
+                found,
+                left: true,
+            } => write!(
+                f,
+                "cpu{cpu}: resume latency was changed by another tool (lllqos wrote {wrote}, found {found}): left as it is"
+            ),
+            Notice::Changed {
+                cpu,
+                wrote,
+                found,
+                left: false,
+            } => write!(
+                f,
+                "cpu{cpu}: resume latency was changed by another tool (lllqos wrote {wrote}, found {found}): {found} will be restored when the last holder leaves"
+            ),
+            Notice::Stale { pid } => {
+                write!(
+                    f,
+                    "dropped holder pid {pid} from the registry: it exited without releasing"
+                )
+            }
+            Notice::Lost => write!(
+                f,
+                "the registry had lost this holder's record; restored from memory"
+            ),
+        }
+    }
+}
+
+/// The limit to place on each CPU of a per-CPU constraint: the same for all (`--latency`), or each
+/// CPU its own (`--max-state` resolves a state's exit latency per CPU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuLimits {
+    cpus: CpuList,
+    limits: BTreeMap<u32, Latency>,
+}
+
+impl CpuLimits {
+    /// `latency` on every CPU of `cpus`.
+    pub fn uniform(cpus: &CpuList, latency: Latency) -> CpuLimits {
+        CpuLimits {
+            cpus: cpus.clone(),
+            limits: cpus.cpus().iter().map(|&cpu| (cpu, latency)).collect(),
+        }
+    }
+
+    /// A limit per CPU (the last one given for a CPU counts); `None` if there is no CPU.
+    pub fn new(limits: impl IntoIterator<Item = (u32, Latency)>) -> Option<CpuLimits> {
+        let limits: BTreeMap<u32, Latency> = limits.into_iter().collect();
+        Some(CpuLimits {
+            cpus: CpuList::new(limits.keys().copied())?,
+            limits,
+        })
+    }
+
+    /// The CPUs constrained.
+    pub fn cpus(&self) -> &CpuList {
+        &self.cpus
+    }
+
+    /// The limit of each CPU, by CPU number.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Latency)> + '_ {
+        self.limits.iter().map(|(&cpu, &latency)| (cpu, latency))
+    }
+
+    /// The smallest limit of all CPUs.
+    pub fn strictest(&self) -> Latency {
+        self.limits.values().copied().min().unwrap_or(Latency::ZERO)
+    }
+
+    /// The CPUs of each distinct limit.
+    fn groups(&self) -> BTreeMap<Latency, Vec<u32>> {
+        let mut groups: BTreeMap<Latency, Vec<u32>> = BTreeMap::new();
+        for (cpu, latency) in self.iter() {
+            groups.entry(latency).or_default().push(cpu);
+        }
+        groups
+    }
+}
+
+impl fmt::Display for CpuLimits {
+    /// `0 us on CPUs 0-1`, or `1 us on CPU 0, 2 us on CPU 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .groups()
+            .into_iter()
+            .filter_map(|(latency, cpus)| {
+                let list = CpuList::new(cpus)?;
+                let noun = if list.cpus().len() == 1 {
+                    "CPU"
+                } else {
+                    "CPUs"
+                };
+                Some(format!("{latency} on {noun} {list}"))
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// Resume-latency constraints on some CPUs, in force while this value lives.
+///
+/// ```no_run
+/// use lllqos::{CpuConstraint, CpuList, Latency};
+///
+/// let cpus: CpuList = "1".parse()?;
+/// let constraint = CpuConstraint::acquire(&cpus, Latency::ZERO)?; // cpu1 now reads "n/a"
+/// for notice in constraint.notices() {
+///     eprintln!("{notice}");
+/// }
+/// // ... latency-critical work pinned to CPU 1 ...
+/// constraint.release()?; // cpu1 reads what it read before (dropping does the same, silently)
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "the constraints are removed when this value is dropped"]
+pub struct CpuConstraint {
+    limits: CpuLimits,
+    /// This constraint's records in the registry: one per distinct limit.
+    me: Vec<Holder>,
+    /// The registry's entries for our CPUs after acquiring: restored from here if the registry
+    /// loses our record.
+    saved: BTreeMap<u32, CpuEntry>,
+    notices: Vec<Notice>,
+    released: bool,
+    /// Locked for as long as the constraint holds: what tells other lllqos processes it is alive.
+    _holder: HolderFile,
+}
+
+impl CpuConstraint {
+    /// Checks that `cpus` exist and `latency` can be written per CPU, changing nothing.
+    pub fn validate(cpus: &CpuList, latency: Latency) -> Result<()> {
+        CpuConstraint::validate_each(&CpuLimits::uniform(cpus, latency))
+    }
+
+    /// Checks that the CPUs of `limits` exist and each limit can be written, changing nothing.
+    pub fn validate_each(limits: &CpuLimits) -> Result<()> {
+        limits
+            .cpus()
+            .check_exist()
+            .map_err(|e| CpuError::new(CpuErrorKind::NoSuchCpu, e))?;
+        let loosest = limits.iter().map(|(_, l)| l).max().unwrap_or(Latency::ZERO);
+        if ResumeLatency::limit(loosest).is_none() {
+            return Err(CpuError::new(
+                CpuErrorKind::OutOfRange,
+                format!(
+                    "{loosest} cannot be set per CPU (at most {} us; 2147483647 is the kernel's \"no constraint\")",
+                    ResumeLatency::MAX_LIMIT_US
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks, without changing anything, that this process may place constraints on `cpus`: write
+    /// their files and keep the registry (for a caller that has work to do before it places them).
+    pub fn check_access(cpus: &CpuList) -> Result<()> {
+        let writable = |path: &std::path::Path| {
+            nix::unistd::faccessat(
+                AT_FDCWD,
+                path,
+                nix::unistd::AccessFlags::W_OK,
+                AtFlags::AT_EACCESS,
+            )
+            .map_err(|e| CpuError::os(format!("cannot write {}", path.display()), e))
+        };
+        for &cpu in cpus.cpus() {
+            writable(&resume_latency_path(cpu))?;
+        }
+        let registry = std::path::Path::new(REGISTRY_DIR);
+        writable(if registry.exists() {
+            registry
+        } else {
+            std::path::Path::new("/run")
+        })
+    }
+
+    /// Places `latency` on `cpus` ([`CpuConstraint::validate`]d first: an error changes nothing).
+    pub fn acquire(cpus: &CpuList, latency: Latency) -> Result<CpuConstraint> {
+        CpuConstraint::acquire_each(&CpuLimits::uniform(cpus, latency))
+    }
+
+    /// Places each CPU's own limit, in one change of the registry
+    /// ([`CpuConstraint::validate_each`]d first: an error changes nothing).
+    pub fn acquire_each(limits: &CpuLimits) -> Result<CpuConstraint> {
+        CpuConstraint::acquire_each_with(limits, &mut |_| {})
+    }
+
+    /// [`CpuConstraint::acquire_each`], calling `on_wait` once, with a message such as `waiting for
+    /// /run/lllqos/lock held by pid 42`, if another lllqos keeps the registry busy for a second.
+    ///
+    /// While it waits, an ending signal (SIGHUP, SIGINT, SIGQUIT, SIGTERM) that this thread blocks
+    /// makes it give up with [`CpuErrorKind::Interrupted`], changing nothing.
+    pub fn acquire_each_with(
+        limits: &CpuLimits,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<CpuConstraint> {
+        CpuConstraint::validate_each(limits)?;
+        let pid = std::process::id() as i32;
+        let start_time = start_time(pid).ok_or_else(|| {
+            CpuError::new(
+                CpuErrorKind::Io,
+                "cannot read this process's start time from /proc",
+            )
+        })?;
+        let locked = Locked::lock(on_wait)?;
+        let before = locked.load()?;
+        let holder = locked.new_holder_file()?;
+        let me: Vec<Holder> = limits
+            .groups()
+            .into_iter()
+            .map(|(latency, cpus)| Holder {
+                pid,
+                start_time,
+                lock: Some(holder.name().to_owned()),
+                cpus,
+                latency_us: latency.as_micros(),
+            })
+            .collect();
+        let ours: BTreeSet<u32> = limits.cpus().cpus().iter().copied().collect();
+        let prepared = prepare(&locked, before.clone(), ours, |registry| {
+            registry.holders.extend(me.iter().cloned());
+        });
+        let change = match prepared {
+            Ok(change) => change,
+            Err(error) => {
+                // Removes the holder file just made.
+                let _ = locked.store(&before);
+                return Err(error);
+            }
+        };
+        locked.store(&change.staged)?;
+        if let Err(error) = write_all(&change) {
+            // Nothing of ours may stay: the CPUs as they were, the registry as it was.
+            for write in change.writes.iter().rev() {
+                let _ = sysfs::write_value(write.cpu, write.from);
+            }
+            let _ = locked.store(&before);
+            return Err(error);
+        }
+        locked.store(&change.done)?;
+        let saved = limits
+            .cpus()
+            .cpus()
+            .iter()
+            .filter_map(|c| Some((*c, change.done.cpus.get(c)?.clone())))
+            .collect();
+        Ok(CpuConstraint {
+            limits: limits.clone(),
+            me,
+            saved,
+            notices: change.notices,
+            released: false,
+            _holder: holder,
+        })
+    }
+
+    /// What [`CpuConstraint::acquire`] noticed (values changed by other tools, stale holders).
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
+
+    /// The CPUs constrained.
+    pub fn cpus(&self) -> &CpuList {
+        self.limits.cpus()
+    }
+
+    /// The limit of each CPU.
+    pub fn limits(&self) -> &CpuLimits {
+        &self.limits
+    }
+
+    /// The strictest limit requested (the only one, unless CPUs were given limits of their own).
+    pub fn latency(&self) -> Latency {
+        self.limits.strictest()
+    }
+
+    /// Removes this holder's constraints: each CPU gets the strictest remaining request (never
+    /// looser than the value to restore), or the value to restore when no holder remains (unless
+    /// another tool changed it meanwhile).
+    pub fn release(self) -> Result<Vec<Notice>> {
+        self.release_with(&mut |_| {})
+    }
+
+    /// [`CpuConstraint::release`], calling `on_wait` as [`CpuConstraint::acquire_each_with`] does.
+    /// A release is not interrupted by signals: it waits until the registry is free.
+    pub fn release_with(mut self, on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
+        self.released = true;
+        self.release_now(on_wait)
+    }
+
+    fn release_now(&self, on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
+        let locked = loop {
+            match Locked::lock(on_wait) {
+                Err(e) if e.kind() == CpuErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        let cannot = |error: CpuError| {
+            let held: Vec<String> = self
+                .saved
+                .iter()
+                .map(|(cpu, e)| format!("cpu{cpu} was '{}' before lllqos", e.original))
+                .collect();
+            error.context(format!(
+                "cannot restore CPU resume latency ({}); left as it is",
+                held.join(", ")
+            ))
+        };
+        let loaded = locked.load().map_err(cannot)?;
+        let ours: BTreeSet<u32> = self.limits.cpus().cpus().iter().copied().collect();
+        let mut lost = false;
+        let change = prepare(&locked, loaded, ours, |registry| {
+            // Each of our records once: another constraint of this process may hold an equal one.
+            for record in &self.me {
+                match registry.holders.iter().position(|h| h == record) {
+                    Some(at) => {
+                        registry.holders.remove(at);
+                    }
+                    None => lost = true,
+                }
+            }
+            if lost {
+                for (cpu, entry) in &self.saved {
+                    registry.cpus.entry(*cpu).or_insert_with(|| entry.clone());
+                }
+            }
+        })
+        .map_err(cannot)?;
+        locked.store(&change.staged).map_err(cannot)?;
+        write_all(&change).map_err(cannot)?;
+        locked.store(&change.done).map_err(cannot)?;
+        let mut notices = change.notices;
+        if lost {
+            notices.insert(0, Notice::Lost);
+        }
+        Ok(notices)
+    }
+}
+
+/// The first half of every change: recovers what an interrupted change left, drops dead holders,
+/// lets `edit` add or remove this process's records, reads the CPUs concerned, and plans.
+fn prepare(
+    locked: &Locked,
+    mut registry: Registry,
+    ours: BTreeSet<u32>,
+    edit: impl FnOnce(&mut Registry),
+) -> Result<Change> {
+    let mut others: BTreeSet<u32> = registry.cpus.keys().copied().collect();
+    for holder in &registry.holders {
+        others.extend(&holder.cpus);
+    }
+    // Our CPUs must be readable; another CPU that is not (taken away since) keeps its record, and
+    // any intent in it, until it can be read again.
+    let mut values = Values::new();
+    for &cpu in others.difference(&ours) {
+        if let Ok(value) = sysfs::read_value(cpu) {
+            values.insert(cpu, value);
+        }
+    }
+    for &cpu in &ours {
+        let value = sysfs::read_value(cpu).map_err(|e| {
+            CpuError::io(
+                format!("cannot read {}", resume_latency_path(cpu).display()),
+                &e,
+                CpuErrorKind::Io,
+            )
+        })?;
+        values.insert(cpu, value);
+    }
+    let mut affected = plan::recover(&mut registry, &values);
+    let mut notices = Vec::new();
+    registry.holders.retain(|holder| {
+        let alive = locked.is_alive(holder);
+        if !alive {
+            let stale = Notice::Stale { pid: holder.pid };
+            if !notices.contains(&stale) {
+                notices.push(stale);
+            }
+            affected.extend(&holder.cpus);
+        }
+        alive
+    });
+    affected.extend(ours);
+    edit(&mut registry);
+    let mut change = plan::plan(registry, &affected, &values);
+    notices.append(&mut change.notices);
+    change.notices = notices;
+    Ok(change)
+}
+
+/// The second step of a change: its writes, in order; stops at the first that fails.
+fn write_all(change: &Change) -> Result<()> {
+    for write in &change.writes {
+        sysfs::write_value(write.cpu, write.to).map_err(|e| {
+            let path = resume_latency_path(write.cpu);
+            CpuError::io(
+                format!("cannot write '{}' to {}", write.to, path.display()),
+                &e,
+                CpuErrorKind::Io,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+impl Drop for CpuConstraint {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.release_now(&mut |_| {});
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Crash consistency and hostile registry files, on the real kernel: an lllqos killed (SIGKILL) at
+//! each step of placing and of releasing a per-CPU constraint loses no original value; files that
+//! are not what they should be are refused at once; a holder waiting behind a stuck one ends on
+//! SIGTERM; holders in other PID namespaces are not taken for dead.
+//!
+//! The kills are deterministic: strace kills lllqos on entering the Nth `renameat` (a registry
+//! store) or the Nth write to the CPU's file, which is before that step happens.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    Kernel, REGISTRY, REGISTRY_DIR, Reaped, cpu_file, have, lllqos, lllqos_std, read_cpu,
+    wait_for_cpu, wait_until, write_cpu,
+};
+use nix::sys::signal::Signal;
+use predicates::prelude::*;
+
+macro_rules! kernel {
+    ($name:expr) => {
+        match Kernel::take($name) {
+            Some(kernel) => kernel,
+            None => return,
+        }
+    };
+}
+
+/// The CPU the tests constrain: the last one.
+fn cpu() -> u32 {
+    common::resume_latency_files()
+        .iter()
+        .filter_map(|p| {
+            p.parent()?
+                .parent()?
+                .file_name()?
+                .to_str()?
+                .strip_prefix("cpu")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A step of a change, as strace sees it: the Nth registry store or the Nth write of the CPU.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Store(u32),
+    Write(u32),
+}
+
+/// `lllqos ARGS` under strace, killed by SIGKILL on entering `step`.
+fn killed_at(step: Step, cpu: u32, args: &[&str]) -> Command {
+    let file = cpu_file(cpu);
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
+    match step {
+        Step::Store(n) => cmd.args([
+            "-e",
+            "trace=renameat,renameat2",
+            "-e",
+            &format!("inject=renameat,renameat2:signal=SIGKILL:when={n}"),
+        ]),
+        Step::Write(n) => cmd.args([
+            "-P",
+            file.to_str().unwrap(),
+            "-e",
+            "trace=write",
+            "-e",
+            &format!("inject=write:signal=SIGKILL:when={n}"),
+        ]),
+    };
+    cmd.arg(common::bin()).args(args).stdin(Stdio::null());
+    cmd
+}
+
+fn strace_or_skip(test: &str) -> bool {
+    if have("strace") {
+        return true;
+    }
+    println!("SKIPPED: {test}: needs strace (apt-get install strace)");
+    false
+}
+
+/// A holder `lllqos --cpu CPU -l US` that has placed its value.
+fn holder(cpu: u32, us: u32, expect: &str) -> Reaped {
+    let h = Reaped::spawn(&mut lllqos_std([
+        "--cpu",
+        &cpu.to_string(),
+        "-l",
+        &us.to_string(),
+    ]));
+    wait_for_cpu(cpu, expect);
+    h
+}
+
+fn stop(mut h: Reaped) {
+    h.signal(Signal::SIGTERM);
+    assert_eq!(h.wait().code(), Some(0));
+}
+
+/// A=10 holds; B=5 is killed at each step of placing its request. When A leaves, the original
+/// value comes back and nothing is left in /run.
+#[test]
+fn killed_at_each_step_of_acquiring_no_original_is_lost() {
+    let _kernel = kernel!("killed_at_each_step_of_acquiring_no_original_is_lost");
+    if !strace_or_skip("killed_at_each_step_of_acquiring_no_original_is_lost") {
+        return;
+    }
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    for alone in [false, true] {
+        for step in [Step::Store(1), Step::Write(1), Step::Store(2)] {
+            let a = (!alone).then(|| holder(cpu, 10, "10"));
+            let status = killed_at(step, cpu, &["--cpu", &cpu.to_string(), "-l", "5", "true"])
+                .status()
+                .unwrap();
+            assert!(killed(status), "{step:?}: {status:?}");
+            match a {
+                Some(a) => stop(a),
+                // The next lllqos on the CPU cleans up after the dead one.
+                None => {
+                    lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
+                        .assert()
+                        .success();
+                }
+            }
+            assert_eq!(read_cpu(cpu), before, "{step:?}, alone: {alone}");
+            assert!(
+                !std::path::Path::new(REGISTRY_DIR).exists(),
+                "{step:?}, alone: {alone}"
+            );
+        }
+    }
+}
+
+/// B=5 is killed at each step of releasing, with A=10 still holding (B restores 10) or alone (B
+/// restores the original). Either way, the original comes back when everyone has gone.
+#[test]
+fn killed_at_each_step_of_releasing_no_original_is_lost() {
+    let _kernel = kernel!("killed_at_each_step_of_releasing_no_original_is_lost");
+    if !strace_or_skip("killed_at_each_step_of_releasing_no_original_is_lost") {
+        return;
+    }
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    for alone in [false, true] {
+        // B's acquire stores twice and writes once; its release stores, writes, stores (or, when
+        // nothing remains held, removes the registry instead of its last store).
+        let steps: &[Step] = if alone {
+            &[Step::Store(3), Step::Write(2)]
+        } else {
+            &[Step::Store(3), Step::Write(2), Step::Store(4)]
+        };
+        for &step in steps {
+            let a = (!alone).then(|| holder(cpu, 10, "10"));
+            let mut b = Reaped(
+                killed_at(step, cpu, &["--cpu", &cpu.to_string(), "-l", "5"])
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_for_cpu(cpu, "5");
+            // strace's child is lllqos: signal it, not strace.
+            let lllqos_pid = wait_for_child(b.pid());
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(lllqos_pid), Signal::SIGTERM)
+                .unwrap();
+            let status = b.wait();
+            assert!(killed(status), "{step:?}: {status:?}");
+            match a {
+                Some(a) => stop(a),
+                None => {
+                    lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
+                        .assert()
+                        .success();
+                }
+            }
+            assert_eq!(read_cpu(cpu), before, "{step:?}, alone: {alone}");
+            assert!(
+                !std::path::Path::new(REGISTRY_DIR).exists(),
+                "{step:?}, alone: {alone}"
+            );
+        }
+    }
+}
+
+/// Whether strace reports its tracee killed by SIGKILL (it dies of the same signal).
+fn killed(status: std::process::ExitStatus) -> bool {
+    status.signal() == Some(libc::SIGKILL) || status.code() == Some(128 + libc::SIGKILL)
+}
+
+/// The first child of `pid`, once it has one.
+fn wait_for_child(pid: i32) -> i32 {
+    let mut child = None;
+    wait_until("strace to start lllqos", || {
+        child = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse().ok());
+        child.is_some()
+    });
+    child.unwrap_or(0)
+}
+
+/// A=10 and B=20 hold; another tool writes `n/a` (zero tolerance). When B leaves, the value stays
+/// `n/a` (never loosened to A's 10); when A leaves, `n/a` is left as the other tool set it.
+#[test]
+fn another_tools_stricter_value_is_not_loosened_while_holders_remain() {
+    let _kernel = kernel!("another_tools_stricter_value_is_not_loosened_while_holders_remain");
+    let cpu = cpu();
+    let a = holder(cpu, 10, "10");
+    let b = holder(cpu, 20, "10");
+    // B changes no value: wait until it is in the registry.
+    wait_until("the second holder to register", || {
+        std::fs::read_to_string(REGISTRY)
+            .is_ok_and(|r| r.contains(&format!("\"pid\": {},", b.pid())))
+    });
+    write_cpu(cpu, "n/a");
+    stop(b);
+    assert_eq!(read_cpu(cpu), "n/a");
+    stop(a);
+    assert_eq!(read_cpu(cpu), "n/a");
+    assert!(!std::path::Path::new(REGISTRY_DIR).exists());
+}
+
+/// A value stricter than the request, found before the first holder, is kept: lllqos grants
+/// nothing looser than what the machine had.
+#[test]
+fn a_stricter_original_value_is_kept_and_restored() {
+    let _kernel = kernel!("a_stricter_original_value_is_kept_and_restored");
+    let cpu = cpu();
+    write_cpu(cpu, "3");
+    lllqos(["--cpu", &cpu.to_string(), "-l", "50", "--", "cat"])
+        .arg(cpu_file(cpu))
+        .assert()
+        .success()
+        .stdout("3\n");
+    assert_eq!(read_cpu(cpu), "3");
+}
+
+/// A file to plant in the registry directory: its name, what lllqos must call it, how to make it.
+type Planted = (&'static str, &'static str, fn(&str));
+
+/// Something that is not a regular file where the registry or its lock should be: refused at once
+/// with the file named; the command runs without the request (or, with --strict, 125) and no CPU
+/// changes.
+#[test]
+fn registry_files_that_are_not_files_are_refused_at_once() {
+    let _kernel = kernel!("registry_files_that_are_not_files_are_refused_at_once");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    let make: [Planted; 6] = [
+        ("registry.json", "a FIFO", |p| {
+            nix::unistd::mkfifo(
+                p,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+            )
+            .unwrap()
+        }),
+        ("registry.json", "a directory", |p| {
+            std::fs::create_dir(p).unwrap()
+        }),
+        ("registry.json", "a socket", |p| {
+            std::mem::forget(std::os::unix::net::UnixListener::bind(p).unwrap())
+        }),
+        ("registry.json", "a character device", |p| {
+            nix::sys::stat::mknod(
+                p,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+                nix::sys::stat::makedev(1, 3),
+            )
+            .unwrap()
+        }),
+        ("registry.json", "larger than 1048576 bytes", |p| {
+            std::fs::write(p, vec![b' '; 2 << 20]).unwrap()
+        }),
+        ("lock", "a FIFO", |p| {
+            nix::unistd::mkfifo(
+                p,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+            )
+            .unwrap()
+        }),
+    ];
+    for (name, what, create) in make {
+        std::fs::create_dir(REGISTRY_DIR).unwrap();
+        std::fs::set_permissions(
+            REGISTRY_DIR,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let path = format!("{REGISTRY_DIR}/{name}");
+        create(&path);
+        let refused = format!("refusing to use {path}: {what}");
+        let started = Instant::now();
+        lllqos([
+            "--strict",
+            "--cpu",
+            &cpu.to_string(),
+            "-l",
+            "5",
+            "echo",
+            "ran",
+        ])
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .code(125)
+        .stdout("")
+        .stderr(predicate::str::contains(&refused));
+        lllqos(["--cpu", &cpu.to_string(), "-l", "5", "echo", "ran"])
+            .timeout(Duration::from_secs(10))
+            .assert()
+            .success()
+            .stdout("ran\n")
+            .stderr(predicate::str::contains(&refused));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{path} as {what}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(read_cpu(cpu), before, "{what}");
+        if name == "registry.json" {
+            lllqos(["status"])
+                .timeout(Duration::from_secs(10))
+                .assert()
+                .success()
+                .stdout(predicate::str::contains(&refused));
+        }
+        std::fs::remove_dir_all(REGISTRY_DIR).unwrap();
+    }
+}
+
+/// A holder waiting for the registry lock (held here by `flock`, standing for a stopped lllqos)
+/// says what it waits for after a second, and ends at once on SIGTERM, changing nothing: a wrapper
+/// dies of the signal, as its command would have; a hold ends with status 0.
+#[test]
+fn a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm() {
+    let _kernel = kernel!("a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm");
+    if !have("flock") {
+        println!(
+            "SKIPPED: a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm: needs flock (util-linux)"
+        );
+        return;
+    }
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    std::fs::create_dir(REGISTRY_DIR).unwrap();
+    std::fs::set_permissions(
+        REGISTRY_DIR,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let lock = format!("{REGISTRY_DIR}/lock");
+    std::fs::write(&lock, "").unwrap();
+    std::fs::set_permissions(&lock, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut stuck = Reaped::spawn(Command::new("flock").args([&lock, "sleep", "60"]));
+    for (args, expect) in [(vec!["echo", "ran"], None), (vec![], Some(0))] {
+        let mut waiting = Reaped::spawn(
+            lllqos_std(["--cpu", &cpu.to_string(), "-l", "5"])
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent = Instant::now();
+        waiting.signal(Signal::SIGTERM);
+        let status = waiting.wait();
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            sent.elapsed()
+        );
+        match expect {
+            Some(code) => assert_eq!(status.code(), Some(code)),
+            None => assert_eq!(status.signal(), Some(libc::SIGTERM)),
+        }
+        let mut err = String::new();
+        std::io::Read::read_to_string(waiting.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(
+            err.contains(&format!("waiting for {lock} held by pid {}", stuck.pid())),
+            "{err}"
+        );
+        let mut out = String::new();
+        std::io::Read::read_to_string(waiting.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert_eq!(out, "", "the command must not run");
+        assert_eq!(read_cpu(cpu), before);
+    }
+    stuck.signal(Signal::SIGKILL);
+    stuck.wait();
+    std::fs::remove_dir_all(REGISTRY_DIR).unwrap();
+}
+
+/// A holder in another PID namespace (pid 1 there) is alive to every other lllqos: its request is
+/// kept while an lllqos outside comes and goes, and the original returns when it leaves.
+#[test]
+fn a_holder_in_another_pid_namespace_is_not_taken_for_dead() {
+    let _kernel = kernel!("a_holder_in_another_pid_namespace_is_not_taken_for_dead");
+    if !have("unshare") {
+        println!(
+            "SKIPPED: a_holder_in_another_pid_namespace_is_not_taken_for_dead: needs unshare (util-linux)"
+        );
+        return;
+    }
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    let mut inner = Reaped::spawn(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(common::bin())
+            .args(["--cpu", &cpu.to_string(), "-l", "6"]),
+    );
+    wait_for_cpu(cpu, "6");
+    // An outside lllqos with a looser request comes and goes: the inner one's 6 stays.
+    lllqos(["--cpu", &cpu.to_string(), "-l", "40", "true"])
+        .assert()
+        .success()
+        .stderr("");
+    assert_eq!(read_cpu(cpu), "6");
+    // unshare forwards nothing: end the holder itself (its pid as seen from here).
+    let holder = wait_for_child(inner.pid());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder), Signal::SIGTERM).unwrap();
+    inner.wait();
+    assert_eq!(read_cpu(cpu), before);
+    assert!(!std::path::Path::new(REGISTRY).exists());
+}
