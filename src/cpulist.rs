@@ -79,7 +79,7 @@ pub fn listed_cpus() -> Vec<u32> {
 /// `/sys/devices/system/cpu/present`, for error messages.
 fn present() -> Option<String> {
     Some(
-        std::fs::read_to_string(format!("{SYSFS_CPU}/present"))
+        crate::file::read_small(format!("{SYSFS_CPU}/present"))
             .ok()?
             .trim()
             .to_owned(),

@@ -131,9 +131,14 @@ pub fn read_bounded(fd: OwnedFd, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A small regular file's text (a sysfs attribute, a /proc file), opened as [`open`] does, at most
-/// [`SMALL`] bytes, invalid UTF-8 replaced.
+/// A small regular file's text (a sysfs attribute, a /proc file), read as [`read_small_bytes`]
+/// does, invalid UTF-8 replaced.
 pub fn read_small(path: impl AsRef<Path>) -> io::Result<String> {
+    Ok(String::from_utf8_lossy(&read_small_bytes(path)?).into_owned())
+}
+
+/// A small regular file's bytes, opened as [`open`] does, at most [`SMALL`] of them.
+pub fn read_small_bytes(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     let fd = open(
         None,
         path.as_ref(),
@@ -141,8 +146,7 @@ pub fn read_small(path: impl AsRef<Path>) -> io::Result<String> {
         Mode::empty(),
         Kind::Regular,
     )?;
-    let bytes = read_bounded(fd, SMALL)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    read_bounded(fd, SMALL)
 }
 
 #[cfg(test)]

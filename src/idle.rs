@@ -33,7 +33,7 @@ pub struct IdleState {
 pub fn cpu_states(cpu: u32) -> Vec<IdleState> {
     let dir = format!("{SYSFS_CPU}/cpu{cpu}/cpuidle");
     let read = |path: std::path::PathBuf| {
-        std::fs::read_to_string(path)
+        crate::file::read_small(path)
             .ok()
             .map(|text| text.trim_end_matches('\n').to_owned())
     };

@@ -136,43 +136,23 @@ impl FromStr for Latency {
         if text.starts_with('-') {
             return Err(fail("negative values are not latencies"));
         }
-        let number_len = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(number_len);
-        // Nanoseconds per unit; the number is converted to nanoseconds, then rounded down to us.
-        let scale: u128 = match unit {
-            "ns" => 1,
-            "" | "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            _ => return Err(fail("unknown unit (use ns, us, µs, ms or s)")),
-        };
-        let (whole, fraction) = match number.split_once('.') {
-            Some((w, f)) => (w, f),
-            None => (number, ""),
-        };
-        let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !is_digits(whole) || (number.contains('.') && !is_digits(fraction)) {
-            return Err(fail("expected a number such as 50, 50us or 0.5ms"));
-        }
-        // Anything with more than 40 significant digits is far beyond i32::MAX microseconds; the
-        // limit keeps the arithmetic below in range of u128.
-        let whole = whole.trim_start_matches('0');
-        if whole.len() > 20 {
-            return Err(fail("too large (the maximum is 2147483647 us)"));
-        }
-        let fraction = &fraction[..fraction.len().min(20)];
-        let whole_value: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().unwrap_or(u128::MAX)
-        };
-        let mut ns = whole_value.saturating_mul(scale);
-        if !fraction.is_empty() {
-            let digits: u128 = fraction.parse().unwrap_or(0);
-            ns = ns.saturating_add(digits * scale / 10u128.pow(fraction.len() as u32));
-        }
+        // Nanoseconds per unit; the value is rounded down to whole microseconds.
+        const UNITS: &[(&str, u128)] = &[
+            ("ns", 1),
+            ("", 1_000),
+            ("us", 1_000),
+            ("µs", 1_000),
+            ("μs", 1_000),
+            ("ms", 1_000_000),
+            ("s", 1_000_000_000),
+        ];
+        let ns = scan(text, UNITS).map_err(|e| {
+            fail(match e {
+                Scan::UnknownUnit => "unknown unit (use ns, us, µs, ms or s)",
+                Scan::NotANumber => "expected a number such as 50, 50us or 0.5ms",
+                Scan::TooLarge => "too large (the maximum is 2147483647 us)",
+            })
+        })?;
         let us = ns / 1_000;
         if us > u128::from(Latency::MAX.0) {
             return Err(fail("too large (the maximum is 2147483647 us)"));
@@ -185,36 +165,68 @@ impl FromStr for Latency {
 /// `s`, `m`); decimals allowed, exact to the millisecond. More than zero, at most 24 hours.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let fail = |why: &str| format!("invalid duration '{text}': {why}");
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale_ms: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        _ => return Err(fail("unknown unit (use ms, s or m)")),
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || (number.contains('.') && !digits(fraction)) {
-        return Err(fail("expected a number such as 5, 0.5 or 500ms"));
-    }
-    let whole: u64 = whole.parse().map_err(|_| fail("too large"))?;
-    let fraction_ms = if fraction.is_empty() {
-        0
-    } else {
-        let value: u64 = fraction.parse().map_err(|_| fail("bad fraction"))?;
-        value * scale_ms / 10u64.pow(fraction.len() as u32)
-    };
-    let ms = whole * scale_ms + fraction_ms;
+    // Milliseconds per unit.
+    const UNITS: &[(&str, u128)] = &[("ms", 1), ("", 1000), ("s", 1000), ("m", 60_000)];
+    let ms = scan(text, UNITS).map_err(|e| {
+        fail(match e {
+            Scan::UnknownUnit => "unknown unit (use ms, s or m)",
+            Scan::NotANumber => "expected a number such as 5, 0.5 or 500ms",
+            Scan::TooLarge => "at most 24 hours",
+        })
+    })?;
     if ms == 0 {
         return Err(fail("must be more than zero"));
     }
     if ms > 24 * 3_600_000 {
         return Err(fail("at most 24 hours"));
     }
-    Ok(Duration::from_millis(ms))
+    Ok(Duration::from_millis(ms as u64))
+}
+
+/// Why [`scan`] refused a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    UnknownUnit,
+    NotANumber,
+    TooLarge,
+}
+
+/// The one scanner of numbers with a unit, for latencies and durations: `N`, `N.F`, either followed
+/// by one of `units` (name, and how many of the smallest unit it is). Returns the value in the
+/// smallest unit, a fraction of it rounded down. No sign, no exponent, digits on both sides of a
+/// point; at most 20 significant digits before it (far beyond any value the callers accept, and
+/// within u128 after scaling).
+fn scan(text: &str, units: &[(&str, u128)]) -> std::result::Result<u128, Scan> {
+    let number_len = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_len);
+    let scale = units
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|&(_, scale)| scale)
+        .ok_or(Scan::UnknownUnit)?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !is_digits(whole) || (number.contains('.') && !is_digits(fraction)) {
+        return Err(Scan::NotANumber);
+    }
+    let whole = whole.trim_start_matches('0');
+    if whole.len() > 20 {
+        return Err(Scan::TooLarge);
+    }
+    let fraction = &fraction[..fraction.len().min(20)];
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| Scan::TooLarge)?
+    };
+    let mut value = whole.checked_mul(scale).ok_or(Scan::TooLarge)?;
+    if !fraction.is_empty() {
+        let digits: u128 = fraction.parse().map_err(|_| Scan::NotANumber)?;
+        value = value.saturating_add(digits * scale / 10u128.pow(fraction.len() as u32));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -291,8 +303,11 @@ mod tests {
         }
 
         #[test]
-        fn number_like_text_never_panics(text in "[-+0-9.]{0,30}(ns|us|µs|ms|s|x)?") {
+        fn number_like_text_never_panics(text in "[-+0-9.]{0,30}(ns|us|µs|ms|s|m|x)?") {
             let _ = text.parse::<Latency>();
+            if let Err(err) = parse_duration(&text) {
+                proptest::prop_assert!(err.contains(&format!("'{}'", text)), "{}", err);
+            }
         }
 
         #[test]

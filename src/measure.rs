@@ -21,7 +21,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::sys::mman::{MlockAllFlags, mlockall};
 use nix::sys::signal::Signal;
+use nix::sys::time::TimeSpec;
+use nix::time::{ClockId, ClockNanosleepFlags};
 use serde::Serialize;
 
 use crate::exit::ExitStatus;
@@ -280,9 +284,9 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
         None => lllqos::lease::check_access(CPU_DMA_LATENCY)
             .map_err(|e| anyhow::anyhow!("{e}: phase two needs the request (run as root)"))?,
     }
-    // Page faults in the loop would be measured as latency.
-    // SAFETY: mlockall takes flags only; failure (no CAP_IPC_LOCK) just leaves memory unlocked.
-    unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+    // Page faults in the loop would be measured as latency. Failure (no CAP_IPC_LOCK, a low
+    // RLIMIT_MEMLOCK) leaves memory unlocked, as cyclictest -m does: the measurement still runs.
+    let _ = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE);
     let timer_slack_ns = nix::sys::prctl::get_timerslack()
         .map(|s| s as u64)
         .unwrap_or(0);
@@ -409,25 +413,13 @@ fn set_fifo(priority: u8) -> Result<()> {
     Ok(())
 }
 
-fn now(clock: libc::clockid_t) -> libc::timespec {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes into the timespec we own.
-    unsafe { libc::clock_gettime(clock, &mut t) };
-    t
+/// The monotonic clock, in nanoseconds (it cannot fail on Linux; 0 if it ever did).
+fn now() -> i128 {
+    nix::time::clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| ns(&t))
 }
 
-fn ns(t: &libc::timespec) -> i128 {
-    i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
-}
-
-fn timespec(ns: i128) -> libc::timespec {
-    libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    }
+fn ns(t: &TimeSpec) -> i128 {
+    i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
 }
 
 /// One phase of the periodic loop; ends early, with what it measured, when a signal is caught.
@@ -437,26 +429,26 @@ fn run_phase(
     phase: u8,
     caught: &AtomicUsize,
 ) -> Histogram {
-    let clock = libc::CLOCK_MONOTONIC;
     let interval = i128::from(settings.interval_us) * 1000;
-    let start = ns(&now(clock));
+    let start = now();
     let end = start + settings.duration.as_nanos() as i128;
     let mut next = start + interval;
     let mut histogram = Histogram::default();
     let mut last_report = start;
     while next <= end {
-        let deadline = timespec(next);
-        // SAFETY: an absolute sleep on a valid timespec; no remainder is needed.
-        let ret = unsafe {
-            libc::clock_nanosleep(clock, libc::TIMER_ABSTIME, &deadline, std::ptr::null_mut())
-        };
+        let deadline = TimeSpec::from_duration(Duration::from_nanos(next.max(0) as u64));
+        let slept = nix::time::clock_nanosleep(
+            ClockId::CLOCK_MONOTONIC,
+            ClockNanosleepFlags::TIMER_ABSTIME,
+            &deadline,
+        );
         if caught.load(Ordering::Relaxed) != 0 {
             return histogram;
         }
-        if ret == libc::EINTR {
+        if slept == Err(Errno::EINTR) {
             continue;
         }
-        let woke = ns(&now(clock));
+        let woke = now();
         histogram.record((woke - next).max(0) as u64);
         next += interval;
         if next <= woke {

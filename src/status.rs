@@ -158,13 +158,13 @@ fn limit(node: &str) -> (Option<u32>, Option<String>) {
 }
 
 fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
-    Some(std::fs::read_to_string(path).ok()?.trim().to_owned())
+    Some(lllqos::file::read_small(path).ok()?.trim().to_owned())
 }
 
 fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
     let online = read_trimmed(format!("{SYSFS_CPU}/cpu{cpu}/online")).is_none_or(|v| v == "1");
     let (resume_latency_us, resume_latency_error) =
-        match std::fs::read_to_string(resume_latency_path(cpu)) {
+        match lllqos::file::read_small(resume_latency_path(cpu)) {
             Ok(text) => match ResumeLatency::parse(&text) {
                 Some(value) => (value.limit_us(), None),
                 None => (None, Some(format!("unexpected value '{}'", text.trim()))),
@@ -227,6 +227,7 @@ fn scan_holders(nodes: &[&str]) -> Scan {
     let users = UserNames::load();
     let mut holders = vec![Vec::new(); nodes.len()];
     let mut complete = true;
+    let devices: Vec<Option<u64>> = nodes.iter().map(|n| char_device(Path::new(n))).collect();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry
             .file_name()
@@ -248,9 +249,22 @@ fn scan_holders(nodes: &[&str]) -> Scan {
         };
         let mut held = vec![false; nodes.len()];
         for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path())
-                && let Some(i) = nodes.iter().position(|n| target == Path::new(n))
-            {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            // By path first (cheap); then, for a file elsewhere (a node made with mknod, a bind
+            // mount), by device number: the inode behind the descriptor is what counts.
+            let found = nodes
+                .iter()
+                .position(|n| target == Path::new(n))
+                .or_else(|| {
+                    if !target.is_absolute() || devices.iter().all(Option::is_none) {
+                        return None;
+                    }
+                    let rdev = char_device(&fd.path())?;
+                    devices.iter().position(|d| *d == Some(rdev))
+                });
+            if let Some(i) = found {
                 held[i] = true;
             }
         }
@@ -267,8 +281,16 @@ fn scan_holders(nodes: &[&str]) -> Scan {
     Scan { holders, complete }
 }
 
+/// The device number of the character device at `path` (followed), `None` for anything else.
+fn char_device(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).ok()?;
+    meta.file_type().is_char_device().then(|| meta.rdev())
+}
+
 fn describe_process(pid: i32, users: &UserNames) -> Holder {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline =
+        lllqos::file::read_small_bytes(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let words: Vec<String> = cmdline
         .split(|&b| b == 0)
         .filter(|w| !w.is_empty())
@@ -282,7 +304,7 @@ fn describe_process(pid: i32, users: &UserNames) -> Holder {
     } else {
         words.join(" ")
     };
-    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let uid = lllqos::file::read_small(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             let line = s.lines().find_map(|l| l.strip_prefix("Uid:"))?.to_owned();

@@ -425,3 +425,34 @@ fn a_holder_in_another_pid_namespace_is_not_taken_for_dead() {
     assert_eq!(read_cpu(cpu), before);
     assert!(!std::path::Path::new(REGISTRY).exists());
 }
+
+/// A value that cannot be restored (the registry was corrupted during the hold) is an error: the
+/// message names the CPU and its value before lllqos, and a command that exited 0 gives 125; a
+/// command that failed keeps its own status.
+#[test]
+fn a_release_that_fails_is_exit_125_unless_the_command_failed() {
+    let _kernel = kernel!("a_release_that_fails_is_exit_125_unless_the_command_failed");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    for (exit, expect) in [(0, 125), (3, 3)] {
+        let script = format!("echo garbage > {REGISTRY}; exit {exit}");
+        lllqos([
+            "--cpu",
+            &cpu.to_string(),
+            "-l",
+            "12",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .assert()
+        .code(expect)
+        .stderr(predicate::str::contains(format!(
+            "cannot restore CPU resume latency (cpu{cpu} was '{before}' before lllqos)"
+        )));
+        assert_eq!(read_cpu(cpu), "12");
+        write_cpu(cpu, &before);
+        std::fs::remove_dir_all(REGISTRY_DIR).unwrap();
+    }
+}

@@ -314,3 +314,36 @@ fn status_takes_no_hold_options() {
     lllqos(["-l", "5", "status"]).assert().code(127);
     lllqos(["status", "--bogus"]).assert().code(125);
 }
+
+/// A holder of a second node made with mknod (same device number, another path) is found: holders
+/// are identified by the device behind the descriptor, not by its path.
+#[test]
+fn a_holder_of_a_node_made_elsewhere_with_mknod_is_found() {
+    let kernel = kernel!("a_holder_of_a_node_made_elsewhere_with_mknod_is_found");
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("qos");
+    let rdev = std::fs::metadata(common::NODE).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.rdev()
+    });
+    nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        rdev.unwrap(),
+    )
+    .unwrap();
+    let hold = Reaped::spawn(&mut lllqos_std([
+        "--device".as_ref(),
+        node.as_os_str(),
+        "-l".as_ref(),
+        "41".as_ref(),
+    ]));
+    wait_for_node(kernel.expect(41));
+    let status = status_json();
+    assert!(
+        holder_pids(&status).contains(&i64::from(hold.pid())),
+        "{status}"
+    );
+    assert_eq!(status["holders_complete"], true);
+}
