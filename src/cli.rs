@@ -17,15 +17,50 @@ use lllqos::latency::Latency;
 use lllqos::latency::parse_duration;
 use lllqos::lease::CPU_DMA_LATENCY;
 
-const EXAMPLES: &str = "\
-Examples:
-  lllqos -l 0 -- cyclictest --laptop -p 80   Run cyclictest while 0 us is requested
-  lllqos -l 50us chrt -f 80 ./app            Run ./app under SCHED_FIFO with a 50 us limit
-  lllqos -l 0                                Hold 0 us until SIGTERM, SIGINT or SIGHUP
-  lllqos -l 100 --pid 4242                   Hold 100 us while process 4242 lives
-  lllqos --cpu 2-3 -l 0 -- ./rt-app          Keep only CPUs 2 and 3 out of deep idle states
-  lllqos --max-state C1E,C1 -- ./app         Allow C1E (or C1 without C1E), nothing deeper
-  taskset -c 2 lllqos --cpu auto -- ./rt-app Constrain the CPUs the command may run on";
+/// The examples of `lllqos --help`, the man page (rendered by the xtask) and the README (checked
+/// by a test): the command, and what it does.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "lllqos -l 0 -- cyclictest --laptop -p 80",
+        "Run cyclictest while 0 us is requested",
+    ),
+    (
+        "lllqos -l 50us chrt -f 80 ./app",
+        "Run ./app under SCHED_FIFO with a 50 us limit",
+    ),
+    ("lllqos -l 0", "Hold 0 us until SIGTERM, SIGINT or SIGHUP"),
+    (
+        "lllqos -l 100 --pid 4242",
+        "Hold 100 us while process 4242 lives",
+    ),
+    (
+        "lllqos --cpu 2-3 -l 0 -- ./rt-app",
+        "Keep only CPUs 2 and 3 out of deep idle states",
+    ),
+    (
+        "lllqos --max-state C1E,C1 -- ./app",
+        "Allow C1E (or C1 without C1E), nothing deeper",
+    ),
+    (
+        "taskset -c 2 lllqos --cpu auto -- ./rt-app",
+        "Constrain the CPUs the command may run on",
+    ),
+    ("lllqos status", "See what is in force and who holds it"),
+    (
+        "lllqos measure --priority 80 --duration 10",
+        "Measure the effect on wake-up latency",
+    ),
+];
+
+/// `Examples:` and the examples, aligned, for `--help`.
+fn examples_help() -> String {
+    let width = EXAMPLES.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let lines: Vec<String> = EXAMPLES
+        .iter()
+        .map(|(command, what)| format!("  {command:width$}  {what}"))
+        .collect();
+    format!("Examples:\n{}", lines.join("\n"))
+}
 
 /// Hold a CPU wake-up latency request for exactly as long as a command runs.
 ///
@@ -38,7 +73,7 @@ Examples:
 #[command(
     name = "lllqos",
     version = lllqos::VERSION,
-    after_help = EXAMPLES,
+    after_help = examples_help(),
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
     max_term_width = 100

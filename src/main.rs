@@ -7,7 +7,8 @@
 //!   from (the xtask includes this file).
 //! - [`app`]: what a command line does, and the only place errors are printed.
 //! - [`spawn`], [`run`], [`sentinel`] and [`sigset`]: starting the command as a direct exec would,
-//!   relaying signals, reaping, holding.
+//!   relaying signals, reaping, holding; [`relayed`]: which signals are relayed (the xtask includes
+//!   it too, for the man page).
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
 //! - [`status`] and [`measure`]: the subcommands.
 //!
@@ -21,6 +22,7 @@ mod app;
 mod cli;
 mod exit;
 mod measure;
+mod relayed;
 mod run;
 mod sentinel;
 mod sigset;

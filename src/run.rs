@@ -11,7 +11,7 @@
 //! polling loop, no wake-up of lllqos's own while the command runs. The same `signalfd` delivers
 //! SIGCHLD, so reaping is part of the one loop.
 //!
-//! # Why each rule (sudo's `exec_nopty.c` is the model; REFERENCE section 4)
+//! # Why each rule (sudo's `exec_nopty.c`, in its source tree at `src/exec_nopty.c`, is the model)
 //!
 //! - The child stays in lllqos's process group and session, so terminal-generated signals (Ctrl-C,
 //!   Ctrl-\, Ctrl-Z, SIGWINCH, hang-up) reach both, and shell job control sees one job.
@@ -52,9 +52,11 @@ use crate::sentinel::Sentinel;
 use crate::sigset::{MAX_SIGNAL, SignalSet};
 use crate::spawn::ignored_at_start;
 
-/// Signals lllqos never blocks: SIGKILL and SIGSTOP cannot be, and SIGTTIN and SIGTTOU stop lllqos
-/// itself when it touches the terminal from the background, as they would stop the command.
-const NEVER_BLOCKED: [i32; 4] = [libc::SIGKILL, libc::SIGSTOP, libc::SIGTTIN, libc::SIGTTOU];
+/// Signals lllqos never blocks (see [`crate::relayed::NOT_RELAYED`] for why).
+const NEVER_BLOCKED: [i32; 4] = {
+    let n = crate::relayed::NOT_RELAYED;
+    [n[0].0, n[1].0, n[2].0, n[3].0]
+};
 
 /// Signals whose default action is not to end the process: continue, stop, or nothing.
 const NOT_ENDING: [i32; 7] = [

@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 /// The highest signal number on Linux.
-pub(crate) const MAX_SIGNAL: i32 = 64;
+pub(crate) const MAX_SIGNAL: i32 = crate::relayed::LAST_SIGNAL;
 
 /// A set of signals 1..=64.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,6 +16,22 @@ use std::path::PathBuf;
 #[path = "../../src/cli.rs"]
 pub mod cli;
 
+/// Which signals lllqos relays: the binary's definition.
+#[path = "../../src/relayed.rs"]
+pub mod relayed;
+
+/// `every signal from 1 to 64, real-time signals included, except SIGKILL, SIGSTOP, SIGTTIN and
+/// SIGTTOU`, from [`relayed`]: the man page says it, and the README must.
+pub fn relayed_signals() -> String {
+    let names: Vec<&str> = relayed::NOT_RELAYED.iter().map(|&(_, name)| name).collect();
+    let (last, rest) = names.split_last().map_or(("", &[][..]), |(l, r)| (*l, r));
+    format!(
+        "every signal from 1 to {}, real-time signals included, except {} and {last}",
+        relayed::LAST_SIGNAL,
+        rest.join(", ")
+    )
+}
+
 use clap_complete::{Generator, Shell};
 use roff::{Roff, bold, italic, roman};
 
@@ -312,7 +328,10 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
-        "A signal sent to lllqos with kill(2) is relayed to COMMAND exactly once: every signal from 1 to 64, real-time signals included, except SIGKILL and SIGSTOP (which cannot be caught) and SIGTTIN and SIGTTOU. A signal sent by COMMAND, or by a process in a group led by COMMAND or by lllqos, is not relayed back; nor is a signal sent to lllqos's whole process group (kill 0 in a script, timeout(1), kill -TERM -PGID), which COMMAND received already. lllqos tells the two apart with a witness in its group: a sleeping process named qos-sentinel that blocks every signal and dies with lllqos.",
+        &format!(
+            "A signal sent to lllqos with kill(2) is relayed to COMMAND exactly once: {}. A signal sent by COMMAND, or by a process in a group led by COMMAND or by lllqos, is not relayed back; nor is a signal sent to lllqos's whole process group (kill 0 in a script, timeout(1), kill -TERM -PGID), which COMMAND received already. lllqos tells the two apart with a witness in its group: a sleeping process named qos-sentinel that blocks every signal and dies with lllqos.",
+            relayed_signals()
+        ),
     );
     para(
         &mut r,
@@ -377,41 +396,10 @@ fn sections() -> Roff {
     );
 
     r.control("SH", ["EXAMPLES"]);
-    for (what, example) in [
-        (
-            "Run cyclictest while 0 us is requested:",
-            "lllqos --latency 0 -- cyclictest --laptop -p 80",
-        ),
-        (
-            "Run an application under SCHED_FIFO with a 50 us limit:",
-            "lllqos -l 50us chrt -f 80 ./app --flag",
-        ),
-        (
-            "Keep only CPUs 2 and 3 out of deep idle states:",
-            "lllqos --cpu 2-3 -l 0 -- ./rt-app",
-        ),
-        (
-            "Allow C1E (C1 where there is no C1E) and nothing deeper:",
-            "lllqos --max-state C1E,C1 -- ./app",
-        ),
-        (
-            "Constrain the CPUs a command is pinned to:",
-            "taskset -c 2 lllqos --cpu auto -- ./rt-app",
-        ),
-        (
-            "Hold until stopped (a systemd service's ExecStart):",
-            "lllqos -l 0",
-        ),
-        ("Hold while process 4242 lives:", "lllqos -l 100 --pid 4242"),
-        ("See who holds what:", "lllqos status"),
-        (
-            "Measure the effect:",
-            "lllqos measure --priority 80 --duration 10",
-        ),
-    ] {
+    for (example, what) in cli::EXAMPLES {
         r.control("TP", [])
-            .text([roman(what)])
-            .text([bold(example)]);
+            .text([roman(format!("{what}:"))])
+            .text([bold(*example)]);
     }
 
     r.control("SH", ["SEE ALSO"]);

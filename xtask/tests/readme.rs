@@ -59,3 +59,28 @@ fn the_readme_rust_example_is_the_compiled_example() {
         .collect();
     assert_eq!(shown, body);
 }
+
+/// `text` with every run of whitespace (line breaks included) made one space.
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The README says which signals are relayed in the words the man page renders from the code.
+#[test]
+fn the_readme_names_the_relayed_signals_as_the_code_does() {
+    let readme = std::fs::read_to_string(xtask::root().join("README.md")).unwrap();
+    let sentence = xtask::relayed_signals();
+    assert!(
+        words(&readme).contains(&sentence),
+        "README.md must say: {sentence}"
+    );
+}
+
+/// Every example of `lllqos --help` (and so of the man page) is in the README, word for word.
+#[test]
+fn the_readme_has_every_example_of_the_help() {
+    let readme = words(&std::fs::read_to_string(xtask::root().join("README.md")).unwrap());
+    for (example, _) in xtask::cli::EXAMPLES {
+        assert!(readme.contains(example), "README.md lacks: {example}");
+    }
+}
