@@ -24,11 +24,10 @@ use lllqos::percpu::{Registry, ResumeLatency, resume_latency_path};
 /// Everything `lllqos status` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
-    /// The CPU latency limit in force (2000000000 = no constraint); `None` when unreadable.
-    pub cpu_latency_us: Option<u32>,
-    /// Why `cpu_latency_us` is `None`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu_latency_error: Option<String>,
+    /// The CPU latency limit in force (2000000000 = no constraint): `cpu_latency_us`, and
+    /// `cpu_latency_error` when it cannot be read.
+    #[serde(flatten)]
+    pub cpu_latency: Reading<u32, CpuLatencyKeys>,
     /// Processes with the node open, lllqos status itself excluded.
     pub holders: Vec<Holder>,
     /// False when some processes' descriptors could not be inspected (not root).
@@ -39,6 +38,67 @@ pub struct Status {
     pub registry: Option<RegistryStatus>,
     /// `/dev/cpu_wakeup_latency` (Linux 6.19+); `None` when the kernel has no such node.
     pub wakeup_latency: Option<WakeupLatency>,
+}
+
+/// A value read from the system (`None`: nothing is set), or why it could not be read. In JSON, two
+/// keys named by `K`: the value (`null` when unreadable), and the error only when there is one.
+#[derive(Debug, Clone)]
+pub struct Reading<T, K> {
+    pub result: Result<Option<T>, String>,
+    keys: std::marker::PhantomData<K>,
+}
+
+impl<T, K> Reading<T, K> {
+    pub fn new(result: Result<Option<T>, String>) -> Reading<T, K> {
+        Reading {
+            result,
+            keys: std::marker::PhantomData,
+        }
+    }
+
+    /// The value, `None` when there is none or it could not be read.
+    pub fn value(&self) -> Option<&T> {
+        self.result.as_ref().ok().and_then(Option::as_ref)
+    }
+}
+
+/// The JSON keys of a [`Reading`].
+pub trait Keys {
+    const VALUE: &'static str;
+    const ERROR: &'static str;
+}
+
+#[derive(Debug, Clone)]
+pub struct CpuLatencyKeys;
+impl Keys for CpuLatencyKeys {
+    const VALUE: &'static str = "cpu_latency_us";
+    const ERROR: &'static str = "cpu_latency_error";
+}
+
+#[derive(Debug, Clone)]
+pub struct ResumeLatencyKeys;
+impl Keys for ResumeLatencyKeys {
+    const VALUE: &'static str = "resume_latency_us";
+    const ERROR: &'static str = "resume_latency_error";
+}
+
+#[derive(Debug, Clone)]
+pub struct WakeupLatencyKeys;
+impl Keys for WakeupLatencyKeys {
+    const VALUE: &'static str = "limit_us";
+    const ERROR: &'static str = "error";
+}
+
+impl<T: Serialize, K: Keys> Serialize for Reading<T, K> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry(K::VALUE, &self.value())?;
+        if let Err(error) = &self.result {
+            map.serialize_entry(K::ERROR, error)?;
+        }
+        map.end()
+    }
 }
 
 /// A process holding a PM QoS node open.
@@ -60,11 +120,10 @@ pub struct Cpuidle {
 pub struct Cpu {
     pub cpu: u32,
     pub online: bool,
-    /// `None` = no constraint (`0` in sysfs); `Some(0)` = zero tolerance (`n/a`).
-    pub resume_latency_us: Option<u32>,
-    /// Why `resume_latency_us` could not be read, if it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resume_latency_error: Option<String>,
+    /// `resume_latency_us`: `None` = no constraint (`0` in sysfs), `Some(0)` = zero tolerance
+    /// (`n/a`); and `resume_latency_error` when it cannot be read.
+    #[serde(flatten)]
+    pub resume_latency: Reading<u32, ResumeLatencyKeys>,
     /// The limit this CPU obeys: the smaller of the global limit and its own; `None` = none.
     pub effective_limit_us: Option<u32>,
     pub idle_states: Vec<IdleState>,
@@ -107,15 +166,15 @@ pub struct RegistryCpu {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WakeupLatency {
-    pub limit_us: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// `limit_us`, and `error` when it cannot be read.
+    #[serde(flatten)]
+    pub limit: Reading<u32, WakeupLatencyKeys>,
     pub holders: Vec<Holder>,
 }
 
 /// Collects the status of this machine.
 pub fn collect() -> Status {
-    let (cpu_latency_us, cpu_latency_error) = limit(CPU_DMA_LATENCY);
+    let cpu_latency = limit(CPU_DMA_LATENCY);
     let scan = scan_holders(&[CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY]);
     let cpuidle = Cpuidle {
         driver: read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_driver")),
@@ -124,19 +183,16 @@ pub fn collect() -> Status {
     };
     let cpus = lllqos::cpulist::listed_cpus()
         .into_iter()
-        .map(|cpu| collect_cpu(cpu, cpu_latency_us))
+        .map(|cpu| collect_cpu(cpu, cpu_latency.value().copied()))
         .collect();
-    let wakeup_latency = Path::new(CPU_WAKEUP_LATENCY).exists().then(|| {
-        let (limit_us, error) = limit(CPU_WAKEUP_LATENCY);
-        WakeupLatency {
-            limit_us,
-            error,
+    let wakeup_latency = Path::new(CPU_WAKEUP_LATENCY)
+        .exists()
+        .then(|| WakeupLatency {
+            limit: limit(CPU_WAKEUP_LATENCY),
             holders: scan.holders[1].clone(),
-        }
-    });
+        });
     Status {
-        cpu_latency_us,
-        cpu_latency_error,
+        cpu_latency,
         holders: scan.holders[0].clone(),
         holders_complete: scan.complete,
         cpuidle,
@@ -146,15 +202,14 @@ pub fn collect() -> Status {
     }
 }
 
-fn limit(node: &str) -> (Option<u32>, Option<String>) {
-    match read_limit(node) {
-        Ok(limit) => (Some(limit.as_micros()), None),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (
-            None,
-            Some(format!("{}: run as root to read it", os_message(&e))),
-        ),
-        Err(e) => (None, Some(os_message(&e))),
-    }
+fn limit<K>(node: &str) -> Reading<u32, K> {
+    Reading::new(match read_limit(node) {
+        Ok(limit) => Ok(Some(limit.as_micros())),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(format!("{}: run as root to read it", os_message(&e)))
+        }
+        Err(e) => Err(os_message(&e)),
+    })
 }
 
 fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
@@ -163,17 +218,16 @@ fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
 
 fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
     let online = read_trimmed(format!("{SYSFS_CPU}/cpu{cpu}/online")).is_none_or(|v| v == "1");
-    let (resume_latency_us, resume_latency_error) =
-        match lllqos::file::read_small(resume_latency_path(cpu)) {
-            Ok(text) => match ResumeLatency::parse(&text) {
-                Some(value) => (value.limit_us(), None),
-                None => (None, Some(format!("unexpected value '{}'", text.trim()))),
-            },
-            Err(e) => (None, Some(os_message(&e))),
-        };
+    let resume_latency = Reading::new(match lllqos::file::read_small(resume_latency_path(cpu)) {
+        Ok(text) => match ResumeLatency::parse(&text) {
+            Some(value) => Ok(value.limit_us()),
+            None => Err(format!("unexpected value '{}'", text.trim())),
+        },
+        Err(e) => Err(os_message(&e)),
+    });
     let effective_limit_us = [
         global.filter(|&g| g != Latency::UNCONSTRAINED.as_micros()),
-        resume_latency_us,
+        resume_latency.value().copied(),
     ]
     .into_iter()
     .flatten()
@@ -182,8 +236,7 @@ fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
     Cpu {
         cpu,
         online,
-        resume_latency_us,
-        resume_latency_error,
+        resume_latency,
         effective_limit_us,
         idle_states,
     }
@@ -385,6 +438,15 @@ fn registry_status() -> Option<RegistryStatus> {
     }
 }
 
+/// A node's limit for people, or why it is unreadable.
+fn human_reading<K>(reading: &Reading<u32, K>) -> String {
+    match &reading.result {
+        Ok(Some(us)) => human_limit(*us),
+        Ok(None) => "unreadable".to_owned(),
+        Err(e) => format!("unreadable ({e})"),
+    }
+}
+
 /// A limit for people: "20 us", "no constraint".
 fn human_limit(us: u32) -> String {
     Latency::from_micros(us).map_or_else(|| format!("{us} us"), Latency::describe_limit)
@@ -396,11 +458,7 @@ pub fn render(status: &Status) -> String {
     let mut line = |key: &str, value: &str| {
         let _ = writeln!(out, "{key:<19}{value}");
     };
-    let limit = match (status.cpu_latency_us, &status.cpu_latency_error) {
-        (Some(us), _) => human_limit(us),
-        (None, Some(e)) => format!("unreadable ({e})"),
-        (None, None) => "unreadable".to_owned(),
-    };
+    let limit = human_reading(&status.cpu_latency);
     line(
         "CPU latency limit",
         &format!("{limit}  ({CPU_DMA_LATENCY})"),
@@ -416,11 +474,11 @@ pub fn render(status: &Status) -> String {
     // Resume-latency constraints, only where there is one, grouped into cpulists.
     let mut by_value: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for cpu in &status.cpus {
-        let value = match (cpu.resume_latency_us, &cpu.resume_latency_error) {
-            (_, Some(e)) => format!("unreadable ({e})"),
-            (Some(0), None) => "n/a (zero tolerance)".to_owned(),
-            (Some(us), None) => format!("{us} us"),
-            (None, None) => continue,
+        let value = match &cpu.resume_latency.result {
+            Err(e) => format!("unreadable ({e})"),
+            Ok(Some(0)) => "n/a (zero tolerance)".to_owned(),
+            Ok(Some(us)) => format!("{us} us"),
+            Ok(None) => continue,
         };
         by_value.entry(value).or_default().push(cpu.cpu);
     }
@@ -515,11 +573,7 @@ pub fn render(status: &Status) -> String {
         }
     }
     if let Some(w) = &status.wakeup_latency {
-        let limit = match (w.limit_us, &w.error) {
-            (Some(us), _) => human_limit(us),
-            (None, Some(e)) => format!("unreadable ({e})"),
-            (None, None) => "unreadable".to_owned(),
-        };
+        let limit = human_reading(&w.limit);
         line(
             "Wake-up latency",
             &format!("{limit}  ({CPU_WAKEUP_LATENCY})"),
@@ -580,6 +634,23 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reading_is_two_keys_the_error_only_when_there_is_one() {
+        let json = |r: Reading<u32, ResumeLatencyKeys>| serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json(Reading::new(Ok(Some(5)))),
+            r#"{"resume_latency_us":5}"#
+        );
+        assert_eq!(
+            json(Reading::new(Ok(None))),
+            r#"{"resume_latency_us":null}"#
+        );
+        assert_eq!(
+            json(Reading::new(Err("Permission denied".into()))),
+            r#"{"resume_latency_us":null,"resume_latency_error":"Permission denied"}"#
+        );
+    }
 
     #[test]
     fn allowed_means_enabled_and_within_the_limit() {
