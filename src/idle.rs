@@ -31,13 +31,51 @@ pub struct IdleState {
 /// The idle states of `cpu` in index order; empty without a cpuidle driver (or for an offline CPU
 /// whose states are not listed). States whose files cannot be read are left out.
 pub fn cpu_states(cpu: u32) -> Vec<IdleState> {
+    state_dirs(cpu)
+        .into_iter()
+        .filter_map(|path| {
+            Some(IdleState {
+                name: read(&path, "name")?,
+                exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
+                disabled: read(&path, "disable").is_some_and(|d| d.trim() != "0"),
+            })
+        })
+        .collect()
+}
+
+/// What one idle state of a CPU had counted at one moment: the time spent in it and the number of
+/// entries since boot (its `time` and `usage` files). Two snapshots give the residency between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCounters {
+    /// The state's name.
+    pub name: String,
+    /// Its exit latency in microseconds.
+    pub exit_latency_us: u32,
+    /// Microseconds spent in it since boot.
+    pub time_us: u64,
+    /// Times it was entered since boot.
+    pub entries: u64,
+}
+
+/// The counters of `cpu`'s idle states, in index order (empty without a cpuidle driver).
+pub fn cpu_counters(cpu: u32) -> Vec<StateCounters> {
+    state_dirs(cpu)
+        .into_iter()
+        .filter_map(|path| {
+            Some(StateCounters {
+                name: read(&path, "name")?,
+                exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
+                time_us: read(&path, "time")?.trim().parse().ok()?,
+                entries: read(&path, "usage")?.trim().parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The `stateK` directories of `cpu`, in index order.
+fn state_dirs(cpu: u32) -> Vec<std::path::PathBuf> {
     let dir = format!("{SYSFS_CPU}/cpu{cpu}/cpuidle");
-    let read = |path: std::path::PathBuf| {
-        crate::file::read_small(path)
-            .ok()
-            .map(|text| text.trim_end_matches('\n').to_owned())
-    };
-    let mut states: Vec<(u32, IdleState)> = std::fs::read_dir(&dir)
+    let mut states: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
         .filter_map(|entry| {
@@ -48,17 +86,18 @@ pub fn cpu_states(cpu: u32) -> Vec<IdleState> {
                 .strip_prefix("state")?
                 .parse()
                 .ok()?;
-            let path = entry.path();
-            let state = IdleState {
-                name: read(path.join("name"))?,
-                exit_latency_us: read(path.join("latency"))?.trim().parse().ok()?,
-                disabled: read(path.join("disable")).is_some_and(|d| d.trim() != "0"),
-            };
-            Some((index, state))
+            Some((index, entry.path()))
         })
         .collect();
     states.sort_by_key(|(index, _)| *index);
-    states.into_iter().map(|(_, state)| state).collect()
+    states.into_iter().map(|(_, path)| path).collect()
+}
+
+/// A state's file, without its newline.
+fn read(state: &std::path::Path, file: &str) -> Option<String> {
+    crate::file::read_small(state.join(file))
+        .ok()
+        .map(|text| text.trim_end_matches('\n').to_owned())
 }
 
 /// Every CPU the kernel lists under `/sys/devices/system/cpu`, with its idle states.

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::exit::ExitStatus;
 use lllqos::cpulist::CpuList;
+use lllqos::idle::{self, StateCounters};
 use lllqos::latency::Latency;
 use lllqos::lease::{CPU_DMA_LATENCY, Lease, read_limit};
 use lllqos::percpu::{CpuConstraint, CpuLimits, ResumeLatency, read_cpu};
@@ -105,6 +106,7 @@ impl Histogram {
             p50_us: self.percentile_us(0.50),
             p99_us: self.percentile_us(0.99),
             max_us: self.max_ns / 1000,
+            idle_states: Vec::new(),
         }
     }
 
@@ -130,6 +132,76 @@ pub struct Summary {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// Where each CPU slept during the phase (empty without a cpuidle driver).
+    pub idle_states: Vec<CpuResidency>,
+}
+
+/// One CPU's idle-state residency over a phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuResidency {
+    pub cpu: u32,
+    pub states: Vec<StateResidency>,
+}
+
+/// One idle state's share of a phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateResidency {
+    pub name: String,
+    pub exit_latency_us: u32,
+    /// Percent of the phase's time spent in the state, to 0.1.
+    pub time_pct: f64,
+    /// Times the state was entered during the phase.
+    pub entries: u64,
+}
+
+/// The idle-state counters of every CPU, and when they were read (monotonic, ns).
+#[derive(Debug, Clone)]
+struct IdleSnapshot {
+    at_ns: i128,
+    cpus: Vec<(u32, Vec<StateCounters>)>,
+}
+
+impl IdleSnapshot {
+    fn take() -> IdleSnapshot {
+        IdleSnapshot {
+            at_ns: now(),
+            cpus: lllqos::cpulist::listed_cpus()
+                .into_iter()
+                .map(|cpu| (cpu, idle::cpu_counters(cpu)))
+                .filter(|(_, states)| !states.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// The residency between two snapshots: for each CPU and state of `after` that `before` has too
+/// (same name, in the same place), the time and entries between them. The phase's length is the
+/// time between the snapshots; a counter that went backwards (a CPU taken offline and back) counts
+/// zero.
+fn residency(before: &IdleSnapshot, after: &IdleSnapshot) -> Vec<CpuResidency> {
+    let elapsed_us = ((after.at_ns - before.at_ns) / 1000).max(1) as f64;
+    after
+        .cpus
+        .iter()
+        .filter_map(|(cpu, states)| {
+            let earlier = &before.cpus.iter().find(|(c, _)| c == cpu)?.1;
+            let states = states
+                .iter()
+                .zip(earlier)
+                .filter(|(now, then)| now.name == then.name)
+                .map(|(now, then)| {
+                    let time_us = now.time_us.saturating_sub(then.time_us) as f64;
+                    StateResidency {
+                        name: now.name.clone(),
+                        exit_latency_us: now.exit_latency_us,
+                        time_pct: (time_us / elapsed_us * 1000.0).round() / 10.0,
+                        entries: now.entries.saturating_sub(then.entries),
+                    }
+                })
+                .collect();
+            Some(CpuResidency { cpu: *cpu, states })
+        })
+        .collect()
 }
 
 /// What to place: the global request, or a limit per CPU.
@@ -293,29 +365,37 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
 
     let progress = Progress::new(settings.duration);
     let before = baseline(settings);
-    let without = run_phase(settings, &progress, 1, &caught);
+    let without = measured_phase(|| run_phase(settings, &progress, 1, &caught));
     let after = baseline(settings);
     // Phase two: the request is placed, or the measurement stops here with the reason.
     let with = match &settings.request {
-        _ if caught.load(Ordering::Relaxed) != 0 => Histogram::default(),
+        _ if caught.load(Ordering::Relaxed) != 0 => (Histogram::default(), Vec::new()),
         Request::PerCpu(limits) => {
             let constraint = CpuConstraint::acquire_each(limits)
                 .with_context(|| format!("--cpu {}", limits.cpus()));
             let constraint = constraint.inspect_err(|_| progress.finish())?;
-            let with = run_phase(settings, &progress, 2, &caught);
+            let with = measured_phase(|| run_phase(settings, &progress, 2, &caught));
             constraint.release()?;
             with
         }
         Request::Global(latency) => {
             let lease = Lease::acquire(*latency).inspect_err(|_| progress.finish())?;
-            let with = run_phase(settings, &progress, 2, &caught);
+            let with = measured_phase(|| run_phase(settings, &progress, 2, &caught));
             drop(lease);
             with
         }
     };
     progress.finish();
     let notes: Vec<String> = [before.1, after.1].into_iter().flatten().collect();
-    let (without_s, with_s) = (without.summary(), with.summary());
+    let ((without, without_idle), (with, with_idle)) = (without, with);
+    let without_s = Summary {
+        idle_states: without_idle,
+        ..without.summary()
+    };
+    let with_s = Summary {
+        idle_states: with_idle,
+        ..with.summary()
+    };
     let ratio = |a: f64, b: f64| (a > 0.0).then(|| (b / a * 100.0).round() / 100.0);
     let report = Report {
         ratio: Ratios {
@@ -352,6 +432,13 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
         report,
         interrupted: interrupted(&caught),
     })
+}
+
+/// Runs a phase between two snapshots of the idle-state counters.
+fn measured_phase(phase: impl FnOnce() -> Histogram) -> (Histogram, Vec<CpuResidency>) {
+    let before = IdleSnapshot::take();
+    let histogram = phase();
+    (histogram, residency(&before, &IdleSnapshot::take()))
 }
 
 /// `SIGINT` for 2: how a signal is named in the report.
@@ -556,6 +643,11 @@ pub fn render(report: &Report) -> String {
             ratio(q)
         );
     }
+    render_idle(
+        &mut out,
+        &report.without.idle_states,
+        &report.with.idle_states,
+    );
     if let Some(h) = &report.histogram {
         let _ = writeln!(
             out,
@@ -575,9 +667,77 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// Where the CPUs slept in each phase: the cause of the difference, or why there is none.
+fn render_idle(out: &mut String, without: &[CpuResidency], with: &[CpuResidency]) {
+    if without.is_empty() && with.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nidle states: none (no cpuidle driver): every idle CPU halts the same way, so a request cannot change how it wakes"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nidle states (share of the phase; entries)    without              with"
+    );
+    for cpu in without {
+        let other = with.iter().find(|c| c.cpu == cpu.cpu);
+        for state in &cpu.states {
+            let then = other.and_then(|c| c.states.iter().find(|s| s.name == state.name));
+            let cell = |s: Option<&StateResidency>| match s {
+                Some(s) => format!("{:>6.1}% {:>10}", s.time_pct, s.entries),
+                None => format!("{:>18}", "-"),
+            };
+            let label = format!(
+                "cpu{} {} ({} us)",
+                cpu.cpu, state.name, state.exit_latency_us
+            );
+            let _ = writeln!(out, "{label:<38}{}  {}", cell(Some(state)), cell(then));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot(at_ms: i128, states: &[(&str, u32, u64, u64)]) -> IdleSnapshot {
+        IdleSnapshot {
+            at_ns: at_ms * 1_000_000,
+            cpus: vec![(
+                1,
+                states
+                    .iter()
+                    .map(|&(name, exit_latency_us, time_us, entries)| StateCounters {
+                        name: name.into(),
+                        exit_latency_us,
+                        time_us,
+                        entries,
+                    })
+                    .collect(),
+            )],
+        }
+    }
+
+    #[test]
+    fn residency_is_the_share_of_the_time_between_snapshots() {
+        let before = snapshot(0, &[("POLL", 0, 100, 5), ("C1", 1, 1_000, 10)]);
+        let after = snapshot(2000, &[("POLL", 0, 200_100, 15), ("C1", 1, 1_801_000, 30)]);
+        let r = residency(&before, &after);
+        assert_eq!(r.len(), 1);
+        let pct: Vec<(f64, u64)> = r[0]
+            .states
+            .iter()
+            .map(|s| (s.time_pct, s.entries))
+            .collect();
+        assert_eq!(pct, [(10.0, 10), (90.0, 20)]);
+        // A counter that went backwards counts zero; a CPU missing before is left out.
+        let reset = snapshot(4000, &[("POLL", 0, 0, 0), ("C1", 1, 0, 0)]);
+        assert_eq!(residency(&after, &reset)[0].states[1].time_pct, 0.0);
+        let mut other = after.clone();
+        other.cpus[0].0 = 7;
+        assert!(residency(&before, &other).is_empty());
+    }
 
     fn histogram(samples_us: &[u64]) -> Histogram {
         let mut h = Histogram::default();

@@ -268,3 +268,90 @@ fn a_priority_that_cannot_be_had_exits_125() {
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run at SCHED_FIFO priority 80"));
 }
+
+/// The exit latency of this machine's deepest idle state, or `None` (with a SKIPPED line) when the
+/// kernel has no cpuidle driver or only states that a 0 us request allows.
+fn deep_states_or_skip(test: &str) -> Option<u32> {
+    let deepest = lllqos::idle::all_states()
+        .values()
+        .flatten()
+        .map(|s| s.exit_latency_us)
+        .max();
+    match deepest {
+        Some(us) if us > 0 => Some(us),
+        _ => {
+            println!(
+                "SKIPPED: {test}: no idle state deeper than 0 us here (cpuidle driver: {})",
+                std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver")
+                    .unwrap_or_else(|_| "none".into())
+                    .trim()
+            );
+            None
+        }
+    }
+}
+
+/// Each phase reports, per CPU, the share of its time in each idle state: at most the whole phase
+/// in all, and with a 0 us request nothing in a state deeper than 0 us.
+#[test]
+fn idle_residency_per_cpu_and_nothing_deeper_than_the_request() {
+    let _kernel = kernel!("idle_residency_per_cpu_and_nothing_deeper_than_the_request");
+    if deep_states_or_skip("idle_residency_per_cpu_and_nothing_deeper_than_the_request").is_none() {
+        return;
+    }
+    let report = measure_json(&["--duration", "1", "-l", "0"]);
+    let cpus = lllqos::idle::all_states()
+        .values()
+        .filter(|s| !s.is_empty())
+        .count();
+    for phase in ["without", "with"] {
+        let idle = report[phase]["idle_states"].as_array().unwrap();
+        assert_eq!(idle.len(), cpus, "{phase}: {idle:?}");
+        for cpu in idle {
+            let states = cpu["states"].as_array().unwrap();
+            let total: f64 = states.iter().map(|s| s["time_pct"].as_f64().unwrap()).sum();
+            assert!(total <= 101.0, "{phase}: {cpu}");
+            if phase == "with" {
+                for state in states.iter().filter(|s| s["exit_latency_us"] != 0) {
+                    assert!(state["time_pct"].as_f64().unwrap() < 0.5, "{state}");
+                    assert_eq!(state["entries"], 0, "{state}");
+                }
+            }
+        }
+    }
+    // The measuring CPU rests between samples: some time is spent idle without the request.
+    let rested: f64 = report["without"]["idle_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["states"].as_array().unwrap().clone())
+        .map(|s| s["time_pct"].as_f64().unwrap())
+        .sum();
+    assert!(rested > 10.0, "{report}");
+}
+
+/// The human report has a table of where the CPUs slept; without a cpuidle driver it says there is
+/// nothing to compare, and why.
+#[test]
+fn the_human_report_shows_where_the_cpus_slept() {
+    let _kernel = kernel!("the_human_report_shows_where_the_cpus_slept");
+    let out = lllqos(["measure", "--duration", "0.3"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let has_states = lllqos::idle::all_states().values().any(|s| !s.is_empty());
+    if has_states {
+        assert!(
+            out.contains("idle states (share of the phase; entries)"),
+            "{out}"
+        );
+    } else {
+        assert!(
+            out.contains("idle states: none (no cpuidle driver)"),
+            "{out}"
+        );
+    }
+}
