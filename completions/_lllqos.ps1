@@ -54,6 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Length of each phase: seconds, or with a unit (ms, s, m)')
             [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Period of the loop, in microseconds')
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling')
+            [CompletionResult]::new('--plot', '--plot', [CompletionResultType]::ParameterName, 'Also write both phases'' latency histograms as one chart to FILE (SVG, for a browser)')
             [CompletionResult]::new('--histogram', '--histogram', [CompletionResultType]::ParameterName, 'Also print the histograms (1 us buckets)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -49,6 +49,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --duration 'Length of each phase: seconds, or with a unit (ms, s, m)'
             cand --interval 'Period of the loop, in microseconds'
             cand --priority 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling'
+            cand --plot 'Also write both phases'' latency histograms as one chart to FILE (SVG, for a browser)'
             cand --histogram 'Also print the histograms (1 us buckets)'
             cand --json 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}'
             cand -h 'Print help'

@@ -44,6 +44,7 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l cpu -d 'Use a 
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l duration -d 'Length of each phase: seconds, or with a unit (ms, s, m)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l interval -d 'Period of the loop, in microseconds' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l priority -d 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l plot -d 'Also write both phases\' latency histograms as one chart to FILE (SVG, for a browser)' -r -F
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l histogram -d 'Also print the histograms (1 us buckets)'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l json -d 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d 'Print help'

@@ -137,6 +137,10 @@ pub struct MeasureArgs {
     /// Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}.
     #[arg(long)]
     pub json: bool,
+
+    /// Also write both phases' latency histograms as one chart to FILE (SVG, for a browser).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub plot: Option<PathBuf>,
 }
 
 /// Options of `lllqos status`.

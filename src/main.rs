@@ -10,7 +10,7 @@
 //!   relaying signals, reaping, holding; [`relayed`]: which signals are relayed (the xtask includes
 //!   it too, for the man page).
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
-//! - [`status`] and [`measure`]: the subcommands.
+//! - [`status`] and [`measure`]: the subcommands; [`plot`]: `measure --plot`'s chart.
 //!
 //! `no_main`: Rust's runtime start-up would ignore SIGPIPE and open /dev/null on closed standard
 //! descriptors before `main`, and the command lllqos runs must inherit neither change (a direct
@@ -22,6 +22,7 @@ mod app;
 mod cli;
 mod exit;
 mod measure;
+mod plot;
 mod relayed;
 mod run;
 mod sentinel;

@@ -271,7 +271,7 @@ pub struct Ratios {
     pub max: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Histograms {
     /// `[microseconds, count]` for each non-empty bucket; `[10000, n]` counts later samples.
     pub without: Vec<(u64, u64)>,
@@ -323,6 +323,8 @@ const ENDING: &[Signal] = &[
 #[derive(Debug)]
 pub struct Measured {
     pub report: Report,
+    /// Both phases' histograms (in the report too with `--histogram`).
+    pub histograms: Histograms,
     pub interrupted: Option<ExitStatus>,
 }
 
@@ -388,6 +390,10 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
     progress.finish();
     let notes: Vec<String> = [before.1, after.1].into_iter().flatten().collect();
     let ((without, without_idle), (with, with_idle)) = (without, with);
+    let histograms = Histograms {
+        without: without.counts(),
+        with: with.counts(),
+    };
     let without_s = Summary {
         idle_states: without_idle,
         ..without.summary()
@@ -419,10 +425,7 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
             baseline_clean: notes.is_empty(),
             baseline_note: (!notes.is_empty()).then(|| notes.join("; ")),
         },
-        histogram: settings.histogram.then(|| Histograms {
-            without: without.counts(),
-            with: with.counts(),
-        }),
+        histogram: settings.histogram.then(|| histograms.clone()),
         interrupted_by: match caught.load(Ordering::Relaxed) as i32 {
             0 => None,
             signal => Some(signal_name(signal)),
@@ -430,6 +433,7 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
     };
     Ok(Measured {
         report,
+        histograms,
         interrupted: interrupted(&caught),
     })
 }

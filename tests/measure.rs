@@ -355,3 +355,57 @@ fn the_human_report_shows_where_the_cpus_slept() {
         );
     }
 }
+
+/// `--plot FILE.svg` writes one chart of both phases, SVG that parses as XML, with both labels.
+#[test]
+fn plot_writes_an_svg_with_both_phases() {
+    let _kernel = kernel!("plot_writes_an_svg_with_both_phases");
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("latency.svg");
+    lllqos(["measure", "--duration", "0.3", "--plot"])
+        .arg(&svg)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let words: Vec<String> = text
+        .split(['<', '>'])
+        .map(|t| t.trim().to_owned())
+        .collect();
+    assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(200)]);
+    assert!(text.trim_end().ends_with("</svg>"));
+    assert!(
+        words.iter().any(|w| w.starts_with("without (p99 ")),
+        "{text}"
+    );
+    assert!(words.iter().any(|w| w.starts_with("with (p99 ")), "{text}");
+    // Parses as XML (Python's parser: an independent reader).
+    if common::python_or_skip("plot_writes_an_svg_with_both_phases (XML parse)") {
+        let parsed = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
+            ])
+            .arg(&svg)
+            .status()
+            .unwrap();
+        assert!(parsed.success(), "not XML");
+    }
+}
+
+/// A chart that cannot be written is an error before anything is measured: exit 125 at once.
+#[test]
+fn plot_to_an_unwritable_path_exits_125_before_measuring() {
+    let started = std::time::Instant::now();
+    lllqos([
+        "measure",
+        "--duration",
+        "5",
+        "--plot",
+        "/nonexistent/dir/latency.svg",
+    ])
+    .assert()
+    .code(125)
+    .stdout("")
+    .stderr("lllqos: --plot /nonexistent/dir/latency.svg: No such file or directory\n");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}

@@ -1,0 +1,101 @@
+//! `lllqos measure --plot FILE.svg`: both phases' latency histograms on one chart, for a browser.
+//!
+//! plotters draws it with its SVG backend, which needs no system fonts (text is left to the
+//! browser). The count axis is logarithmic, since the tail that matters is a few samples against
+//! thousands; each phase's p99 is marked with a dashed line of its colour, and the caption names
+//! the request.
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+
+use crate::measure::{Histograms, Report};
+
+const WITHOUT: RGBColor = RGBColor(200, 60, 40);
+const WITH: RGBColor = RGBColor(30, 90, 200);
+
+/// The chart as SVG text.
+pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
+    let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw the chart: {e}");
+    // The x axis ends a little past the larger p99's, or at the largest sample when that is
+    // small: the bulk and the tail both stay readable.
+    let largest = histograms
+        .without
+        .iter()
+        .chain(&histograms.with)
+        .map(|&(us, _)| us)
+        .max()
+        .unwrap_or(1);
+    let p99 = report.without.p99_us.max(report.with.p99_us);
+    let x_end = largest.min((p99 * 3).max(20)).max(1) + 1;
+    let y_end = histograms
+        .without
+        .iter()
+        .chain(&histograms.with)
+        .map(|&(_, n)| n)
+        .max()
+        .unwrap_or(1)
+        * 2;
+    let s = &report.settings;
+    let request = match &s.cpus {
+        Some(cpus) => format!("{} us on CPUs {cpus}", s.latency_us),
+        None => format!("{} us on /dev/cpu_dma_latency", s.latency_us),
+    };
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, (900, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("lllqos measure: wake-up latency without and with {request}"),
+                ("sans-serif", 18),
+            )
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0u64..x_end, (1u64..y_end.max(2)).log_scale())
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("wake-up latency (us)")
+            .y_desc("samples")
+            .draw()
+            .map_err(|e| fail(&e))?;
+        for (name, counts, p99, colour) in [
+            (
+                "without",
+                &histograms.without,
+                report.without.p99_us,
+                WITHOUT,
+            ),
+            ("with", &histograms.with, report.with.p99_us, WITH),
+        ] {
+            // Steps: each 1 us bucket is a flat segment, so sparse tails stay visible.
+            let points = counts
+                .iter()
+                .filter(|&&(us, _)| us < x_end)
+                .flat_map(|&(us, n)| [(us, n), (us + 1, n)]);
+            chart
+                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .map_err(|e| fail(&e))?
+                .label(format!("{name} (p99 {p99} us)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+            if p99 < x_end {
+                let dashes = (0..10).map(|i| {
+                    let (low, high) = (y_end.max(2) as f64, 1.0f64);
+                    let at = |k: f64| (high * (low / high).powf(k / 10.0)) as u64;
+                    PathElement::new(vec![(p99, at(i as f64)), (p99, at(i as f64 + 0.5))], colour)
+                });
+                chart.draw_series(dashes).map_err(|e| fail(&e))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(text)
+}
