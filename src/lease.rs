@@ -294,7 +294,7 @@ fn open_node(path: &Path, write: bool) -> Result<File, LeaseError> {
 /// The kernel's name for character device `rdev`, from `/sys/dev/char/MAJOR:MINOR/uevent`.
 fn device_name(rdev: u64) -> Option<String> {
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    let uevent = std::fs::read_to_string(format!("/sys/dev/char/{major}:{minor}/uevent")).ok()?;
+    let uevent = crate::file::read_small(format!("/sys/dev/char/{major}:{minor}/uevent")).ok()?;
     uevent
         .lines()
         .find_map(|line| line.strip_prefix("DEVNAME="))

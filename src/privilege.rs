@@ -31,7 +31,7 @@ pub fn is_privileged() -> bool {
 
 /// The permitted capability set, from `/proc/self/status` (0 when it cannot be read).
 fn permitted_capabilities() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = crate::file::read_small("/proc/self/status").unwrap_or_default();
     status
         .lines()
         .find_map(|line| line.strip_prefix("CapPrm:"))

@@ -403,7 +403,7 @@ impl PidFd {
 
 /// The process a thread id belongs to (`Tgid:` of /proc/PID/status).
 fn thread_group(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let status = lllqos::file::read_small(format!("/proc/{tid}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("Tgid:"))?

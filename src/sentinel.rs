@@ -72,7 +72,7 @@ impl Sentinel {
     /// The sentinel's pending signals (per-thread and shared), from /proc.
     fn pending(&self) -> SignalSet {
         let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+            lllqos::file::read_small(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         let mask = |key: &str| {
             status
                 .lines()
@@ -132,7 +132,7 @@ fn fork_sentinel() -> io::Result<Pid> {
 
 /// `arg_start` and `arg_end` of this process, from /proc/self/stat.
 fn argument_area() -> Option<(usize, usize)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = lllqos::file::read_small("/proc/self/stat").ok()?;
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
     // Fields are numbered from 1 and the first two (pid, comm) precede the ')'.
     let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();

@@ -376,7 +376,18 @@ struct UserNames(BTreeMap<u32, String>);
 
 impl UserNames {
     fn load() -> UserNames {
-        UserNames::parse(&std::fs::read_to_string("/etc/passwd").unwrap_or_default())
+        use lllqos::file::{Kind, open, read_bounded};
+        use nix::{fcntl::OFlag, sys::stat::Mode};
+        // Bounded, but far above any real passwd file (a line is about 60 bytes).
+        let passwd = open(
+            None,
+            Path::new("/etc/passwd"),
+            OFlag::O_RDONLY,
+            Mode::empty(),
+            Kind::Regular,
+        )
+        .and_then(|fd| read_bounded(fd, 64 << 20));
+        UserNames::parse(&String::from_utf8_lossy(&passwd.unwrap_or_default()))
     }
 
     fn parse(passwd: &str) -> UserNames {
