@@ -332,30 +332,41 @@ fn registry_files_that_are_not_files_are_refused_at_once() {
     }
 }
 
-/// A holder waiting for the registry lock (held here by `flock`, standing for a stopped lllqos)
-/// says what it waits for after a second, and ends at once on SIGTERM, changing nothing: a wrapper
-/// dies of the signal, as its command would have; a hold ends with status 0.
+/// A holder waiting for the registry lock behind another lllqos stopped in the middle of placing
+/// its request (strace stops it with SIGSTOP on entering its first registry store) says what it
+/// waits for after a second, and ends at once on SIGTERM, changing nothing: a wrapper dies of the
+/// signal, as its command would have; a hold ends with status 0.
 #[test]
-fn a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm() {
-    let _kernel = kernel!("a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm");
-    if !have("flock") {
-        println!(
-            "SKIPPED: a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm: needs flock (util-linux)"
-        );
+fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
+    let test = "a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm";
+    let _kernel = kernel!(test);
+    if !strace_or_skip(test) {
         return;
     }
     let cpu = cpu();
     let before = read_cpu(cpu);
-    std::fs::create_dir(REGISTRY_DIR).unwrap();
-    std::fs::set_permissions(
-        REGISTRY_DIR,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    let mut strace = Reaped(
+        Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=renameat,renameat2",
+            ])
+            .args(["-e", "inject=renameat,renameat2:signal=SIGSTOP:when=1"])
+            .arg(common::bin())
+            .args(["--cpu", &cpu.to_string(), "-l", "7"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stopped = wait_for_child(strace.pid());
+    wait_until("the first lllqos to stop holding the registry lock", || {
+        common::state(stopped).eq_ignore_ascii_case(&'t')
+    });
     let lock = format!("{REGISTRY_DIR}/lock");
-    std::fs::write(&lock, "").unwrap();
-    std::fs::set_permissions(&lock, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let mut stuck = Reaped::spawn(Command::new("flock").args([&lock, "sleep", "60"]));
     for (args, expect) in [(vec!["echo", "ran"], None), (vec![], Some(0))] {
         let mut waiting = Reaped::spawn(
             lllqos_std(["--cpu", &cpu.to_string(), "-l", "5"])
@@ -379,7 +390,7 @@ fn a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm() {
         let mut err = String::new();
         std::io::Read::read_to_string(waiting.0.stderr.as_mut().unwrap(), &mut err).unwrap();
         assert!(
-            err.contains(&format!("waiting for {lock} held by pid {}", stuck.pid())),
+            err.contains(&format!("waiting for {lock} held by pid {stopped}")),
             "{err}"
         );
         let mut out = String::new();
@@ -387,9 +398,13 @@ fn a_holder_waiting_for_the_lock_says_so_and_ends_on_sigterm() {
         assert_eq!(out, "", "the command must not run");
         assert_eq!(read_cpu(cpu), before);
     }
-    stuck.signal(Signal::SIGKILL);
-    stuck.wait();
-    std::fs::remove_dir_all(REGISTRY_DIR).unwrap();
+    // The stopped one is killed; the next lllqos cleans up after it.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(stopped), Signal::SIGKILL).unwrap();
+    strace.wait();
+    lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
+        .assert()
+        .success();
+    assert_eq!(read_cpu(cpu), before);
 }
 
 /// A holder in another PID namespace (pid 1 there) is alive to every other lllqos: its request is

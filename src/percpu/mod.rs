@@ -290,7 +290,7 @@ impl CpuConstraint {
                 "cannot read this process's start time from /proc",
             )
         })?;
-        let locked = Locked::lock(on_wait)?;
+        let locked = Locked::lock(true, on_wait)?;
         let before = locked.load()?;
         let holder = locked.new_holder_file()?;
         let me: Vec<Holder> = limits
@@ -377,12 +377,7 @@ impl CpuConstraint {
     }
 
     fn release_now(&self, on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
-        let locked = loop {
-            match Locked::lock(on_wait) {
-                Err(e) if e.kind() == CpuErrorKind::Interrupted => continue,
-                other => break other?,
-            }
-        };
+        let locked = Locked::lock(false, on_wait)?;
         let cannot = |error: CpuError| {
             let held: Vec<String> = self
                 .saved

@@ -401,9 +401,10 @@ pub(crate) struct Locked {
 
 impl Locked {
     /// Takes the registry lock. While another lllqos has it, tries again with pauses (1 ms,
-    /// doubling to 50 ms), gives up with [`CpuErrorKind::Interrupted`] as soon as an ending
-    /// signal is pending, and calls `on_wait` once with what it waits for after a second.
-    pub(crate) fn lock(on_wait: &mut dyn FnMut(&str)) -> Result<Locked> {
+    /// doubling to 50 ms), calls `on_wait` once with what it waits for after a second, and, when
+    /// `interruptible`, gives up with [`CpuErrorKind::Interrupted`] as soon as an ending signal is
+    /// pending (placing a constraint can be given up; restoring one cannot).
+    pub(crate) fn lock(interruptible: bool, on_wait: &mut dyn FnMut(&str)) -> Result<Locked> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         let mut told = false;
@@ -424,7 +425,7 @@ impl Locked {
             let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => lock,
                 Err((file, Errno::EWOULDBLOCK)) => {
-                    if let Some(signal) = ending_signal_pending() {
+                    if let Some(signal) = ending_signal_pending().filter(|_| interruptible) {
                         return Err(CpuError::new(
                             CpuErrorKind::Interrupted,
                             format!(
