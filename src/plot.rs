@@ -16,25 +16,13 @@ const WITH: RGBColor = RGBColor(30, 90, 200);
 /// The chart as SVG text.
 pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
     let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw the chart: {e}");
+    let all = || histograms.without.iter().chain(&histograms.with);
     // The x axis ends a little past the larger p99's, or at the largest sample when that is
     // small: the bulk and the tail both stay readable.
-    let largest = histograms
-        .without
-        .iter()
-        .chain(&histograms.with)
-        .map(|&(us, _)| us)
-        .max()
-        .unwrap_or(1);
+    let largest = all().map(|&(us, _)| us).max().unwrap_or(1);
     let p99 = report.without.p99_us.max(report.with.p99_us);
     let x_end = largest.min((p99 * 3).max(20)).max(1) + 1;
-    let y_end = histograms
-        .without
-        .iter()
-        .chain(&histograms.with)
-        .map(|&(_, n)| n)
-        .max()
-        .unwrap_or(1)
-        * 2;
+    let y_end = (all().map(|&(_, n)| n).max().unwrap_or(1) * 2).max(2);
     let s = &report.settings;
     let request = match &s.cpus {
         Some(cpus) => format!("{} us on CPUs {cpus}", s.latency_us),
@@ -52,7 +40,7 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0u64..x_end, (1u64..y_end.max(2)).log_scale())
+            .build_cartesian_2d(0u64..x_end, (1u64..y_end).log_scale())
             .map_err(|e| fail(&e))?;
         chart
             .configure_mesh()
@@ -80,12 +68,8 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
                 .label(format!("{name} (p99 {p99} us)"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
             if p99 < x_end {
-                let dashes = (0..10).map(|i| {
-                    let (low, high) = (y_end.max(2) as f64, 1.0f64);
-                    let at = |k: f64| (high * (low / high).powf(k / 10.0)) as u64;
-                    PathElement::new(vec![(p99, at(i as f64)), (p99, at(i as f64 + 0.5))], colour)
-                });
-                chart.draw_series(dashes).map_err(|e| fail(&e))?;
+                let marker = DashedLineSeries::new([(p99, 1), (p99, y_end)], 6, 4, colour.into());
+                chart.draw_series(marker).map_err(|e| fail(&e))?;
             }
         }
         chart

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Kernel, REGISTRY, REGISTRY_DIR, Reaped, cpu_file, have, lllqos, lllqos_std, read_cpu,
-    wait_for_cpu, wait_until, write_cpu,
+    Kernel, REGISTRY, REGISTRY_DIR, Reaped, cpu_file, have, last_cpu as cpu, lllqos, lllqos_std,
+    read_cpu, wait_for_cpu, wait_until, write_cpu,
 };
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
@@ -28,28 +28,13 @@ macro_rules! kernel {
     };
 }
 
-/// The CPU the tests constrain: the last one.
-fn cpu() -> u32 {
-    common::resume_latency_files()
-        .iter()
-        .filter_map(|p| {
-            p.parent()?
-                .parent()?
-                .file_name()?
-                .to_str()?
-                .strip_prefix("cpu")?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
-/// A step of a change, as strace sees it: the Nth registry store or the Nth write of the CPU.
+/// A step of a change, as strace sees it: the Nth registry store, the Nth write of the CPU, or the
+/// Nth removal of a file (the last step of a release that leaves nothing held: the registry goes).
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Store(u32),
     Write(u32),
+    Remove(u32),
 }
 
 /// `lllqos ARGS` under strace, killed by SIGKILL on entering `step`.
@@ -63,6 +48,12 @@ fn killed_at(step: Step, cpu: u32, args: &[&str]) -> Command {
             "trace=renameat,renameat2",
             "-e",
             &format!("inject=renameat,renameat2:signal=SIGKILL:when={n}"),
+        ]),
+        Step::Remove(n) => cmd.args([
+            "-e",
+            "trace=unlinkat",
+            "-e",
+            &format!("inject=unlinkat:signal=SIGKILL:when={n}"),
         ]),
         Step::Write(n) => cmd.args([
             "-P",
@@ -102,6 +93,21 @@ fn stop(mut h: Reaped) {
     assert_eq!(h.wait().code(), Some(0));
 }
 
+/// The end of a round: A (if any) leaves, or else one more lllqos comes and goes on the CPU (which
+/// cleans up after the dead one); then the CPU must read `before` and nothing may be left in /run.
+fn finish_round(a: Option<Reaped>, cpu: u32, before: &str, round: &str) {
+    match a {
+        Some(a) => stop(a),
+        None => {
+            lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
+                .assert()
+                .success();
+        }
+    }
+    assert_eq!(read_cpu(cpu), before, "{round}");
+    assert!(!std::path::Path::new(REGISTRY_DIR).exists(), "{round}");
+}
+
 /// A=10 holds; B=5 is killed at each step of placing its request. When A leaves, the original
 /// value comes back and nothing is left in /run.
 #[test]
@@ -119,20 +125,7 @@ fn killed_at_each_step_of_acquiring_no_original_is_lost() {
                 .status()
                 .unwrap();
             assert!(killed(status), "{step:?}: {status:?}");
-            match a {
-                Some(a) => stop(a),
-                // The next lllqos on the CPU cleans up after the dead one.
-                None => {
-                    lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
-                        .assert()
-                        .success();
-                }
-            }
-            assert_eq!(read_cpu(cpu), before, "{step:?}, alone: {alone}");
-            assert!(
-                !std::path::Path::new(REGISTRY_DIR).exists(),
-                "{step:?}, alone: {alone}"
-            );
+            finish_round(a, cpu, &before, &format!("{step:?}, alone: {alone}"));
         }
     }
 }
@@ -149,9 +142,16 @@ fn killed_at_each_step_of_releasing_no_original_is_lost() {
     let before = read_cpu(cpu);
     for alone in [false, true] {
         // B's acquire stores twice and writes once; its release stores, writes, stores (or, when
-        // nothing remains held, removes the registry instead of its last store).
+        // nothing remains held, removes its holder file, the registry, the temporary file, the lock
+        // and the directory instead of its last store: killed before the first removal, and once
+        // the registry is gone).
         let steps: &[Step] = if alone {
-            &[Step::Store(3), Step::Write(2)]
+            &[
+                Step::Store(3),
+                Step::Write(2),
+                Step::Remove(1),
+                Step::Remove(3),
+            ]
         } else {
             &[Step::Store(3), Step::Write(2), Step::Store(4)]
         };
@@ -169,19 +169,7 @@ fn killed_at_each_step_of_releasing_no_original_is_lost() {
                 .unwrap();
             let status = b.wait();
             assert!(killed(status), "{step:?}: {status:?}");
-            match a {
-                Some(a) => stop(a),
-                None => {
-                    lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
-                        .assert()
-                        .success();
-                }
-            }
-            assert_eq!(read_cpu(cpu), before, "{step:?}, alone: {alone}");
-            assert!(
-                !std::path::Path::new(REGISTRY_DIR).exists(),
-                "{step:?}, alone: {alone}"
-            );
+            finish_round(a, cpu, &before, &format!("{step:?}, alone: {alone}"));
         }
     }
 }
@@ -333,7 +321,7 @@ fn registry_files_that_are_not_files_are_refused_at_once() {
 }
 
 /// A holder waiting for the registry lock behind another lllqos stopped in the middle of placing
-/// its request (strace stops it with SIGSTOP on entering its first registry store) says what it
+/// its request (strace stops it with SIGSTOP at its first registry store) says what it
 /// waits for after a second, and ends at once on SIGTERM, changing nothing: a wrapper dies of the
 /// signal, as its command would have; a hold ends with status 0.
 #[test]
@@ -362,9 +350,12 @@ fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    let stopped = wait_for_child(strace.pid());
+    let guard = Stopped(wait_for_child(strace.pid()));
+    let stopped = guard.0;
+    // It stops on its first registry store (the registry with its intent is in place), holding
+    // the lock until its second, which never comes.
     wait_until("the first lllqos to stop holding the registry lock", || {
-        common::state(stopped).eq_ignore_ascii_case(&'t')
+        std::path::Path::new(REGISTRY).exists()
     });
     let lock = format!("{REGISTRY_DIR}/lock");
     for (args, expect) in [(vec!["echo", "ran"], None), (vec![], Some(0))] {
@@ -374,7 +365,14 @@ fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),
         );
-        std::thread::sleep(Duration::from_millis(1500));
+        // Its first line, after a second of waiting, says for whom; then it is ended.
+        let mut stderr = std::io::BufReader::new(waiting.0.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert_eq!(
+            line,
+            format!("lllqos: waiting for {lock} held by pid {stopped}\n")
+        );
         let sent = Instant::now();
         waiting.signal(Signal::SIGTERM);
         let status = waiting.wait();
@@ -387,24 +385,28 @@ fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
             Some(code) => assert_eq!(status.code(), Some(code)),
             None => assert_eq!(status.signal(), Some(libc::SIGTERM)),
         }
-        let mut err = String::new();
-        std::io::Read::read_to_string(waiting.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-        assert!(
-            err.contains(&format!("waiting for {lock} held by pid {stopped}")),
-            "{err}"
-        );
         let mut out = String::new();
         std::io::Read::read_to_string(waiting.0.stdout.as_mut().unwrap(), &mut out).unwrap();
         assert_eq!(out, "", "the command must not run");
         assert_eq!(read_cpu(cpu), before);
     }
-    // The stopped one is killed; the next lllqos cleans up after it.
+    // The stopped one is killed (strace leaves with it); the next lllqos cleans up after it.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(stopped), Signal::SIGKILL).unwrap();
     strace.wait();
     lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
         .assert()
         .success();
     assert_eq!(read_cpu(cpu), before);
+}
+
+/// A process killed with SIGKILL when the test ends, however it ends: a process strace stopped is
+/// not ended by killing strace (it would be left stopped, or continue on its own).
+struct Stopped(i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
+    }
 }
 
 /// A holder in another PID namespace (pid 1 there) is alive to every other lllqos: its request is

@@ -21,27 +21,7 @@ macro_rules! kernel {
     };
 }
 
-/// The CPU the tests constrain: the last one (CPU 1 on the two-CPU development machines).
-fn cpu() -> u32 {
-    cpus()[cpus().len() - 1]
-}
-
-fn cpus() -> Vec<u32> {
-    let mut cpus: Vec<u32> = common::resume_latency_files()
-        .iter()
-        .filter_map(|p| {
-            p.parent()?
-                .parent()?
-                .file_name()?
-                .to_str()?
-                .strip_prefix("cpu")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    cpus.sort();
-    cpus
-}
+use common::{cpus, last_cpu as cpu};
 
 /// Creates the registry by hand, as a crash or another tool could have left it.
 fn plant_registry(contents: &str) {

@@ -370,13 +370,11 @@ fn ending_signal_pending() -> Option<&'static str> {
 fn lock_owner(locks: &str, major: u64, minor: u64, ino: u64) -> Option<i32> {
     let wanted = format!("{major:02x}:{minor:02x}:{ino}");
     locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) == Some(&"->") || fields.get(1) != Some(&"FLOCK") {
-            return None;
+        // `N: FLOCK ADVISORY WRITE PID DEV:INO START END`; a waiter's line has `->` after `N:`.
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "FLOCK", _, _, pid, file, ..] if file == wanted => pid.parse().ok(),
+            _ => None,
         }
-        (fields.get(5) == Some(&wanted.as_str()))
-            .then(|| fields.get(4)?.parse().ok())
-            .flatten()
     })
 }
 

@@ -173,6 +173,29 @@ pub fn resume_latency_files() -> Vec<PathBuf> {
     files
 }
 
+/// The CPUs that have a resume-latency file, ascending.
+pub fn cpus() -> Vec<u32> {
+    let mut cpus: Vec<u32> = resume_latency_files()
+        .iter()
+        .filter_map(|p| {
+            p.parent()?
+                .parent()?
+                .file_name()?
+                .to_str()?
+                .strip_prefix("cpu")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    cpus.sort();
+    cpus
+}
+
+/// The CPU the per-CPU tests constrain: the last one (CPU 1 on the two-CPU development machines).
+pub fn last_cpu() -> u32 {
+    cpus().last().copied().unwrap_or(0)
+}
+
 /// The limit in force, read from the node.
 pub fn read_node() -> i32 {
     let mut buf = [0u8; 4];
