@@ -55,8 +55,10 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Period of the loop, in microseconds')
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling')
             [CompletionResult]::new('--plot', '--plot', [CompletionResultType]::ParameterName, 'Also write both phases'' latency histograms as one chart to FILE (SVG, for a browser)')
+            [CompletionResult]::new('-S', '-S ', [CompletionResultType]::ParameterName, 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total')
+            [CompletionResult]::new('--smp', '--smp', [CompletionResultType]::ParameterName, 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total')
             [CompletionResult]::new('--histogram', '--histogram', [CompletionResultType]::ParameterName, 'Also print the histograms (1 us buckets)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

@@ -78,7 +78,7 @@ _lllqos() {
             return 0
             ;;
         lllqos__subcmd__measure)
-            opts="-l -h --latency --max-state --cpu --duration --interval --priority --histogram --json --plot --help"
+            opts="-l -S -h --latency --max-state --cpu --duration --interval --smp --priority --histogram --json --plot --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

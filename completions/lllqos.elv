@@ -50,8 +50,10 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --interval 'Period of the loop, in microseconds'
             cand --priority 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling'
             cand --plot 'Also write both phases'' latency histograms as one chart to FILE (SVG, for a browser)'
+            cand -S 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total'
+            cand --smp 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total'
             cand --histogram 'Also print the histograms (1 us buckets)'
-            cand --json 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}'
+            cand --json 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]'
             cand -h 'Print help'
             cand --help 'Print help'
         }

@@ -45,8 +45,9 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l duration -d 'L
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l interval -d 'Period of the loop, in microseconds' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l priority -d 'Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l plot -d 'Also write both phases\' latency histograms as one chart to FILE (SVG, for a browser)' -r -F
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s S -l smp -d 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l histogram -d 'Also print the histograms (1 us buckets)'
-complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l json -d 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}'
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l json -d 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d 'Print help'
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.

@@ -108,6 +108,7 @@ fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
             false,
         )?,
         histogram: args.histogram,
+        smp: args.smp,
     };
     // The chart's file is created before anything is measured: a path that cannot be written is
     // an error now, not after the phases.

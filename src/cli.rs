@@ -126,6 +126,11 @@ pub struct MeasureArgs {
     #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
     pub interval: u32,
 
+    /// One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs
+    /// of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total.
+    #[arg(short = 'S', long)]
+    pub smp: bool,
+
     /// Run the loop SCHED_FIFO at this priority (1-99); default: normal scheduling.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=99))]
     pub priority: Option<u8>,
@@ -134,7 +139,8 @@ pub struct MeasureArgs {
     #[arg(long)]
     pub histogram: bool,
 
-    /// Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}.
+    /// Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with
+    /// --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}].
     #[arg(long)]
     pub json: bool,
 

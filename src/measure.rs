@@ -92,10 +92,22 @@ impl Histogram {
         self.max_ns / 1000
     }
 
-    /// The summary the output shows.
-    pub fn summary(&self) -> Summary {
+    /// Adds another histogram's samples to this one (the total of several threads).
+    pub fn merge(&mut self, other: &Histogram) {
+        for (bucket, count) in self.buckets.iter_mut().zip(&other.buckets) {
+            *bucket += count;
+        }
+        self.overflow += other.overflow;
+        self.samples += other.samples;
+        self.sum_ns += other.sum_ns;
+        self.min_ns = self.min_ns.min(other.min_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
+    }
+
+    /// The statistics the output shows.
+    pub fn stats(&self) -> Stats {
         let empty = self.samples == 0;
-        Summary {
+        Stats {
             samples: self.samples,
             min_us: if empty { 0 } else { self.min_ns / 1000 },
             avg_us: if empty {
@@ -106,7 +118,6 @@ impl Histogram {
             p50_us: self.percentile_us(0.50),
             p99_us: self.percentile_us(0.99),
             max_us: self.max_ns / 1000,
-            idle_states: Vec::new(),
         }
     }
 
@@ -123,17 +134,32 @@ impl Histogram {
     }
 }
 
-/// One phase's result: the keys of the `--json` output.
+/// One phase's statistics, of one loop or of all: keys of the `--json` output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
+pub struct Stats {
     pub samples: u64,
     pub min_us: u64,
     pub avg_us: f64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+}
+
+/// One phase's result: the statistics of every sample, and where the CPUs slept.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub stats: Stats,
     /// Where each CPU slept during the phase (empty without a cpuidle driver).
     pub idle_states: Vec<CpuResidency>,
+}
+
+/// One CPU's loop under `--smp`: its statistics in each phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuStats {
+    pub cpu: u32,
+    pub without: Stats,
+    pub with: Stats,
 }
 
 /// One CPU's idle-state residency over a phase.
@@ -244,6 +270,9 @@ pub struct Settings {
     pub request: Request,
     /// Print the histograms.
     pub histogram: bool,
+    /// One loop per CPU, each pinned to its CPU (`--smp`): those of a per-CPU request, or every
+    /// online CPU lllqos may run on.
+    pub smp: bool,
 }
 
 /// Everything a measurement reports: the `--json` document.
@@ -254,6 +283,9 @@ pub struct Report {
     /// `with / without` for each statistic.
     pub ratio: Ratios,
     pub settings: ReportSettings,
+    /// With `--smp`: each CPU's loop, in CPU order (`without` and `with` above are their total).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_cpu: Option<Vec<CpuStats>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub histogram: Option<Histograms>,
     /// The signal that ended the measurement early (`"SIGINT"`), when one did: the statistics
@@ -288,8 +320,10 @@ pub struct ReportSettings {
     /// The thread's timer slack; SCHED_FIFO threads are not subject to it.
     pub timer_slack_ns: u64,
     pub latency_us: u32,
-    /// The CPUs of a per-CPU request (and of the thread's affinity), `null` for the global one.
+    /// The CPUs of a per-CPU request (and of the loops' affinity), `null` for the global one.
     pub cpus: Option<String>,
+    /// One loop per CPU (`--smp`).
+    pub smp: bool,
     /// The global limit in force during phase one; `2000000000` when nobody held a request.
     pub baseline_limit_us: Option<u32>,
     /// False when another process already held a request during phase one.
@@ -342,8 +376,9 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
     if let Request::PerCpu(limits) = &settings.request {
         let cpus = limits.cpus();
         CpuConstraint::validate_each(limits).with_context(|| format!("--cpu {cpus}"))?;
-        pin(cpus)?;
+        pin(cpus.cpus())?;
     }
+    let loops = loops(settings)?;
     let policy = match settings.priority {
         Some(priority) => {
             set_fifo(priority)?;
@@ -367,52 +402,64 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
 
     let progress = Progress::new(settings.duration);
     let before = baseline(settings);
-    let without = measured_phase(|| run_phase(settings, &progress, 1, &caught));
+    let without = measured_phase(|| run_loops(settings, &loops, &progress, 1, &caught))?;
     let after = baseline(settings);
     // Phase two: the request is placed, or the measurement stops here with the reason.
     let with = match &settings.request {
-        _ if caught.load(Ordering::Relaxed) != 0 => (Histogram::default(), Vec::new()),
+        _ if caught.load(Ordering::Relaxed) != 0 => {
+            (vec![Histogram::default(); loops.len()], Vec::new())
+        }
         Request::PerCpu(limits) => {
             let constraint = CpuConstraint::acquire_each(limits)
                 .with_context(|| format!("--cpu {}", limits.cpus()));
-            let constraint = constraint.inspect_err(|_| progress.finish())?;
-            let with = measured_phase(|| run_phase(settings, &progress, 2, &caught));
+            let constraint = constraint?;
+            let with = measured_phase(|| run_loops(settings, &loops, &progress, 2, &caught));
             constraint.release()?;
-            with
+            with?
         }
         Request::Global(latency) => {
-            let lease = Lease::acquire(*latency).inspect_err(|_| progress.finish())?;
-            let with = measured_phase(|| run_phase(settings, &progress, 2, &caught));
+            let lease = Lease::acquire(*latency)?;
+            let with = measured_phase(|| run_loops(settings, &loops, &progress, 2, &caught));
             drop(lease);
-            with
+            with?
         }
     };
-    progress.finish();
+    drop(progress);
     let notes: Vec<String> = [before.1, after.1].into_iter().flatten().collect();
     let ((without, without_idle), (with, with_idle)) = (without, with);
+    let per_cpu = settings.smp.then(|| {
+        (loops.iter().zip(without.iter().zip(&with)))
+            .map(|(&cpu, (without, with))| CpuStats {
+                cpu: cpu.unwrap_or_default(),
+                without: without.stats(),
+                with: with.stats(),
+            })
+            .collect()
+    });
+    let (without, with) = (total(&without), total(&with));
     let histograms = Histograms {
         without: without.counts(),
         with: with.counts(),
     };
-    let without_s = Summary {
-        idle_states: without_idle,
-        ..without.summary()
-    };
-    let with_s = Summary {
-        idle_states: with_idle,
-        ..with.summary()
-    };
+    let (a, b) = (without.stats(), with.stats());
     let ratio = |a: f64, b: f64| (a > 0.0).then(|| (b / a * 100.0).round() / 100.0);
     let report = Report {
         ratio: Ratios {
-            min: ratio(without_s.min_us as f64, with_s.min_us as f64),
-            avg: ratio(without_s.avg_us, with_s.avg_us),
-            p50: ratio(without_s.p50_us as f64, with_s.p50_us as f64),
-            p99: ratio(without_s.p99_us as f64, with_s.p99_us as f64),
-            max: ratio(without_s.max_us as f64, with_s.max_us as f64),
+            min: ratio(a.min_us as f64, b.min_us as f64),
+            avg: ratio(a.avg_us, b.avg_us),
+            p50: ratio(a.p50_us as f64, b.p50_us as f64),
+            p99: ratio(a.p99_us as f64, b.p99_us as f64),
+            max: ratio(a.max_us as f64, b.max_us as f64),
         },
-        without: without_s,
-        with: with_s,
+        without: Summary {
+            stats: a,
+            idle_states: without_idle,
+        },
+        with: Summary {
+            stats: b,
+            idle_states: with_idle,
+        },
+        per_cpu,
         settings: ReportSettings {
             duration_s: settings.duration.as_secs_f64(),
             interval_us: settings.interval_us,
@@ -421,6 +468,7 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
             timer_slack_ns,
             latency_us: settings.request.latency().as_micros(),
             cpus: settings.request.cpus().map(ToString::to_string),
+            smp: settings.smp,
             baseline_limit_us: before.0,
             baseline_clean: notes.is_empty(),
             baseline_note: (!notes.is_empty()).then(|| notes.join("; ")),
@@ -439,10 +487,83 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
 }
 
 /// Runs a phase between two snapshots of the idle-state counters.
-fn measured_phase(phase: impl FnOnce() -> Histogram) -> (Histogram, Vec<CpuResidency>) {
+fn measured_phase(
+    phase: impl FnOnce() -> Result<Vec<Histogram>>,
+) -> Result<(Vec<Histogram>, Vec<CpuResidency>)> {
     let before = IdleSnapshot::take();
-    let histogram = phase();
-    (histogram, residency(&before, &IdleSnapshot::take()))
+    let histograms = phase()?;
+    Ok((histograms, residency(&before, &IdleSnapshot::take())))
+}
+
+/// All the loops' samples in one histogram.
+fn total(histograms: &[Histogram]) -> Histogram {
+    histograms
+        .iter()
+        .fold(Histogram::default(), |mut total, h| {
+            total.merge(h);
+            total
+        })
+}
+
+/// Where the loops run: one loop (pinned to a per-CPU request's CPUs, or where the scheduler puts
+/// it), or with `--smp` one per CPU, each pinned there: the CPUs of a per-CPU request, or the
+/// online CPUs lllqos may run on (`sched_getaffinity` leaves out offline ones; taskset narrows it).
+fn loops(settings: &Settings) -> Result<Vec<Option<u32>>> {
+    if !settings.smp {
+        return Ok(vec![None]);
+    }
+    let cpus = match settings.request.cpus() {
+        Some(cpus) => cpus.clone(),
+        None => CpuList::affinity().context("cannot read the CPUs lllqos may run on")?,
+    };
+    Ok(cpus.cpus().iter().copied().map(Some).collect())
+}
+
+/// The stack of a loop's thread: it needs little, and under `mlockall` every byte is locked.
+const LOOP_STACK: usize = 256 * 1024;
+
+/// One phase of every loop, at once: the histogram of each, in the order of `loops`. A single
+/// unpinned loop runs on this thread; with `--smp` each runs on its own thread, pinned to its CPU
+/// and at the same priority, and the first reports progress.
+fn run_loops(
+    settings: &Settings,
+    loops: &[Option<u32>],
+    progress: &Progress,
+    phase: u8,
+    caught: &AtomicUsize,
+) -> Result<Vec<Histogram>> {
+    if let [None] = loops {
+        return Ok(vec![run_phase(settings, Some(progress), phase, caught)]);
+    }
+    std::thread::scope(|scope| {
+        let threads = (loops.iter().enumerate())
+            .map(|(i, &cpu)| {
+                let name = cpu.map_or_else(|| "measure".into(), |cpu| format!("measure cpu{cpu}"));
+                std::thread::Builder::new()
+                    .name(name)
+                    .stack_size(LOOP_STACK)
+                    .spawn_scoped(scope, move || -> Result<Histogram> {
+                        if let Some(cpu) = cpu {
+                            pin(&[cpu])?;
+                        }
+                        if let Some(priority) = settings.priority {
+                            set_fifo(priority)?;
+                        }
+                        let progress = (i == 0).then_some(progress);
+                        Ok(run_phase(settings, progress, phase, caught))
+                    })
+                    .context("cannot start a measuring thread")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a measuring thread panicked"))?
+            })
+            .collect()
+    })
 }
 
 /// `SIGINT` for 2: how a signal is named in the report.
@@ -479,14 +600,17 @@ fn baseline(settings: &Settings) -> (Option<u32>, Option<String>) {
     (global, (!notes.is_empty()).then(|| notes.join("; ")))
 }
 
-fn pin(cpus: &CpuList) -> Result<()> {
+/// Pins the calling thread to these CPUs.
+fn pin(cpus: &[u32]) -> Result<()> {
     let mut set = nix::sched::CpuSet::new();
-    for &cpu in cpus.cpus() {
+    for &cpu in cpus {
         set.set(cpu as usize)
             .with_context(|| format!("CPU {cpu} cannot be pinned to"))?;
     }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .with_context(|| format!("cannot pin the measuring thread to CPUs {cpus}"))
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).with_context(|| {
+        let list = CpuList::new(cpus.iter().copied()).map_or_else(String::new, |l| l.to_string());
+        format!("cannot pin the measuring thread to CPUs {list}")
+    })
 }
 
 fn set_fifo(priority: u8) -> Result<()> {
@@ -516,7 +640,7 @@ fn ns(t: &TimeSpec) -> i128 {
 /// One phase of the periodic loop; ends early, with what it measured, when a signal is caught.
 fn run_phase(
     settings: &Settings,
-    progress: &Progress,
+    progress: Option<&Progress>,
     phase: u8,
     caught: &AtomicUsize,
 ) -> Histogram {
@@ -546,7 +670,7 @@ fn run_phase(
             // Fell behind by whole periods (a very long stall): start again from now.
             next = woke + interval;
         }
-        if woke - last_report >= 100_000_000 {
+        if let Some(progress) = progress.filter(|_| woke - last_report >= 100_000_000) {
             progress.update(phase, Duration::from_nanos((end - woke).max(0) as u64));
             last_report = woke;
         }
@@ -582,8 +706,11 @@ impl Progress {
             ));
         }
     }
+}
 
-    fn finish(&self) {
+/// However the measurement ends, the line is cleared before anything else is printed.
+impl Drop for Progress {
+    fn drop(&mut self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
@@ -599,6 +726,7 @@ pub fn render(report: &Report) -> String {
         None => format!("SCHED_OTHER (timer slack {} us)", s.timer_slack_ns / 1000),
     };
     let request = match &s.cpus {
+        Some(cpus) if s.smp => format!("{} us on CPUs {cpus}", s.latency_us),
         Some(cpus) => format!("{} us on CPUs {cpus} (the loop pinned there)", s.latency_us),
         None => format!("{} us on {CPU_DMA_LATENCY}", s.latency_us),
     };
@@ -608,6 +736,11 @@ pub fn render(report: &Report) -> String {
         s.duration_s, s.interval_us
     );
     let _ = writeln!(out, "request in phase two: {request}");
+    if let Some(per_cpu) = &report.per_cpu {
+        let cpus =
+            CpuList::new(per_cpu.iter().map(|c| c.cpu)).map_or_else(String::new, |l| l.to_string());
+        let _ = writeln!(out, "loops: one per CPU, each pinned to it: CPUs {cpus}");
+    }
     if let Some(signal) = &report.interrupted_by {
         let _ = writeln!(
             out,
@@ -622,7 +755,7 @@ pub fn render(report: &Report) -> String {
         "{:<12}{:>12}{:>12}{:>10}",
         "", "without", "with", "ratio"
     );
-    let (a, b, r) = (&report.without, &report.with, &report.ratio);
+    let (a, b, r) = (&report.without.stats, &report.with.stats, &report.ratio);
     let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
     let _ = writeln!(out, "{:<12}{:>12}{:>12}", "samples", a.samples, b.samples);
     for (name, x, y, q) in [
@@ -647,6 +780,9 @@ pub fn render(report: &Report) -> String {
             ratio(q)
         );
     }
+    if let Some(per_cpu) = &report.per_cpu {
+        render_per_cpu(&mut out, per_cpu, a, b);
+    }
     render_idle(
         &mut out,
         &report.without.idle_states,
@@ -669,6 +805,30 @@ pub fn render(report: &Report) -> String {
         }
     }
     out
+}
+
+/// Each CPU's loop under `--smp`, and the total of all of them.
+fn render_per_cpu(out: &mut String, per_cpu: &[CpuStats], without: &Stats, with: &Stats) {
+    let _ = writeln!(
+        out,
+        "\n{:<8}{:>20}{:>20}{:>18}{:>18}",
+        "per CPU", "samples", "avg (us)", "p99 (us)", "max (us)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<8}{:>10}{:>10}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}",
+        "", "without", "with", "without", "with", "without", "with", "without", "with"
+    );
+    let rows = (per_cpu.iter())
+        .map(|c| (format!("cpu{}", c.cpu), &c.without, &c.with))
+        .chain([("all".to_owned(), without, with)]);
+    for (label, a, b) in rows {
+        let _ = writeln!(
+            out,
+            "{label:<8}{:>10}{:>10}{:>10.2}{:>10.2}{:>9}{:>9}{:>9}{:>9}",
+            a.samples, b.samples, a.avg_us, b.avg_us, a.p99_us, b.p99_us, a.max_us, b.max_us
+        );
+    }
 }
 
 /// Where the CPUs slept in each phase: the cause of the difference, or why there is none.
@@ -754,7 +914,7 @@ mod tests {
     #[test]
     fn statistics_on_known_inputs() {
         let h = histogram(&(1..=100).collect::<Vec<_>>());
-        let s = h.summary();
+        let s = h.stats();
         assert_eq!((s.samples, s.min_us, s.max_us), (100, 1, 100));
         assert_eq!(s.avg_us, 50.5);
         assert_eq!(s.p50_us, 50);
@@ -767,7 +927,7 @@ mod tests {
         for ns in [1500, 2500, 3500] {
             h.record(ns);
         }
-        let s = h.summary();
+        let s = h.stats();
         assert_eq!((s.min_us, s.max_us, s.avg_us), (1, 3, 2.5));
         assert_eq!(s.p50_us, 2);
     }
@@ -777,7 +937,7 @@ mod tests {
         let mut h = histogram(&[5; 98]);
         h.record(50_000_000);
         h.record(60_000_000);
-        let s = h.summary();
+        let s = h.stats();
         assert_eq!(s.p50_us, 5);
         assert_eq!(s.p99_us, 60_000);
         assert_eq!(s.max_us, 60_000);
@@ -786,7 +946,7 @@ mod tests {
 
     #[test]
     fn empty_histogram_is_all_zero() {
-        let s = Histogram::default().summary();
+        let s = Histogram::default().stats();
         assert_eq!((s.samples, s.min_us, s.p99_us, s.max_us), (0, 0, 0, 0));
     }
 
@@ -797,6 +957,6 @@ mod tests {
             h.record(i % 20_000_000);
         }
         assert_eq!(h.buckets.len(), BUCKETS);
-        assert_eq!(h.summary().samples, 1_000_000);
+        assert_eq!(h.stats().samples, 1_000_000);
     }
 }

@@ -20,7 +20,7 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
     // The x axis ends a little past the larger p99's, or at the largest sample when that is
     // small: the bulk and the tail both stay readable.
     let largest = all().map(|&(us, _)| us).max().unwrap_or(1);
-    let p99 = report.without.p99_us.max(report.with.p99_us);
+    let p99 = report.without.stats.p99_us.max(report.with.stats.p99_us);
     let x_end = largest.min((p99 * 3).max(20)).max(1) + 1;
     let y_end = (all().map(|&(_, n)| n).max().unwrap_or(1) * 2).max(2);
     let s = &report.settings;
@@ -52,10 +52,10 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
             (
                 "without",
                 &histograms.without,
-                report.without.p99_us,
+                report.without.stats.p99_us,
                 WITHOUT,
             ),
-            ("with", &histograms.with, report.with.p99_us, WITH),
+            ("with", &histograms.with, report.with.stats.p99_us, WITH),
         ] {
             // Steps: each 1 us bucket is a flat segment, so sparse tails stay visible.
             let points = counts
