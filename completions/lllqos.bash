@@ -22,6 +22,9 @@ _lllqos() {
             lllqos,status)
                 cmd="lllqos__subcmd__status"
                 ;;
+            lllqos,trace)
+                cmd="lllqos__subcmd__trace"
+                ;;
             *)
                 ;;
         esac
@@ -29,7 +32,7 @@ _lllqos() {
 
     case "${cmd}" in
         lllqos)
-            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --help --version status measure"
+            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --help --version status measure trace"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -148,6 +151,32 @@ _lllqos() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lllqos__subcmd__trace)
+            opts="-h --duration --pid --command --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
     esac
 }
 
@@ -183,14 +212,14 @@ _lllqos_with_command() {
     fi
     if (( i == 1 && COMP_CWORD > 1 )); then
         case "${COMP_WORDS[1]}" in
-            status|measure) _lllqos "$@"; return ;;    # a subcommand's options
+            status|measure|trace) _lllqos "$@"; return ;;    # a subcommand's options
         esac
     fi
     if declare -F _command_offset >/dev/null; then
         _command_offset "$i"
     elif (( i == COMP_CWORD )); then
         COMPREPLY=( $(compgen -c -- "${COMP_WORDS[COMP_CWORD]}") )
-        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure" -- "${COMP_WORDS[1]}") )
+        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace" -- "${COMP_WORDS[1]}") )
     else
         COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
     fi

@@ -35,6 +35,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --version 'Print version'
             cand status 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
             cand measure 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)'
+            cand trace 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT or SIGTERM (or --duration). Needs root'
         }
         &'lllqos;status'= {
             cand --json 'Print JSON (a stable interface: see the README) instead of the summary'
@@ -56,6 +57,14 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --json 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]'
             cand -h 'Print help'
             cand --help 'Print help'
+        }
+        &'lllqos;trace'= {
+            cand --duration 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT or SIGTERM'
+            cand --pid 'Only changes made by process PID (may be repeated)'
+            cand --command 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)'
+            cand --json 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
     ]
     $completions[$command]

@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand};
+use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand, TraceArgs};
 use crate::exit::ExitStatus;
 use crate::measure::Request;
 use crate::run::{self, Mode, PidFd, Signals};
@@ -24,14 +24,6 @@ use lllqos::percpu::{CpuConstraint, CpuErrorKind, CpuLimits, Notice, read_cpu};
 pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
 /// With `--cpu`: the CPUs constrained, as a cpulist.
 pub const CPUS_ENV: &str = "LLLQOS_CPUS";
-
-/// Prints one message on stderr. A closed, full or broken stderr must not stop lllqos: it may hold
-/// a request that it has yet to release, so a failed write is dropped, never a panic.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
 
 /// Writes a command's output to stdout. A reader that went away (`lllqos status | head -1`) ends
 /// lllqos quietly by SIGPIPE, as any filter ends; another write error (a full disk) is one line on
@@ -92,7 +84,18 @@ fn run(cli: Cli) -> Result<ExitStatus> {
         None => wrap(&cli.hold),
         Some(Subcommand::Status(args)) => status(&args),
         Some(Subcommand::Measure(args)) => measure(&args),
+        Some(Subcommand::Trace(args)) => trace(&args),
     }
+}
+
+/// `lllqos trace`: the log, until a signal or `--duration`.
+fn trace(args: &TraceArgs) -> Result<ExitStatus> {
+    crate::trace::trace(&crate::trace::Settings {
+        duration: args.duration,
+        pids: args.pid.clone(),
+        commands: args.command.clone(),
+        json: args.json,
+    })
 }
 
 /// `lllqos measure`: both phases, then the report.

@@ -47,10 +47,60 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("lllqos status", "See what is in force and who holds it"),
     (
+        "lllqos trace --command python3",
+        "Log python3's requests as they change",
+    ),
+    (
         "lllqos measure --priority 80 --duration 10",
         "Measure the effect on wake-up latency",
     ),
 ];
+
+/// The keys of each line of `lllqos trace --json`, and what they hold: the man page and the
+/// README list them from here, and a test checks that trace prints exactly these.
+pub const TRACE_JSON_KEYS: &[(&str, &str)] = &[
+    (
+        "time",
+        "when, in seconds since the Unix epoch (a number, to the microsecond)",
+    ),
+    (
+        "pid",
+        "the process that made the change (null for a per-CPU value in force at the start that no process holds)",
+    ),
+    (
+        "command",
+        "its command as the kernel keeps it (/proc/PID/comm, 15 bytes at most; null when unknown)",
+    ),
+    (
+        "target",
+        "cpu_dma_latency (the global node), cpu_wakeup_latency where the kernel has it, or cpuN for CPU N's resume latency",
+    ),
+    (
+        "action",
+        "add, update or remove; held for what was in force at the start",
+    ),
+    (
+        "value_us",
+        "the request's value in microseconds; null for no constraint (a just-opened node's default, a removal, a CPU's sysfs 0) or, in a held line, a value that cannot be known (one of several holders of the node)",
+    ),
+    (
+        "limit_before_us",
+        "the target's limit in force before the change; null for no constraint",
+    ),
+    ("limit_after_us", "the same, after the change"),
+];
+
+/// `lllqos trace --help`'s list of the JSON keys.
+fn trace_json_help() -> String {
+    let lines: Vec<String> = TRACE_JSON_KEYS
+        .iter()
+        .map(|(key, meaning)| format!("  {key:<16} {meaning}"))
+        .collect();
+    format!(
+        "JSON keys (--json, one object per line):\n{}",
+        lines.join("\n")
+    )
+}
 
 /// `Examples:` and the examples, aligned, for `--help`.
 fn examples_help() -> String {
@@ -95,6 +145,33 @@ pub enum Subcommand {
     /// Measure wake-up latency without and then with the request, side by side (a periodic loop on
     /// absolute time, as cyclictest does).
     Measure(MeasureArgs),
+    /// Log every change of a CPU latency request as it happens: who (pid, command), which
+    /// constraint, the value, and the limit before and after. Starts with what is in force; runs
+    /// until SIGINT or SIGTERM (or --duration). Needs root.
+    #[command(after_long_help = trace_json_help())]
+    Trace(TraceArgs),
+}
+
+/// Options of `lllqos trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT or SIGTERM.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Only changes made by process PID (may be repeated).
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
+    pub pid: Vec<i32>,
+
+    /// Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15
+    /// bytes; may be repeated).
+    #[arg(long, value_name = "NAME")]
+    pub command: Vec<String>,
+
+    /// Print JSON Lines (a stable interface: see the README): time, pid, command, target, action,
+    /// value_us, limit_before_us, limit_after_us.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `lllqos measure`.

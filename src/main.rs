@@ -10,13 +10,21 @@
 //!   relaying signals, reaping, holding; [`relayed`]: which signals are relayed (the xtask includes
 //!   it too, for the man page).
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
-//! - [`status`] and [`measure`]: the subcommands; [`plot`]: `measure --plot`'s chart.
+//! - [`status`], [`measure`] and [`trace`]: the subcommands; [`plot`]: `measure --plot`'s chart.
 //!
 //! `no_main`: Rust's runtime start-up would ignore SIGPIPE and open /dev/null on closed standard
 //! descriptors before `main`, and the command lllqos runs must inherit neither change (a direct
 //! exec would not make them). lllqos records what it inherited and protects itself instead, in
 //! [`spawn::init_process`]. The unit tests build with the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
+
+/// Prints one message on stderr. A closed, full or broken stderr must not stop lllqos: it may hold
+/// a request that it has yet to release, so a failed write is dropped, never a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{}\n", format_args!($($arg)*)));
+    }};
+}
 
 mod app;
 mod cli;
@@ -29,6 +37,7 @@ mod sentinel;
 mod sigset;
 mod spawn;
 mod status;
+mod trace;
 
 /// The C `main` the program starts at. Under `cargo test` the harness has its own `main`, and this
 /// one is compiled (so that what it reaches counts as used) but not exported.

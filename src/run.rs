@@ -137,6 +137,20 @@ impl Signals {
         self.chld_was_ignored
     }
 
+    /// Reads the next signal (blocking) in [`Mode::Hold`]: how a hold ends because of it,
+    /// `Exited(0)` for SIGTERM, SIGINT and SIGHUP, `Signaled` for another signal that would end a
+    /// process (the caller undoes what it changed, then dies of it).
+    pub fn ending(&self) -> io::Result<Option<ExitStatus>> {
+        let signal = self.next()?.ssi_signo as i32;
+        Ok((1..=MAX_SIGNAL).contains(&signal).then(|| {
+            if HOLD_RELEASE.contains(&signal) {
+                ExitStatus::Exited(0)
+            } else {
+                ExitStatus::Signaled(signal)
+            }
+        }))
+    }
+
     /// Reads the next signal, blocking.
     fn next(&self) -> io::Result<libc::signalfd_siginfo> {
         let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
@@ -150,6 +164,13 @@ impl Signals {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// The signalfd, for a caller that polls it with other descriptors (`lllqos trace`).
+impl AsFd for Signals {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -348,15 +369,10 @@ pub fn hold(signals: &Signals, pids: &[PidFd]) -> io::Result<ExitStatus> {
         }
         let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
         drop(fds);
-        if ready[0] {
-            let signal = signals.next()?.ssi_signo as i32;
-            if (1..=MAX_SIGNAL).contains(&signal) {
-                return Ok(if HOLD_RELEASE.contains(&signal) {
-                    ExitStatus::Exited(0)
-                } else {
-                    ExitStatus::Signaled(signal)
-                });
-            }
+        if ready[0]
+            && let Some(status) = signals.ending()?
+        {
+            return Ok(status);
         }
         // ready[0] is the signalfd; ready[1..] follow `alive`.
         alive = alive

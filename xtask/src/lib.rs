@@ -38,10 +38,11 @@ use roff::{Roff, bold, italic, roman};
 /// Every generated file: its path relative to the repository root, and its contents.
 pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = vec![(PathBuf::from("man/lllqos.1"), man_page())];
-    for sub in ["status", "measure"] {
+    for sub in built().get_subcommands() {
+        let name = sub.get_name();
         files.push((
-            PathBuf::from(format!("man/lllqos-{sub}.1")),
-            subcommand_page(sub),
+            PathBuf::from(format!("man/lllqos-{name}.1")),
+            subcommand_page(name),
         ));
     }
     for shell in [
@@ -203,12 +204,10 @@ fn man_page() -> Vec<u8> {
     subcommands(&command).to_writer(&mut out).unwrap();
     for sub in command.get_subcommands() {
         // The subcommands' options, under their own heading, on this page too.
-        let heading = match sub.get_name() {
-            "status" => "lllqos status options",
-            "measure" => "lllqos measure options",
-            other => panic!("subcommand {other} needs a heading here"),
-        };
-        let sub = sub.clone().mut_args(|arg| arg.help_heading(heading));
+        let heading = format!("lllqos {} options", sub.get_name());
+        let sub = sub
+            .clone()
+            .mut_args(|arg| arg.help_heading(heading.clone()));
         clap_mangen::Man::new(sub)
             .render_options_section(&mut out)
             .unwrap();
@@ -219,10 +218,16 @@ fn man_page() -> Vec<u8> {
 
 fn subcommand_page(name: &str) -> Vec<u8> {
     let command = built();
-    let sub = command.find_subcommand(name).expect("subcommand").clone();
+    // The text after the options is --help's; the page has its own sections (trace_output).
+    let sub = (command.find_subcommand(name).expect("subcommand").clone())
+        .after_long_help(None::<&str>)
+        .after_help(None::<&str>);
     let man = clap_mangen::Man::new(sub).manual("User Commands");
     let mut out = Vec::new();
     man.render(&mut out).unwrap();
+    if name == "trace" {
+        trace_output().to_writer(&mut out).unwrap();
+    }
     let mut see_also = Roff::new();
     see_also
         .control("SH", ["SEE ALSO"])
@@ -254,7 +259,32 @@ fn synopsis() -> Roff {
         italic("OPTIONS"),
         roman("]"),
     ]);
+    roff.control("br", []);
+    roff.text([
+        bold("lllqos trace"),
+        roman(" ["),
+        italic("OPTIONS"),
+        roman("]"),
+    ]);
     roff
+}
+
+/// lllqos-trace(1)'s description of its output, the JSON keys from `cli::TRACE_JSON_KEYS`.
+fn trace_output() -> Roff {
+    let mut r = Roff::new();
+    r.control("SH", ["OUTPUT"]);
+    para(
+        &mut r,
+        "The log starts with what is in force (action held), then one line per change of a request: time, pid and command of the task that made it, target, action, value, and the target's limit before and after. Per CPU, a value of 0 us is what the sysfs file shows as n/a, and no constraint is what it shows as 0. Events the kernel dropped when its ring buffer overflowed are counted on stderr, never silently. Ended by SIGINT, SIGTERM or SIGHUP (or --duration), lllqos trace exits 0; another signal whose default is to end a process ends it too, and it then dies of that signal. It removes its tracing instance on every way out but SIGKILL, and the next lllqos trace removes what a killed one left. Where tracefs is not mounted, lllqos trace mounts it in a mount namespace of its own: nobody else sees the mount. Not root, or a kernel without tracefs or the power:pm_qos_* events: exit status 125.",
+    );
+    para(
+        &mut r,
+        "With --json, one JSON object per line (JSON Lines), a stable interface, with these keys (others may be added):",
+    );
+    for (key, meaning) in cli::TRACE_JSON_KEYS {
+        item(&mut r, key, meaning);
+    }
+    r
 }
 
 fn subcommands(command: &clap::Command) -> Roff {

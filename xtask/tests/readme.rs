@@ -1,35 +1,88 @@
-//! The README's option table against the clap definition: every option lllqos has is in the
-//! table, and the table names no option lllqos lacks.
+//! The README against the clap definition: every option lllqos (and each subcommand with a table)
+//! has is in its table, and the table names no option lllqos lacks; the README's trace keys are
+//! the documented ones; the examples and the relayed signals are the code's.
 
 use std::collections::BTreeSet;
 
-/// The long options of the README's "Usage" table (rows starting with an option in backticks).
-fn readme_options() -> BTreeSet<String> {
+/// A section of the README, from its `## ` heading to the next.
+fn section(title: &str) -> String {
     let readme = std::fs::read_to_string(xtask::root().join("README.md")).unwrap();
-    let usage = readme
+    let found = readme
         .split("\n## ")
-        .find(|section| section.starts_with("Usage"))
-        .expect("a Usage section");
-    usage
+        .find(|section| section.starts_with(title))
+        .unwrap_or_else(|| panic!("a section {title}"));
+    found.to_owned()
+}
+
+/// The first cell of each table row of a section (in backticks), split into its words.
+fn first_cells(section: &str) -> Vec<String> {
+    section
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
         .filter_map(|cell| cell.split('`').next())
-        .flat_map(|cell| cell.split([',', ' ']))
-        .filter_map(|word| word.strip_prefix("--"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The long options of a section's option table (rows starting with an option in backticks).
+fn readme_options(title: &str) -> BTreeSet<String> {
+    first_cells(&section(title))
+        .iter()
+        .flat_map(|cell| {
+            cell.split([',', ' '])
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|word| word.strip_prefix("--").map(str::to_owned))
+        .collect()
+}
+
+/// The long options of a command (`help` and `version` aside).
+fn options(command: &clap::Command) -> BTreeSet<String> {
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !matches!(*l, "help" | "version"))
         .map(str::to_owned)
         .collect()
 }
 
 #[test]
-fn the_readme_option_table_matches_the_command_line() {
+fn the_readme_option_tables_match_the_command_line() {
     let command = xtask::cli::command();
-    let options: BTreeSet<String> = command
-        .get_arguments()
-        .filter_map(|a| a.get_long())
-        .filter(|l| !matches!(*l, "help" | "version"))
-        .map(str::to_owned)
+    assert_eq!(readme_options("Usage"), options(&command));
+    for sub in ["measure", "trace"] {
+        let found = command.find_subcommand(sub).unwrap();
+        assert_eq!(
+            readme_options(&format!("lllqos {sub}\n")),
+            options(found),
+            "lllqos {sub}"
+        );
+    }
+}
+
+/// The README's table of `lllqos trace --json` keys says what `cli::TRACE_JSON_KEYS` says (from
+/// which --help and the man page render theirs), key for key.
+#[test]
+fn the_readme_trace_keys_are_the_documented_keys() {
+    let trace = section("lllqos trace\n");
+    let rows: Vec<(String, String)> = trace
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|row| {
+            let (key, rest) = row.split_once("` | ")?;
+            Some((
+                key.to_owned(),
+                words(&rest.trim_end_matches(" |").replace('`', "")),
+            ))
+        })
+        .filter(|(key, _)| !key.starts_with("--"))
         .collect();
-    assert_eq!(readme_options(), options);
+    let documented: Vec<(String, String)> = xtask::cli::TRACE_JSON_KEYS
+        .iter()
+        .map(|(key, meaning)| ((*key).to_owned(), words(meaning)))
+        .collect();
+    assert_eq!(rows, documented);
 }
 
 /// The README's Rust example is the body of `readme()` in examples/library.rs, which `cargo test`
