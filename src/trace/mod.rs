@@ -131,6 +131,8 @@ fn configure(instance: &Instance) -> Result<()> {
     };
     // CLOCK_MONOTONIC time stamps, so that they convert to the wall clock.
     set("trace_clock", "mono")?;
+    // Each event's process as well as its thread: a multi-threaded holder is one pid.
+    set("options/record-tgid", "1")?;
     // Wake the reader at the first event, not when the buffer is half full.
     if instance.has("buffer_percent") {
         set("buffer_percent", "0")?;
@@ -509,15 +511,15 @@ impl<'a> Printer<'a> {
     fn change(&mut self, change: Change) -> io::Result<()> {
         let Change {
             time,
-            task: Task { pid, command },
+            task: Task { tid, pid, command },
             target,
             action,
             value,
             before,
             after,
         } = change;
-        // `<...>`: the kernel had not kept the command; the process may still be there to ask.
-        let command = command.or_else(|| comm(pid));
+        // `<...>`: the kernel had not kept the command; the thread may still be there to ask.
+        let command = command.or_else(|| comm(tid));
         if !self.settings.shows(Some(pid), command.as_deref()) {
             return Ok(());
         }

@@ -1,18 +1,19 @@
 //! The lines of a tracefs `trace_pipe`, as the kernel prints the `power` PM QoS events.
 //!
-//! A line is the task (its command, then `-PID`), the CPU in brackets, optional flags, the time
-//! stamp, the event's name and its own text:
+//! A line is the task (its command, then `-TID`), its process in parentheses (the instance's
+//! `record-tgid` option; dashes when the kernel did not record it), the CPU in brackets, optional
+//! flags, the time stamp, the event's name and its own text:
 //!
 //! ```text
-//!          python3-4242    [001] .....   812.123456: pm_qos_update_request: CPU_DMA_LATENCY value=33
-//!  <...>-77        [000] d..1.   812.123460: pm_qos_update_target: action=UPDATE_REQ prev_value=2000000000 curr_value=33
-//!             bash-512     [000] .....   813.000001: dev_pm_qos_update_request: device=cpu1 type=DEV_PM_QOS_RESUME_LATENCY new_value=0
+//!          python3-4243    (   4242) [001] .....   812.123456: pm_qos_update_request: CPU_DMA_LATENCY value=33
+//!            <...>-77      (-------) [000] d..1.   812.123460: pm_qos_update_target: action=UPDATE_REQ prev_value=2000000000 curr_value=33
+//!             bash-512     (    512) [000] .....   813.000001: dev_pm_qos_update_request: device=cpu1 type=DEV_PM_QOS_RESUME_LATENCY new_value=0
 //! CPU:1 [LOST 312 EVENTS]
 //! ```
 //!
-//! A command may hold spaces, dashes and brackets, so the line is read from the event's name
-//! outwards: what precedes it ends with the time stamp, and the task is everything before the last
-//! `[CPU]`. Values are the kernel's raw ones (`-1` is "the default"); [`super::tracker`] gives them
+//! A command may hold spaces, dashes, brackets and parentheses, so the line is read from the
+//! event's name outwards: what precedes it ends with the time stamp, and the task is everything
+//! before the last `[CPU]`. Values are the kernel's raw ones (`-1` is "the default"); [`super::tracker`] gives them
 //! their meaning.
 
 /// What a request event did.
@@ -57,6 +58,9 @@ impl std::fmt::Display for Target {
 /// The task that made an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
+    /// The thread (the kernel's task id): one thread's events come one after the other.
+    pub tid: i32,
+    /// Its process (the thread group), or the thread when the kernel did not record it.
     pub pid: i32,
     /// The command as the kernel recorded it (15 bytes at most), `None` when it printed `<...>`.
     pub command: Option<String>,
@@ -159,7 +163,7 @@ pub fn parse_line(line: &str) -> Option<Event> {
     })
 }
 
-/// `  COMMAND-PID  [CPU] FLAGS  SECONDS.MICROS` → the task and the time.
+/// `  COMMAND-TID  (PID) [CPU] FLAGS  SECONDS.MICROS` → the task and the time.
 fn parse_head(head: &str) -> Option<(Task, f64)> {
     let (rest, time) = head.trim_end().rsplit_once(' ')?;
     let time: f64 = time.parse().ok()?;
@@ -171,11 +175,19 @@ fn parse_head(head: &str) -> Option<(Task, f64)> {
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     })?;
     let task = words[..cpu_at].join(" ");
-    let (command, pid) = task.trim().rsplit_once('-')?;
+    let task = task.trim();
+    // `(   4242)`, or `(-------)` when the kernel has no record of the process.
+    let (task, pid) = match task.strip_suffix(')').and_then(|t| t.rsplit_once('(')) {
+        Some((task, pid)) => (task.trim_end(), pid.trim().parse().ok()),
+        None => (task, None),
+    };
+    let (command, tid) = task.rsplit_once('-')?;
+    let tid: i32 = tid.parse().ok()?;
     let command = (command != "<...>").then(|| command.to_owned());
     Some((
         Task {
-            pid: pid.parse().ok()?,
+            tid,
+            pid: pid.unwrap_or(tid),
             command,
         },
         time,
@@ -189,6 +201,7 @@ mod tests {
 
     fn task(pid: i32, command: &str) -> Task {
         Task {
+            tid: pid,
             pid,
             command: Some(command.into()),
         }
@@ -196,23 +209,27 @@ mod tests {
 
     #[test]
     fn global_request_and_its_aggregate() {
-        let line = "         python3-4242    [001] .....   812.123456: pm_qos_update_request: CPU_DMA_LATENCY value=33";
+        let line = "         python3-4243    (   4242) [001] .....   812.123456: pm_qos_update_request: CPU_DMA_LATENCY value=33";
         assert_eq!(
             parse_line(line),
             Some(Event::Request {
                 time: 812.123456,
-                task: task(4242, "python3"),
+                task: Task {
+                    tid: 4243,
+                    ..task(4242, "python3")
+                },
                 target: Target::Global("cpu_dma_latency".into()),
                 action: Action::Update,
                 value: 33,
             })
         );
-        let line = "           <...>-77      [000] d..1.   812.123460: pm_qos_update_target: action=UPDATE_REQ prev_value=2000000000 curr_value=33";
+        let line = "           <...>-77      (-------) [000] d..1.   812.123460: pm_qos_update_target: action=UPDATE_REQ prev_value=2000000000 curr_value=33";
         assert_eq!(
             parse_line(line),
             Some(Event::Aggregate {
                 time: 812.12346,
                 task: Task {
+                    tid: 77,
                     pid: 77,
                     command: None
                 },
@@ -274,12 +291,15 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the command is called (spaces, dashes, brackets, colons), and whether or not the
-        /// flags column is there, the pid, the command and the value come back.
+        /// Whatever the command is called (spaces, dashes, brackets, parentheses, colons), and
+        /// whether or not the process and flags columns are there, the thread, the process, the
+        /// command and the value come back.
         #[test]
         fn any_command_name_reads_back(
             command in "[ -~]{1,15}",
             pid in 1i32..4_194_304,
+            tid in 1i32..4_194_304,
+            tgid_column in any::<bool>(),
             cpu in 0u32..4096,
             flags in proptest::option::of("[.dNnhsHzb]{4,5}"),
             seconds in 0u64..10_000_000,
@@ -288,15 +308,21 @@ mod tests {
         ) {
             prop_assume!(command.trim() == command && command != "<...>");
             let flags = flags.map(|f| format!("{f} ")).unwrap_or_default();
+            let tgid = if tgid_column { format!("({pid:>7}) ") } else { String::new() };
             let line = format!(
-                "{command:>16}-{pid:<7} [{cpu:03}] {flags}{seconds:5}.{micros:06}: pm_qos_update_request: CPU_DMA_LATENCY value={value}"
+                "{command:>16}-{tid:<7} {tgid}[{cpu:03}] {flags}{seconds:5}.{micros:06}: pm_qos_update_request: CPU_DMA_LATENCY value={value}"
             );
+            let task = Task {
+                tid,
+                pid: if tgid_column { pid } else { tid },
+                command: Some(command.clone()),
+            };
             let time = format!("{seconds}.{micros:06}").parse::<f64>().unwrap();
             prop_assert_eq!(
                 parse_line(&line),
                 Some(Event::Request {
                     time,
-                    task: task(pid, &command),
+                    task,
                     target: Target::Global("cpu_dma_latency".into()),
                     action: Action::Update,
                     value,

@@ -70,7 +70,7 @@ pub enum Output {
 /// Pairs requests with their aggregates, and remembers each target's limit.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// Per task: a request waiting for its aggregate.
+    /// Per thread: a request waiting for its aggregate.
     pending: HashMap<i32, Change>,
     /// Each target's limit as last seen (from the start state, then from the events).
     limits: HashMap<Target, Limit>,
@@ -96,7 +96,7 @@ impl Tracker {
                 action,
                 value,
             } => {
-                if let Some(earlier) = self.pending.remove(&task.pid) {
+                if let Some(earlier) = self.pending.remove(&task.tid) {
                     out.push(Output::Change(self.unchanged(earlier)));
                 }
                 let known = self.limits.get(&target).copied().flatten();
@@ -112,7 +112,7 @@ impl Tracker {
                     before: known,
                     after: known,
                 };
-                self.pending.insert(task.pid, change);
+                self.pending.insert(task.tid, change);
             }
             Event::Aggregate {
                 task,
@@ -120,7 +120,7 @@ impl Tracker {
                 after,
                 ..
             } => {
-                if let Some(mut change) = self.pending.remove(&task.pid) {
+                if let Some(mut change) = self.pending.remove(&task.tid) {
                     change.before = limit(&change.target, before);
                     change.after = limit(&change.target, after);
                     self.limits.insert(change.target.clone(), change.after);
@@ -166,6 +166,7 @@ mod tests {
 
     fn task(pid: i32) -> Task {
         Task {
+            tid: pid,
             pid,
             command: Some(format!("task{pid}")),
         }
