@@ -5,7 +5,8 @@
 //!
 //! - [`cli`]: the command line, the one definition that the man page and completions are rendered
 //!   from (the xtask includes this file).
-//! - [`app`]: what a command line does, and the only place errors are printed.
+//! - [`app`]: what a command line does, and where errors are printed (`trace` also warns of lost
+//!   events as they happen).
 //! - [`spawn`], [`run`], [`sentinel`] and [`sigset`]: starting the command as a direct exec would,
 //!   relaying signals, reaping, holding; [`relayed`]: which signals are relayed (the xtask includes
 //!   it too, for the man page).

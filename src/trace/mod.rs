@@ -186,7 +186,8 @@ fn follow(
         let timeout = match wait {
             None => PollTimeout::NONE,
             Some(d) => {
-                PollTimeout::try_from(d.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX)
+                let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
         let mut fds = [
