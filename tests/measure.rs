@@ -412,10 +412,10 @@ fn plot_to_an_unwritable_path_exits_125_before_measuring() {
 
 /// The online CPUs this test may run on: what `--smp` measures without `--cpu`.
 fn allowed_cpus() -> Vec<u32> {
-    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-    (0..nix::sched::CpuSet::count() as u32)
-        .filter(|&cpu| set.is_set(cpu as usize).unwrap_or(false))
-        .collect()
+    lllqos::cpulist::CpuList::affinity()
+        .unwrap()
+        .cpus()
+        .to_vec()
 }
 
 #[test]

@@ -511,7 +511,7 @@ fn lost_events_are_counted_never_silent() {
         .unwrap();
     assert!(status.success());
     trace.child.signal(Signal::SIGCONT);
-    std::thread::sleep(Duration::from_millis(500));
+    // Ended now, it still reads what the pipe holds (and the kernel's lost counts) first.
     let (status, stderr) = trace.stop(Signal::SIGINT);
     assert_eq!(status.code(), Some(0));
     let lost: Vec<u64> = (stderr.lines())
@@ -569,4 +569,34 @@ fn bad_values_exit_125_and_duration_ends_with_0() {
     drop(probe);
     let status = child.wait();
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+}
+
+#[test]
+fn without_cap_sys_admin_an_unmounted_tracefs_is_a_clear_125() {
+    let _kernel = kernel!("without_cap_sys_admin_an_unmounted_tracefs_is_a_clear_125");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - tracefs ");
+    if mounted || !common::have("setpriv") {
+        println!(
+            "SKIPPED: without_cap_sys_admin...: needs setpriv and tracefs not mounted on the host"
+        );
+        return;
+    }
+    let before = tracing_state();
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-sys_admin", "--inh-caps=-all", "--"])
+        .arg(common::bin())
+        .args(["trace", "--duration", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.starts_with("lllqos: cannot mount tracefs where only lllqos sees it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("CAP_SYS_ADMIN"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(tracing_state(), before);
 }

@@ -21,6 +21,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
 use lllqos::lease::os_message;
+use lllqos::percpu::start_time;
 
 /// Where the kernel offers tracefs to be mounted.
 const MOUNT_POINT: &str = "/sys/kernel/tracing";
@@ -121,18 +122,6 @@ fn instance_name(pid: u32, start: u64) -> String {
     format!("{PREFIX}{pid}.{start}")
 }
 
-/// The start time of a process (field 22 of `/proc/PID/stat`), `None` if it is gone.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = lllqos::file::read_small(format!("/proc/{pid}/stat")).ok()?;
-    // The command (field 2) is in parentheses and may hold anything; count after its end.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
 /// Removes the instances of `lllqos trace`s that no longer run (killed by SIGKILL); returns their
 /// names.
 pub fn remove_stale(tracefs: &Tracefs) -> Vec<String> {
@@ -146,7 +135,7 @@ pub fn remove_stale(tracefs: &Tracefs) -> Vec<String> {
             .to_str()
             .and_then(|n| n.strip_prefix(PREFIX))
             .and_then(|rest| rest.split_once('.'))
-            .and_then(|(p, s)| Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?)))
+            .and_then(|(p, s)| Some((p.parse::<i32>().ok()?, s.parse::<u64>().ok()?)))
         else {
             continue;
         };
@@ -167,7 +156,7 @@ impl Instance {
     /// Creates this process's instance.
     pub fn create(tracefs: &Tracefs) -> Result<Instance> {
         let pid = std::process::id();
-        let start = start_time(pid).unwrap_or_default();
+        let start = start_time(pid as i32).unwrap_or_default();
         let instances = tracefs.root.join("instances");
         let dir = instances.join(instance_name(pid, start));
         std::fs::create_dir(&dir).map_err(|e| {
@@ -226,7 +215,5 @@ mod tests {
     #[test]
     fn instance_names_carry_pid_and_start_time() {
         assert_eq!(instance_name(42, 7), "lllqos-trace.42.7");
-        let me = std::process::id();
-        assert!(start_time(me).is_some());
     }
 }
