@@ -38,7 +38,8 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter')
             [CompletionResult]::new('measure', 'measure', [CompletionResultType]::ParameterValue, 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)')
-            [CompletionResult]::new('trace', 'trace', [CompletionResultType]::ParameterValue, 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT or SIGTERM (or --duration). Needs root')
+            [CompletionResult]::new('trace', 'trace', [CompletionResultType]::ParameterValue, 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root')
+            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)')
             break
         }
         'lllqos;status' {
@@ -65,12 +66,17 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             break
         }
         'lllqos;trace' {
-            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT or SIGTERM')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP')
             [CompletionResult]::new('--pid', '--pid', [CompletionResultType]::ParameterName, 'Only changes made by process PID (may be repeated)')
             [CompletionResult]::new('--command', '--command', [CompletionResultType]::ParameterName, 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'lllqos;recover' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
     })

@@ -19,6 +19,9 @@ _lllqos() {
             lllqos,measure)
                 cmd="lllqos__subcmd__measure"
                 ;;
+            lllqos,recover)
+                cmd="lllqos__subcmd__recover"
+                ;;
             lllqos,status)
                 cmd="lllqos__subcmd__status"
                 ;;
@@ -32,7 +35,7 @@ _lllqos() {
 
     case "${cmd}" in
         lllqos)
-            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --help --version status measure trace"
+            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --help --version status measure trace recover"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -137,6 +140,20 @@ _lllqos() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lllqos__subcmd__recover)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lllqos__subcmd__status)
             opts="-h --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -212,14 +229,14 @@ _lllqos_with_command() {
     fi
     if (( i == 1 && COMP_CWORD > 1 )); then
         case "${COMP_WORDS[1]}" in
-            status|measure|trace) _lllqos "$@"; return ;;    # a subcommand's options
+            status|measure|trace|recover) _lllqos "$@"; return ;;    # a subcommand's options
         esac
     fi
     if declare -F _command_offset >/dev/null; then
         _command_offset "$i"
     elif (( i == COMP_CWORD )); then
         COMPREPLY=( $(compgen -c -- "${COMP_WORDS[COMP_CWORD]}") )
-        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace" -- "${COMP_WORDS[1]}") )
+        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace recover" -- "${COMP_WORDS[1]}") )
     else
         COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
     fi

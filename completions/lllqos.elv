@@ -35,7 +35,8 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --version 'Print version'
             cand status 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
             cand measure 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)'
-            cand trace 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT or SIGTERM (or --duration). Needs root'
+            cand trace 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
+            cand recover 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
         }
         &'lllqos;status'= {
             cand --json 'Print JSON (a stable interface: see the README) instead of the summary'
@@ -59,12 +60,16 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --help 'Print help'
         }
         &'lllqos;trace'= {
-            cand --duration 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT or SIGTERM'
+            cand --duration 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP'
             cand --pid 'Only changes made by process PID (may be repeated)'
             cand --command 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)'
             cand --json 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
+        }
+        &'lllqos;recover'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
         }
     ]
     $completions[$command]

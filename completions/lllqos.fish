@@ -36,7 +36,8 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -s h -l help -d 'Print help 
 complete -c lllqos -n "__fish_lllqos_needs_command" -s V -l version -d 'Print version'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "status" -d 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)'
-complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT or SIGTERM (or --duration). Needs root'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see the README) instead of the summary'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'The request of phase two (as for lllqos --latency)' -r
@@ -50,13 +51,14 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s S -l smp -d 'O
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l histogram -d 'Also print the histograms (1 us buckets)'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l json -d 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d 'Print help'
-complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l duration -d 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT or SIGTERM' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l duration -d 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l pid -d 'Only changes made by process PID (may be repeated)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l command -d 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l json -d 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c lllqos -n "__fish_lllqos_using_subcommand recover" -s h -l help -d 'Print help'
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
-complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --pid)"
+complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace recover" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --pid)"
 # --max-state: the idle-state names this machine lists.
 complete -c lllqos -l max-state -x -a "(sort -u /sys/devices/system/cpu/cpu*/cpuidle/state*/name 2>/dev/null)"

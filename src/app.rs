@@ -71,12 +71,23 @@ fn usage_error(error: clap::Error) -> ExitStatus {
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => emit(&error.to_string()),
         _ => {
-            let text = error.to_string();
-            let line = text.lines().next().unwrap_or_default();
-            say!("lllqos: {}", line.strip_prefix("error: ").unwrap_or(line));
+            say!("lllqos: {}", clap_message(&error.to_string()));
             ExitStatus::Failure
         }
     }
+}
+
+/// The message of a rendered clap error, without its `error: ` prefix and the tip, usage and
+/// "For more information" sections that follow it after a blank line. The message quotes what the
+/// user typed, which may hold newlines: `say!` shows those escaped, on the one line.
+fn clap_message(rendered: &str) -> &str {
+    let message = rendered.strip_prefix("error: ").unwrap_or(rendered);
+    let end = ["\n\n  tip:", "\n\nUsage:", "\n\nFor more information"]
+        .iter()
+        .filter_map(|section| message.find(section))
+        .min()
+        .unwrap_or(message.len());
+    message[..end].trim_end()
 }
 
 fn run(cli: Cli) -> Result<ExitStatus> {
@@ -85,7 +96,22 @@ fn run(cli: Cli) -> Result<ExitStatus> {
         Some(Subcommand::Status(args)) => status(&args),
         Some(Subcommand::Measure(args)) => measure(&args),
         Some(Subcommand::Trace(args)) => trace(&args),
+        Some(Subcommand::Recover) => recover(),
     }
+}
+
+/// `lllqos recover`: what it restored, one line each, on stdout.
+fn recover() -> Result<ExitStatus> {
+    let notices = lllqos::percpu::recover_with(&mut |waiting| say!("lllqos: {waiting}"))
+        .context("recover")?;
+    if notices.is_empty() {
+        return Ok(emit("lllqos recover: nothing to recover\n"));
+    }
+    let lines: String = notices
+        .iter()
+        .map(|notice| format!("lllqos recover: {notice}\n"))
+        .collect();
+    Ok(emit(&lines))
 }
 
 /// `lllqos trace`: the log, until a signal or `--duration`.
@@ -248,16 +274,25 @@ fn request(
             .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
         if verbose {
             say!(
-                "lllqos: --max-state {names}: '{}', exit latency {} (CPUs {})",
+                "lllqos: --max-state {names}: '{}', exit latency {} ({})",
                 choice.name,
                 choice.latency,
-                choice.cpus
+                choice.cpus.describe()
             );
         }
         return Ok(Request::Global(choice.latency));
     };
     cpus.check_exist()
         .map_err(|e| anyhow!("--cpu {cpus}: {e}"))?;
+    if let Some(cpu) = cpus
+        .cpus()
+        .iter()
+        .find(|&&cpu| !lllqos::cpulist::is_online(cpu))
+    {
+        bail!(
+            "--max-state {names}: cpu{cpu} is offline: the kernel lists a CPU's idle states only while it is online"
+        );
+    }
     let states = cpus
         .cpus()
         .iter()
@@ -274,9 +309,9 @@ fn request(
                 .push(cpu);
         }
         for ((name, latency), cpus) in groups {
-            let list = lllqos::cpulist::CpuList::new(cpus).map(|l| l.to_string());
+            let list = lllqos::cpulist::CpuList::new(cpus).map(|l| l.describe());
             say!(
-                "lllqos: --max-state {names}: '{name}', exit latency {latency} (CPUs {})",
+                "lllqos: --max-state {names}: '{name}', exit latency {latency} ({})",
                 list.unwrap_or_default()
             );
         }

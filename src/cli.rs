@@ -3,7 +3,7 @@
 //!
 //! lllqos reads like `nice`, `chrt` or `timeout`: options, then the command and its arguments, which
 //! are never parsed as lllqos's own (`lllqos -l 0 ./app -l 5` passes `-l 5` to the app). A command
-//! whose name is also a subcommand's (`status`, `measure`) runs after `--`.
+//! whose name is also a subcommand's (`status`, `measure`, `trace`, `recover`) runs after `--`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -147,15 +147,20 @@ pub enum Subcommand {
     Measure(MeasureArgs),
     /// Log every change of a CPU latency request as it happens: who (pid, command), which
     /// constraint, the value, and the limit before and after. Starts with what is in force; runs
-    /// until SIGINT or SIGTERM (or --duration). Needs root.
+    /// until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root.
     #[command(after_long_help = trace_json_help())]
     Trace(TraceArgs),
+    /// Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry
+    /// and set each CPU back to what the live holders need, or to its value from before lllqos.
+    /// Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs
+    /// does the same; run it when none will come (ExecStopPost= of a unit).
+    Recover,
 }
 
 /// Options of `lllqos trace`.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT or SIGTERM.
+    /// Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
@@ -262,7 +267,13 @@ pub struct HoldArgs {
     pub cpu: Option<CpuSpec>,
 
     /// PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+).
-    #[arg(long, value_name = "PATH", default_value = CPU_DMA_LATENCY, value_hint = ValueHint::FilePath)]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = CPU_DMA_LATENCY,
+        value_hint = ValueHint::FilePath,
+        value_parser = node_path
+    )]
     pub device: PathBuf,
 
     /// Exit with status 125, running nothing, when the request cannot be placed (by default lllqos
@@ -295,6 +306,14 @@ pub struct HoldArgs {
         value_hint = ValueHint::CommandWithArguments
     )]
     pub command: Vec<OsString>,
+}
+
+/// `--device`: any path but an empty one (clap would call an empty value a missing one).
+fn node_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("an empty path is not a PM QoS node".to_owned());
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// The clap command, for generators and tests.

@@ -34,6 +34,12 @@ impl CpuList {
         CpuList::new(cpus).ok_or_else(|| std::io::Error::other("empty affinity mask"))
     }
 
+    /// `CPU 3` or `CPUs 0-3,8`: the list after its noun, singular for a single CPU.
+    pub fn describe(&self) -> String {
+        let noun = if self.0.len() == 1 { "CPU" } else { "CPUs" };
+        format!("{noun} {self}")
+    }
+
     /// The CPU numbers, ascending.
     pub fn cpus(&self) -> &[u32] {
         &self.0
@@ -49,7 +55,10 @@ impl CpuList {
             None => Ok(()),
             Some(cpu) => Err(match present() {
                 Some(present) => {
-                    format!("CPU {cpu} does not exist (this machine has CPUs {present})")
+                    format!(
+                        "CPU {cpu} does not exist (this machine has {})",
+                        present.describe()
+                    )
                 }
                 None => format!("CPU {cpu} does not exist"),
             }),
@@ -76,14 +85,20 @@ pub fn listed_cpus() -> Vec<u32> {
     cpus
 }
 
+/// Whether CPU `cpu` is online (a CPU without an `online` file, such as CPU 0 on many machines,
+/// cannot be taken offline, and is).
+pub fn is_online(cpu: u32) -> bool {
+    crate::file::read_small(format!("{SYSFS_CPU}/cpu{cpu}/online"))
+        .map_or(true, |text| text.trim() == "1")
+}
+
 /// `/sys/devices/system/cpu/present`, for error messages.
-fn present() -> Option<String> {
-    Some(
-        crate::file::read_small(format!("{SYSFS_CPU}/present"))
-            .ok()?
-            .trim()
-            .to_owned(),
-    )
+fn present() -> Option<CpuList> {
+    crate::file::read_small(format!("{SYSFS_CPU}/present"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl fmt::Display for CpuList {
@@ -214,6 +229,16 @@ mod tests {
         assert_eq!(list("3,1,1,2"), [1, 2, 3]);
         assert_eq!(list("0-10:4"), [0, 4, 8]);
         assert_eq!(list("5-5"), [5]);
+    }
+
+    #[test]
+    fn a_single_cpu_is_singular() {
+        assert_eq!(list_of("0").describe(), "CPU 0");
+        assert_eq!(list_of("0,2").describe(), "CPUs 0,2");
+    }
+
+    fn list_of(text: &str) -> CpuList {
+        text.parse().unwrap()
     }
 
     #[test]

@@ -151,6 +151,15 @@ pub fn read_small_bytes(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     read_bounded(fd, SMALL)
 }
 
+/// The fields of a `/proc/PID/stat` line that follow the command name, in order: the first is
+/// field 3 (the state) of proc(5), so field N is at index N - 3. The command name (field 2) may
+/// hold spaces and parentheses, so the fields are counted from the last `)`. `None` for a line
+/// without one.
+pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    Some(after_name.split_whitespace().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +203,21 @@ mod tests {
         );
         let fd = open(None, &big, OFlag::O_RDONLY, Mode::empty(), Kind::Regular).unwrap();
         assert_eq!(read_bounded(fd, 100).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let fields = stat_fields("7 (a) b (c)) S 1 2").unwrap();
+        assert_eq!(fields, ["S", "1", "2"]);
+        assert_eq!(stat_fields("7 (a"), None);
+        assert_eq!(stat_fields("7 (a)"), Some(vec![]));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stat_fields_never_panic(text in ".*") {
+            let _ = stat_fields(&text);
+        }
     }
 
     #[test]

@@ -174,6 +174,11 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
             Scan::TooLarge => "at most 24 hours",
         })
     })?;
+    if ms == 0 && text.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Err(fail(
+            "less than a millisecond (durations are counted in milliseconds)",
+        ));
+    }
     if ms == 0 {
         return Err(fail("must be more than zero"));
     }
@@ -340,6 +345,12 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert!(
+            parse_duration("0.0001")
+                .unwrap_err()
+                .contains("less than a millisecond")
+        );
+        assert!(parse_duration("0").unwrap_err().contains("more than zero"));
         for bad in ["", "0", "-1", "x", "5h", "1e3", ".5", "5.", "0.0001"] {
             assert!(
                 parse_duration(bad)

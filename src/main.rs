@@ -19,11 +19,15 @@
 //! [`spawn::init_process`]. The unit tests build with the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
-/// Prints one message on stderr. A closed, full or broken stderr must not stop lllqos: it may hold
-/// a request that it has yet to release, so a failed write is dropped, never a panic.
+/// Prints one message on stderr, on one line: control characters in it (an escape sequence or a
+/// newline in an argument that an error message quotes) are shown escaped, so that nothing a user
+/// typed reaches the terminal or the journal raw. A closed, full or broken stderr must not stop
+/// lllqos: it may hold a request that it has yet to release, so a failed write is dropped, never
+/// a panic.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{}\n", format_args!($($arg)*)));
+        let line = crate::printable(&format!($($arg)*));
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     }};
 }
 
@@ -40,6 +44,25 @@ mod spawn;
 mod status;
 mod trace;
 
+/// `text` made safe for a terminal and a log: each control character is written as an escape
+/// (`\n`, `\t`, `\r`, `\xHH`), the way quoting tools show them, and a backslash stays itself.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The C `main` the program starts at. Under `cargo test` the harness has its own `main`, and this
 /// one is compiled (so that what it reaches counts as used) but not exported.
 #[cfg_attr(not(test), unsafe(export_name = "main"))]
@@ -49,4 +72,25 @@ extern "C" fn lllqos_main(
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
     app::main(std::env::args_os()).exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("a\nb\x1b[31m\u{7f}c\u{9b}"),
+            "a\\nb\\x1b[31m\\x7fc\\x9b"
+        );
+        assert_eq!(printable("µs 'x' \\"), "µs 'x' \\");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_printable_text_has_no_control_character(text in ".*") {
+            proptest::prop_assert!(!printable(&text).chars().any(char::is_control));
+        }
+    }
 }

@@ -220,14 +220,30 @@ fn residency(before: &IdleSnapshot, after: &IdleSnapshot) -> Vec<CpuResidency> {
                     StateResidency {
                         name: now.name.clone(),
                         exit_latency_us: now.exit_latency_us,
-                        time_pct: (time_us / elapsed_us * 1000.0).round() / 10.0,
+                        time_pct: time_us / elapsed_us * 100.0,
                         entries: now.entries.saturating_sub(then.entries),
                     }
                 })
                 .collect();
-            Some(CpuResidency { cpu: *cpu, states })
+            Some(CpuResidency {
+                cpu: *cpu,
+                states: within_the_phase(states),
+            })
         })
         .collect()
+}
+
+/// Shares of a phase, rounded to 0.1, whose total is at most 100%. The kernel counts a stay in an
+/// idle state when the CPU leaves it, so a CPU idle when the phase began has that whole stay
+/// counted in the phase, from before it began: the shares are scaled down to what the phase can
+/// hold.
+fn within_the_phase(mut states: Vec<StateResidency>) -> Vec<StateResidency> {
+    let total: f64 = states.iter().map(|s| s.time_pct).sum();
+    let scale = if total > 100.0 { 100.0 / total } else { 1.0 };
+    for state in &mut states {
+        state.time_pct = ((state.time_pct * scale * 10.0).round() / 10.0).min(100.0);
+    }
+    states
 }
 
 /// What to place: the global request, or a limit per CPU.
@@ -366,10 +382,14 @@ pub struct Measured {
 pub fn measure(settings: &Settings) -> Result<Measured> {
     // Catch the signals that would end a measurement: the loop notices the flag when its sleep is
     // interrupted, and releases the request (a per-CPU value must be restored) before dying.
-    // A signal ignored at start (a background job of a script) stays ignored.
+    // A signal ignored at start (a background job of a script) stays ignored, but SIGINT and
+    // SIGTERM, which always end a measurement, as they end a hold (see run::ALWAYS_END).
     let caught = Arc::new(AtomicUsize::new(0));
     for &signal in ENDING {
-        if !crate::sigset::is_ignored(signal as i32) {
+        let signal_number = signal as i32;
+        if crate::run::ALWAYS_END.contains(&signal_number)
+            || !crate::sigset::is_ignored(signal_number)
+        {
             signal_hook::flag::register_usize(signal as i32, Arc::clone(&caught), signal as usize)?;
         }
     }
@@ -401,9 +421,9 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
         .unwrap_or(0);
 
     let progress = Progress::new(settings.duration);
-    let before = baseline(settings);
+    let before = baseline(settings, &loops);
     let without = measured_phase(|| run_loops(settings, &loops, &progress, 1, &caught))?;
-    let after = baseline(settings);
+    let after = baseline(settings, &loops);
     // Phase two: the request is placed, or the measurement stops here with the reason.
     let with = match &settings.request {
         _ if caught.load(Ordering::Relaxed) != 0 => {
@@ -425,7 +445,13 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
         }
     };
     drop(progress);
-    let notes: Vec<String> = [before.1, after.1].into_iter().flatten().collect();
+    // What constrained the CPUs before or after phase one, each said once.
+    let mut notes: Vec<String> = Vec::new();
+    for note in before.1.into_iter().chain(after.1) {
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
     let ((without, without_idle), (with, with_idle)) = (without, with);
     let per_cpu = settings.smp.then(|| {
         (loops.iter().zip(without.iter().zip(&with)))
@@ -490,9 +516,30 @@ pub fn measure(settings: &Settings) -> Result<Measured> {
 fn measured_phase(
     phase: impl FnOnce() -> Result<Vec<Histogram>>,
 ) -> Result<(Vec<Histogram>, Vec<CpuResidency>)> {
+    wake_every_cpu();
     let before = IdleSnapshot::take();
     let histograms = phase()?;
     Ok((histograms, residency(&before, &IdleSnapshot::take())))
+}
+
+/// Runs this thread on every CPU in turn, then puts its affinity back. The kernel counts a stay in
+/// an idle state when the CPU leaves it: a CPU asleep since before the phase (before its request)
+/// would have that whole stay counted in the phase. Once this thread has run on a CPU, its
+/// current stay began after, in this phase and under its request. (Placing a request wakes idle
+/// CPUs too, but by an interrupt that may come after the snapshot.)
+fn wake_every_cpu() {
+    let me = nix::unistd::Pid::from_raw(0);
+    let Ok(allowed) = nix::sched::sched_getaffinity(me) else {
+        return;
+    };
+    for cpu in lllqos::cpulist::listed_cpus() {
+        let mut one = nix::sched::CpuSet::new();
+        if one.set(cpu as usize).is_ok() {
+            // A CPU this thread may not run on (offline, outside a cpuset) is left as it is.
+            let _ = nix::sched::sched_setaffinity(me, &one);
+        }
+    }
+    let _ = nix::sched::sched_setaffinity(me, &allowed);
 }
 
 /// All the loops' samples in one histogram.
@@ -578,8 +625,9 @@ fn interrupted(caught: &AtomicUsize) -> Option<ExitStatus> {
     }
 }
 
-/// The global limit now, and a note when something already constrains the CPUs measured.
-fn baseline(settings: &Settings) -> (Option<u32>, Option<String>) {
+/// The global limit now, and what already constrains the CPUs the loops run on: the global
+/// request, and each of those CPUs' resume latency.
+fn baseline(settings: &Settings, loops: &[Option<u32>]) -> (Option<u32>, Vec<String>) {
     let global = read_limit(CPU_DMA_LATENCY).ok().map(Latency::as_micros);
     let mut notes = Vec::new();
     if let Some(us) = global.filter(|&us| us != Latency::UNCONSTRAINED.as_micros()) {
@@ -587,17 +635,23 @@ fn baseline(settings: &Settings) -> (Option<u32>, Option<String>) {
             "another process holds a CPU latency request ({us} us in force)"
         ));
     }
-    if let Some(cpus) = settings.request.cpus() {
-        for &cpu in cpus.cpus() {
-            let value = read_cpu(cpu).ok().and_then(|t| ResumeLatency::parse(&t));
-            if let Some(ResumeLatency::Limit(l)) = value {
-                notes.push(format!(
-                    "cpu{cpu} already has a resume-latency constraint ({l})"
-                ));
-            }
+    // The CPUs measured: a per-CPU request's (the loop is pinned there), the loops' with --smp,
+    // or, for one unpinned loop, every CPU it may run on.
+    let cpus: Vec<u32> = match (settings.request.cpus(), loops) {
+        (Some(cpus), _) => cpus.cpus().to_vec(),
+        (None, [None]) => CpuList::affinity().map_or_else(|_| Vec::new(), |l| l.cpus().to_vec()),
+        (None, loops) => loops.iter().flatten().copied().collect(),
+    };
+    for cpu in cpus {
+        let value = read_cpu(cpu).ok().and_then(|t| ResumeLatency::parse(&t));
+        if let Some(value @ ResumeLatency::Limit(_)) = value {
+            notes.push(format!(
+                "cpu{cpu} already has a resume-latency constraint ({})",
+                value.describe()
+            ));
         }
     }
-    (global, (!notes.is_empty()).then(|| notes.join("; ")))
+    (global, notes)
 }
 
 /// Pins the calling thread to these CPUs.
@@ -608,8 +662,8 @@ fn pin(cpus: &[u32]) -> Result<()> {
             .with_context(|| format!("CPU {cpu} cannot be pinned to"))?;
     }
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).with_context(|| {
-        let list = CpuList::new(cpus.iter().copied()).map_or_else(String::new, |l| l.to_string());
-        format!("cannot pin the measuring thread to CPUs {list}")
+        let list = CpuList::new(cpus.iter().copied()).map_or_else(String::new, |l| l.describe());
+        format!("cannot pin the measuring thread to {list}")
     })
 }
 
@@ -717,6 +771,12 @@ impl Drop for Progress {
     }
 }
 
+/// `CPU 1` or `CPUs 0-1`, for a report's cpulist.
+pub fn describe_cpus(list: &str) -> String {
+    list.parse::<CpuList>()
+        .map_or_else(|_| format!("CPUs {list}"), |l| l.describe())
+}
+
 /// The human report.
 pub fn render(report: &Report) -> String {
     let s = &report.settings;
@@ -726,8 +786,12 @@ pub fn render(report: &Report) -> String {
         None => format!("SCHED_OTHER (timer slack {} us)", s.timer_slack_ns / 1000),
     };
     let request = match &s.cpus {
-        Some(cpus) if s.smp => format!("{} us on CPUs {cpus}", s.latency_us),
-        Some(cpus) => format!("{} us on CPUs {cpus} (the loop pinned there)", s.latency_us),
+        Some(cpus) if s.smp => format!("{} us on {}", s.latency_us, describe_cpus(cpus)),
+        Some(cpus) => format!(
+            "{} us on {} (the loop pinned there)",
+            s.latency_us,
+            describe_cpus(cpus)
+        ),
         None => format!("{} us on {CPU_DMA_LATENCY}", s.latency_us),
     };
     let _ = writeln!(
@@ -738,8 +802,8 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "request in phase two: {request}");
     if let Some(per_cpu) = &report.per_cpu {
         let cpus =
-            CpuList::new(per_cpu.iter().map(|c| c.cpu)).map_or_else(String::new, |l| l.to_string());
-        let _ = writeln!(out, "loops: one per CPU, each pinned to it: CPUs {cpus}");
+            CpuList::new(per_cpu.iter().map(|c| c.cpu)).map_or_else(String::new, |l| l.describe());
+        let _ = writeln!(out, "loops: one per CPU, each pinned to it: {cpus}");
     }
     if let Some(signal) = &report.interrupted_by {
         let _ = writeln!(
@@ -896,6 +960,14 @@ mod tests {
             .collect();
         assert_eq!(pct, [(10.0, 10), (90.0, 20)]);
         // A counter that went backwards counts zero; a CPU missing before is left out.
+        // A stay that began before the phase is counted in it by the kernel: never above 100%.
+        let long_stay = snapshot(2300, &[("POLL", 0, 200_100, 15), ("C1", 1, 2_800_000, 31)]);
+        let shares: Vec<f64> = residency(&after, &long_stay)[0]
+            .states
+            .iter()
+            .map(|s| s.time_pct)
+            .collect();
+        assert_eq!(shares, [0.0, 100.0]);
         let reset = snapshot(4000, &[("POLL", 0, 0, 0), ("C1", 1, 0, 0)]);
         assert_eq!(residency(&after, &reset)[0].states[1].time_pct, 0.0);
         let mut other = after.clone();

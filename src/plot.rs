@@ -25,7 +25,11 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
     let y_end = (all().map(|&(_, n)| n).max().unwrap_or(1) * 2).max(2);
     let s = &report.settings;
     let request = match &s.cpus {
-        Some(cpus) => format!("{} us on CPUs {cpus}", s.latency_us),
+        Some(cpus) => format!(
+            "{} us on {}",
+            s.latency_us,
+            crate::measure::describe_cpus(cpus)
+        ),
         None => format!("{} us on /dev/cpu_dma_latency", s.latency_us),
     };
     let mut text = String::new();

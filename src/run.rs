@@ -72,6 +72,12 @@ const NOT_ENDING: [i32; 7] = [
 /// Signals that end a hold normally: lllqos releases the request and exits 0.
 const HOLD_RELEASE: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
+/// Signals that end a hold (or a trace) even when they were ignored at start. There is no command
+/// to hand the disposition on to, and a background job of a script starts with SIGINT ignored:
+/// `lllqos -l 0 &` then `kill -INT $!` must end it, as it ends `perf trace`. SIGHUP ignored at
+/// start (nohup) stays ignored: surviving the terminal's hang-up is what nohup asks for.
+pub const ALWAYS_END: [i32; 2] = [libc::SIGINT, libc::SIGTERM];
+
 /// What the signals are blocked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -109,7 +115,16 @@ pub struct Signals {
 impl Signals {
     /// Blocks the signals `mode` handles and opens the `signalfd` for them.
     pub fn block(mode: Mode) -> io::Result<Signals> {
-        let ignored = ignored_at_start();
+        let mut ignored = ignored_at_start();
+        if mode == Mode::Hold {
+            for signal in ALWAYS_END {
+                if ignored.contains(signal) {
+                    // SAFETY: installing SIG_DFL runs no code of ours; no command inherits it.
+                    unsafe { libc::signal(signal, libc::SIG_DFL) };
+                }
+            }
+            ignored = ignored - SignalSet::of(ALWAYS_END);
+        }
         let mut set = mode.wanted() - ignored;
         let chld_was_ignored = mode == Mode::Relay && ignored.contains(libc::SIGCHLD);
         if chld_was_ignored {
@@ -289,21 +304,52 @@ pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
             }
             _ => {}
         }
-        // Sent to the whole group (or to every process): the child has it already.
-        let mut group_wide = signals.sentinel.as_mut().is_some_and(|s| s.saw(signal));
-        if !group_wide && should_relay(&info, child, me) && in_my_group(&info) {
-            // From a process of lllqos's own group (a script, `timeout`): it may be about to
-            // signal the whole group as well, as timeout does right after signalling its child.
-            // A moment's wait tells; the child then gets that one, and only that one.
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            group_wide = signals.sentinel.as_mut().is_some_and(|s| s.saw(signal));
-        }
-        if !group_wide && should_relay(&info, child, me) {
+        if should_relay(&info, child, me) && !group_wide(signals, &info) {
             // ESRCH: the child is exiting; its SIGCHLD is on the way.
             // SAFETY: kill on integers; the signal number came from the kernel.
             unsafe { libc::kill(child.as_raw(), signal) };
         }
     }
+}
+
+/// Whether a signal lllqos has read was sent to its whole group (or to every process): then the
+/// child has it already. The sentinel tells (see [`crate::sentinel`]).
+///
+/// One case needs care: a sender that signals lllqos and then the group (coreutils `timeout`
+/// does, back to back). The group's delivery normally comes long before lllqos has woken up to
+/// look, but lllqos, woken by the first kill, may have taken the sender's CPU and left it
+/// runnable between its two kills. Then lllqos gives the CPU back (`sched_yield`) before it
+/// looks again: the sender finishes its sequence, and the group's delivery is seen.
+fn group_wide(signals: &mut Signals, info: &libc::signalfd_siginfo) -> bool {
+    let signal = info.ssi_signo as i32;
+    let Some(sentinel) = signals.sentinel.as_mut() else {
+        return false;
+    };
+    if sentinel.saw(signal) {
+        return true;
+    }
+    if !runnable_on_this_cpu(info.ssi_pid as i32) {
+        return false;
+    }
+    // SAFETY: sched_yield takes no argument.
+    unsafe { libc::sched_yield() };
+    sentinel.saw(signal)
+}
+
+/// Whether process `pid` is runnable (not sleeping) and was last on the CPU lllqos runs on.
+fn runnable_on_this_cpu(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = lllqos::file::read_small(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // SAFETY: sched_getcpu takes no argument.
+    let here = unsafe { libc::sched_getcpu() };
+    lllqos::file::stat_fields(&stat).is_some_and(|fields| {
+        fields.first() == Some(&"R")
+            && fields.get(39 - 3).and_then(|c| c.parse().ok()) == Some(here)
+    })
 }
 
 /// Whether a signal lllqos received should be passed on to the child.
@@ -327,12 +373,6 @@ fn should_relay(info: &libc::signalfd_siginfo, child: Pid, me: Pid) -> bool {
         Ok(group) => group != child && group != me,
         Err(_) => true,
     }
-}
-
-/// Whether the sender of a signal is in lllqos's own process group.
-fn in_my_group(info: &libc::signalfd_siginfo) -> bool {
-    let sender = Pid::from_raw(info.ssi_pid as i32);
-    sender.as_raw() != 0 && getpgid(Some(sender)).is_ok_and(|g| g == nix::unistd::getpgrp())
 }
 
 /// Stops lllqos, so the shell sees its job stopped. Returns once lllqos is continued.

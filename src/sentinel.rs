@@ -133,8 +133,7 @@ fn fork_sentinel() -> io::Result<Pid> {
 /// `arg_start` and `arg_end` of this process, from /proc/self/stat.
 fn argument_area() -> Option<(usize, usize)> {
     let stat = lllqos::file::read_small("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    // Fields are numbered from 1 and the first two (pid, comm) precede the ')'.
+    let fields = lllqos::file::stat_fields(&stat)?;
     let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
     Some((field(48)?, field(49)?))
 }

@@ -162,6 +162,10 @@ pub struct RegistryHolder {
 pub struct RegistryCpu {
     pub original: String,
     pub written: String,
+    /// The value lllqos is about to write, while a change is under way (or was, when its holder
+    /// was killed during it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,7 +221,7 @@ fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
 }
 
 fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
-    let online = read_trimmed(format!("{SYSFS_CPU}/cpu{cpu}/online")).is_none_or(|v| v == "1");
+    let online = lllqos::cpulist::is_online(cpu);
     let resume_latency = Reading::new(match lllqos::file::read_small(resume_latency_path(cpu)) {
         Ok(text) => match ResumeLatency::parse(&text) {
             Some(value) => Ok(value.limit_us()),
@@ -420,7 +424,9 @@ fn registry_status() -> Option<RegistryStatus> {
                 .holders
                 .iter()
                 .map(|h| RegistryHolder {
-                    pid: h.pid,
+                    // As this process sees it: a holder in another PID namespace has recorded
+                    // its own pid there.
+                    pid: h.pid_here().unwrap_or(h.pid),
                     cpus: CpuList::new(h.cpus.iter().copied())
                         .map(|l| l.to_string())
                         .unwrap_or_default(),
@@ -435,6 +441,7 @@ fn registry_status() -> Option<RegistryStatus> {
                     let entry = RegistryCpu {
                         original: e.original.to_string(),
                         written: e.written.to_string(),
+                        intent: e.intent.map(|i| i.to_string()),
                     };
                     (*cpu, entry)
                 })
@@ -498,11 +505,11 @@ pub fn render(status: &Status) -> String {
     }
     for (i, (value, cpus)) in by_value.iter().enumerate() {
         let list = CpuList::new(cpus.iter().copied())
-            .map(|l| l.to_string())
+            .map(|l| l.describe())
             .unwrap_or_default();
         line(
             if i == 0 { "Resume latency" } else { "" },
-            &format!("CPU {list}: {value}"),
+            &format!("{list}: {value}"),
         );
     }
 
@@ -528,7 +535,9 @@ pub fn render(status: &Status) -> String {
                 }
             })
             .collect();
-        let mut text = if cpu.idle_states.is_empty() {
+        let mut text = if !cpu.online {
+            "offline".to_owned()
+        } else if cpu.idle_states.is_empty() {
             "none listed (without a cpuidle driver a CPU idles the architecture's default way)"
                 .to_owned()
         } else if allowed.is_empty() {
@@ -539,18 +548,15 @@ pub fn render(status: &Status) -> String {
         if !refused.is_empty() {
             let _ = write!(text, "; not allowed: {}", refused.join(", "));
         }
-        if !cpu.online {
-            text.push_str(" [offline]");
-        }
         by_states.entry(text).or_default().push(cpu.cpu);
     }
     for (i, (text, cpus)) in by_states.iter().enumerate() {
         let list = CpuList::new(cpus.iter().copied())
-            .map(|l| l.to_string())
+            .map(|l| l.describe())
             .unwrap_or_default();
         line(
             if i == 0 { "Idle states" } else { "" },
-            &format!("CPU {list}: {text}"),
+            &format!("{list}: {text}"),
         );
     }
 
@@ -570,15 +576,26 @@ pub fn render(status: &Status) -> String {
                 line(
                     "",
                     &format!(
-                        "pid {} holds {} us on CPU {} ({state})",
-                        h.pid, h.latency_us, h.cpus
+                        "pid {} holds {} us on {} ({state})",
+                        h.pid,
+                        h.latency_us,
+                        crate::measure::describe_cpus(&h.cpus)
                     ),
                 );
             }
             for (cpu, c) in &r.cpus {
+                let under_way = match &c.intent {
+                    Some(intent) => format!(
+                        "; a change to {intent} was under way (a holder was killed during it, or is making it now)"
+                    ),
+                    None => String::new(),
+                };
                 line(
                     "",
-                    &format!("cpu{cpu}: found {}, lllqos wrote {}", c.original, c.written),
+                    &format!(
+                        "cpu{cpu}: found {}, lllqos wrote {}{under_way}",
+                        c.original, c.written
+                    ),
                 );
             }
         }
@@ -616,7 +633,7 @@ fn render_holders(line: &mut impl FnMut(&str, &str), holders: &[Holder], complet
             "{:>pid_width$}  {:<user_width$}  {}",
             h.pid,
             h.user,
-            printable(&h.command)
+            crate::printable(&h.command)
         );
         line(if i == 0 { "Holders" } else { "" }, &text);
     }
@@ -626,20 +643,6 @@ fn render_holders(line: &mut impl FnMut(&str, &str), holders: &[Holder], complet
             "(only your own processes: run as root to see every holder)",
         );
     }
-}
-
-/// A command line made safe for a terminal: control characters (newlines, escape sequences a
-/// process may put in its own argv) are shown escaped.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -675,6 +678,39 @@ mod tests {
         assert!(!state(0, true, None));
     }
 
+    fn cpu(cpu: u32, online: bool, idle_states: Vec<IdleState>) -> Cpu {
+        Cpu {
+            cpu,
+            online,
+            resume_latency: Reading::new(Ok(None)),
+            effective_limit_us: None,
+            idle_states,
+        }
+    }
+
+    #[test]
+    fn an_offline_cpu_is_said_offline_and_a_single_cpu_singular() {
+        let status = Status {
+            cpu_latency: Reading::new(Ok(Some(2_000_000_000))),
+            holders: Vec::new(),
+            holders_complete: true,
+            cpuidle: Cpuidle {
+                driver: Some("haltpoll".into()),
+                governor: Some("haltpoll".into()),
+            },
+            cpus: vec![
+                cpu(0, true, vec![IdleState::new("POLL".into(), 0, false, None)]),
+                cpu(1, false, Vec::new()),
+            ],
+            registry: None,
+            wakeup_latency: None,
+        };
+        let text = render(&status);
+        assert!(text.contains("CPU 1: offline\n"), "{text}");
+        assert!(!text.contains("no cpuidle driver"), "{text}");
+        assert!(text.contains("CPU 0: POLL (0 us)"), "{text}");
+    }
+
     #[test]
     fn user_names_from_passwd_lines() {
         let users = UserNames::parse(
@@ -689,12 +725,6 @@ mod tests {
         #[test]
         fn passwd_parsing_never_panics(text in ".*", uid in proptest::num::u32::ANY) {
             let _ = UserNames::parse(&text).name(uid);
-            let _ = printable(&text);
         }
-    }
-
-    #[test]
-    fn commands_are_printed_without_control_characters() {
-        assert_eq!(printable("a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
     }
 }

@@ -9,8 +9,7 @@ use common::{Kernel, bin, read_cpu};
 /// Runs `script` (with `$B` the lllqos binary) in a new mount namespace; `None` where unshare
 /// cannot make one (no root, no unshare(1)).
 fn in_mount_namespace(test: &str, script: &str) -> Option<std::process::Output> {
-    if !common::have("unshare") {
-        println!("SKIPPED: {test}: needs unshare(1)");
+    if !common::have_or_skip(test, "unshare", "util-linux") {
         return None;
     }
     let output = std::process::Command::new("unshare")
@@ -23,11 +22,11 @@ fn in_mount_namespace(test: &str, script: &str) -> Option<std::process::Output> 
 
 #[test]
 fn a_node_not_passed_in_is_named_as_such() {
-    let Some(_kernel) = Kernel::take("a_node_not_passed_in_is_named_as_such") else {
+    let Some(_kernel) = Kernel::take(common::test_name!()) else {
         return;
     };
     let Some(output) = in_mount_namespace(
-        "a_node_not_passed_in_is_named_as_such",
+        common::test_name!(),
         "mount -t tmpfs tmpfs /dev && \"$B\" --strict -- true",
     ) else {
         return;
@@ -44,7 +43,7 @@ fn a_node_not_passed_in_is_named_as_such() {
 
 #[test]
 fn a_read_only_sys_is_named_and_nothing_changes() {
-    let Some(_kernel) = Kernel::take("a_read_only_sys_is_named_and_nothing_changes") else {
+    let Some(_kernel) = Kernel::take(common::test_name!()) else {
         return;
     };
     let cpu = common::resume_latency_files().len() as u32 - 1;

@@ -22,9 +22,8 @@ fn contrib(path: &str) -> String {
 ///
 /// As root it runs as `nobody`: run as root, systemd-analyze leaves a file of its own in
 /// /run/systemd, and a test must not change the machine.
-fn verify(dir: &Path, unit: &str) -> Option<String> {
-    if !common::have("systemd-analyze") {
-        println!("SKIPPED: systemd-analyze is not installed (Debian package systemd)");
+fn verify(test: &str, dir: &Path, unit: &str) -> Option<String> {
+    if !common::have_or_skip(test, "systemd-analyze", "systemd") {
         return None;
     }
     let mut cmd = Command::new("systemd-analyze");
@@ -71,7 +70,7 @@ fn the_hold_template_unit_verifies() {
     let dir = unit_dir();
     let unit = localize(&contrib("systemd/lllqos-hold@.service"), dir.path());
     write(dir.path().join("lllqos-hold@.service"), &unit);
-    if let Some(warnings) = verify(dir.path(), "lllqos-hold@50us.service") {
+    if let Some(warnings) = verify(common::test_name!(), dir.path(), "lllqos-hold@50us.service") {
         assert_eq!(warnings, "");
     }
 }
@@ -87,7 +86,7 @@ fn the_drop_in_verifies_on_a_notify_service() {
     let drop_in = localize(&contrib("systemd/lllqos.conf"), dir.path())
         .replace("/usr/bin/myapp --its-own --options", "/bin/sleep infinity");
     write(drop_ins.join("lllqos.conf"), &drop_in);
-    if let Some(warnings) = verify(dir.path(), "myapp.service") {
+    if let Some(warnings) = verify(common::test_name!(), dir.path(), "myapp.service") {
         assert_eq!(warnings, "");
     }
     for setting in ["ExecStart=\n", "KillMode=mixed", "NotifyAccess=all"] {
@@ -141,8 +140,9 @@ fn the_udev_rule_matches_the_real_device_and_is_well_formed() {
                 .to_owned();
             assert_eq!(devpath.unwrap(), real);
         }
-        Err(_) => {
-            println!("SKIPPED (in part): no /sys/dev/char/10:259 to compare the DEVPATH with")
-        }
+        Err(_) => common::inapplicable(
+            common::test_name!(),
+            "(in part) no /sys/dev/char/10:259 to compare the DEVPATH with",
+        ),
     }
 }

@@ -8,25 +8,18 @@
 
 mod common;
 
+use common::kernel;
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Kernel, REGISTRY, REGISTRY_DIR, Reaped, cpu_file, have, last_cpu as cpu, lllqos, lllqos_std,
-    read_cpu, wait_for_cpu, wait_until, write_cpu,
+    REGISTRY, REGISTRY_DIR, Reaped, cpu_file, last_cpu as cpu, lllqos, lllqos_std, read_cpu,
+    wait_for_cpu, wait_until, write_cpu,
 };
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
-
-macro_rules! kernel {
-    ($name:expr) => {
-        match Kernel::take($name) {
-            Some(kernel) => kernel,
-            None => return,
-        }
-    };
-}
 
 /// A step of a change, as strace sees it: the Nth registry store, the Nth write of the CPU, or the
 /// Nth removal of a file (the last step of a release that leaves nothing held: the registry goes).
@@ -69,11 +62,7 @@ fn killed_at(step: Step, cpu: u32, args: &[&str]) -> Command {
 }
 
 fn strace_or_skip(test: &str) -> bool {
-    if have("strace") {
-        return true;
-    }
-    println!("SKIPPED: {test}: needs strace (apt-get install strace)");
-    false
+    common::have_or_skip(test, "strace", "strace")
 }
 
 /// A holder `lllqos --cpu CPU -l US` that has placed its value.
@@ -112,8 +101,8 @@ fn finish_round(a: Option<Reaped>, cpu: u32, before: &str, round: &str) {
 /// value comes back and nothing is left in /run.
 #[test]
 fn killed_at_each_step_of_acquiring_no_original_is_lost() {
-    let _kernel = kernel!("killed_at_each_step_of_acquiring_no_original_is_lost");
-    if !strace_or_skip("killed_at_each_step_of_acquiring_no_original_is_lost") {
+    let _kernel = kernel!();
+    if !strace_or_skip(common::test_name!()) {
         return;
     }
     let cpu = cpu();
@@ -134,8 +123,8 @@ fn killed_at_each_step_of_acquiring_no_original_is_lost() {
 /// restores the original). Either way, the original comes back when everyone has gone.
 #[test]
 fn killed_at_each_step_of_releasing_no_original_is_lost() {
-    let _kernel = kernel!("killed_at_each_step_of_releasing_no_original_is_lost");
-    if !strace_or_skip("killed_at_each_step_of_releasing_no_original_is_lost") {
+    let _kernel = kernel!();
+    if !strace_or_skip(common::test_name!()) {
         return;
     }
     let cpu = cpu();
@@ -195,7 +184,7 @@ fn wait_for_child(pid: i32) -> i32 {
 /// `n/a` (never loosened to A's 10); when A leaves, `n/a` is left as the other tool set it.
 #[test]
 fn another_tools_stricter_value_is_not_loosened_while_holders_remain() {
-    let _kernel = kernel!("another_tools_stricter_value_is_not_loosened_while_holders_remain");
+    let _kernel = kernel!();
     let cpu = cpu();
     let a = holder(cpu, 10, "10");
     let b = holder(cpu, 20, "10");
@@ -216,7 +205,7 @@ fn another_tools_stricter_value_is_not_loosened_while_holders_remain() {
 /// nothing looser than what the machine had.
 #[test]
 fn a_stricter_original_value_is_kept_and_restored() {
-    let _kernel = kernel!("a_stricter_original_value_is_kept_and_restored");
+    let _kernel = kernel!();
     let cpu = cpu();
     write_cpu(cpu, "3");
     lllqos(["--cpu", &cpu.to_string(), "-l", "50", "--", "cat"])
@@ -235,7 +224,7 @@ type Planted = (&'static str, &'static str, fn(&str));
 /// changes.
 #[test]
 fn registry_files_that_are_not_files_are_refused_at_once() {
-    let _kernel = kernel!("registry_files_that_are_not_files_are_refused_at_once");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let make: [Planted; 6] = [
@@ -326,9 +315,8 @@ fn registry_files_that_are_not_files_are_refused_at_once() {
 /// signal, as its command would have; a hold ends with status 0.
 #[test]
 fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
-    let test = "a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm";
-    let _kernel = kernel!(test);
-    if !strace_or_skip(test) {
+    let _kernel = kernel!();
+    if !strace_or_skip(common::test_name!()) {
         return;
     }
     let cpu = cpu();
@@ -413,11 +401,8 @@ impl Drop for Stopped {
 /// kept while an lllqos outside comes and goes, and the original returns when it leaves.
 #[test]
 fn a_holder_in_another_pid_namespace_is_not_taken_for_dead() {
-    let _kernel = kernel!("a_holder_in_another_pid_namespace_is_not_taken_for_dead");
-    if !have("unshare") {
-        println!(
-            "SKIPPED: a_holder_in_another_pid_namespace_is_not_taken_for_dead: needs unshare (util-linux)"
-        );
+    let _kernel = kernel!();
+    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
         return;
     }
     let cpu = cpu();
@@ -448,7 +433,7 @@ fn a_holder_in_another_pid_namespace_is_not_taken_for_dead() {
 /// command that failed keeps its own status.
 #[test]
 fn a_release_that_fails_is_exit_125_unless_the_command_failed() {
-    let _kernel = kernel!("a_release_that_fails_is_exit_125_unless_the_command_failed");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     for (exit, expect) in [(0, 125), (3, 3)] {
@@ -465,8 +450,12 @@ fn a_release_that_fails_is_exit_125_unless_the_command_failed() {
         ])
         .assert()
         .code(expect)
+        .stderr(predicate::str::contains(
+            "cannot restore CPU resume latency: corrupt registry",
+        ))
         .stderr(predicate::str::contains(format!(
-            "cannot restore CPU resume latency (cpu{cpu} was '{before}' before lllqos)"
+            "cpu{cpu} stays at 12 us, it was {}",
+            common::describe(&before)
         )));
         assert_eq!(read_cpu(cpu), "12");
         write_cpu(cpu, &before);

@@ -68,3 +68,40 @@ proptest! {
         }
     }
 }
+
+/// Control characters in an argument (an escape sequence, a newline) never reach the terminal raw:
+/// the error is still one line, with them escaped.
+#[test]
+fn control_characters_in_arguments_are_escaped_in_the_one_line_error() {
+    for args in [
+        &["--cpu", "1\u{1b}[31m", "true"][..],
+        &["-l", "5\nx", "true"],
+        &["--max-state", "C1,\u{7}", "true"],
+        &["--pid", "12\r34"],
+    ] {
+        let out = common::lllqos(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+        assert!(
+            !stderr.trim_end_matches('\n').chars().any(char::is_control),
+            "{args:?}: {stderr:?}"
+        );
+    }
+}
+
+/// Values clap would misname: an empty --device is not "a value is required"; a duration shorter
+/// than the millisecond durations are counted in is not "must be more than zero".
+#[test]
+fn empty_device_and_too_short_duration_are_named_for_what_they_are() {
+    common::lllqos(["--device", "", "true"])
+        .assert()
+        .code(125)
+        .stderr(
+            "lllqos: invalid value '' for '--device <PATH>': an empty path is not a PM QoS node\n",
+        );
+    common::lllqos(["measure", "--duration", "0.0001"])
+        .assert()
+        .code(125)
+        .stderr(predicates::str::contains("less than a millisecond"));
+}

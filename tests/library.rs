@@ -7,8 +7,7 @@ use common::{Kernel, read_cpu};
 
 #[test]
 fn an_outside_program_places_and_releases_both_kinds_of_request() {
-    let Some(kernel) = Kernel::take("an_outside_program_places_and_releases_both_kinds_of_request")
-    else {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
         return;
     };
     let example = common::bin()

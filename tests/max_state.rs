@@ -9,13 +9,16 @@ use predicates::prelude::*;
 
 /// Takes the kernel, or skips (with a line saying why) where it or the idle states are missing.
 macro_rules! kernel_with_states {
-    ($name:expr) => {{
-        let Some(kernel) = Kernel::take($name) else {
+    () => {{
+        let Some(kernel) = Kernel::take(common::test_name!()) else {
             return;
         };
         let states = states();
         if states.is_empty() {
-            println!("SKIPPED: {}: this kernel lists no cpuidle states", $name);
+            common::inapplicable(
+                common::test_name!(),
+                "this kernel lists no cpuidle states (no cpuidle driver)",
+            );
             return;
         }
         (kernel, states)
@@ -68,7 +71,7 @@ const READ_NODE: &str = "od -An -td4 -N4 /dev/cpu_dma_latency; echo \"env=$LLLQO
 
 #[test]
 fn each_state_places_its_own_exit_latency() {
-    let (kernel, states) = kernel_with_states!("each_state_places_its_own_exit_latency");
+    let (kernel, states) = kernel_with_states!();
     for name in names(&states) {
         let us = global_latency(&states, &name);
         let expected = format!(
@@ -87,7 +90,7 @@ fn each_state_places_its_own_exit_latency() {
 
 #[test]
 fn names_match_case_insensitively() {
-    let (kernel, states) = kernel_with_states!("names_match_case_insensitively");
+    let (kernel, states) = kernel_with_states!();
     let name = names(&states).pop().unwrap();
     let us = global_latency(&states, &name);
     for variant in [name.to_uppercase(), name.to_lowercase()] {
@@ -110,8 +113,7 @@ fn names_match_case_insensitively() {
 
 #[test]
 fn the_first_name_this_machine_has_wins_and_v_names_it() {
-    let (kernel, states) =
-        kernel_with_states!("the_first_name_this_machine_has_wins_and_v_names_it");
+    let (kernel, states) = kernel_with_states!();
     let name = names(&states).pop().unwrap();
     let us = global_latency(&states, &name);
     let list = format!("NoSuchStateHere,{name},{}", names(&states)[0]);
@@ -129,8 +131,7 @@ fn the_first_name_this_machine_has_wins_and_v_names_it() {
 
 #[test]
 fn per_cpu_each_cpu_gets_its_own_states_latency_and_is_restored() {
-    let (_kernel, states) =
-        kernel_with_states!("per_cpu_each_cpu_gets_its_own_states_latency_and_is_restored");
+    let (_kernel, states) = kernel_with_states!();
     let (&cpu, list) = states.iter().next_back().unwrap();
     let before = read_cpu(cpu);
     for (name, us) in list {
@@ -151,8 +152,7 @@ fn per_cpu_each_cpu_gets_its_own_states_latency_and_is_restored() {
 
 #[test]
 fn an_unknown_state_lists_the_states_and_changes_nothing() {
-    let (kernel, states) =
-        kernel_with_states!("an_unknown_state_lists_the_states_and_changes_nothing");
+    let (kernel, states) = kernel_with_states!();
     let (&cpu, _) = states.iter().next_back().unwrap();
     let before = read_cpu(cpu);
     let marker = tempfile::tempdir().unwrap();
@@ -197,8 +197,7 @@ fn an_empty_name_is_a_usage_error() {
 
 #[test]
 fn measure_refuses_an_unknown_state_before_measuring() {
-    let (_kernel, _states) =
-        kernel_with_states!("measure_refuses_an_unknown_state_before_measuring");
+    let (_kernel, _states) = kernel_with_states!();
     lllqos(["measure", "--duration", "10s", "--max-state", "C99"])
         .timeout(std::time::Duration::from_secs(5))
         .assert()

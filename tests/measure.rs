@@ -5,18 +5,9 @@ mod common;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
-use common::{Kernel, Reaped, lllqos, lllqos_std, read_cpu, wait_for_cpu, wait_for_node};
+use common::{Reaped, kernel, lllqos, lllqos_std, read_cpu, wait_for_cpu, wait_for_node};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-
-macro_rules! kernel {
-    ($name:expr) => {
-        match Kernel::take($name) {
-            Some(kernel) => kernel,
-            None => return,
-        }
-    };
-}
 
 fn measure_json(args: &[&str]) -> Value {
     let out = lllqos(["measure", "--json"])
@@ -52,7 +43,7 @@ fn check_phase(result: &Value, expected_samples: u64) {
 
 #[test]
 fn a_short_run_gives_consistent_json() {
-    let kernel = kernel!("a_short_run_gives_consistent_json");
+    let kernel = kernel!();
     let report = measure_json(&["--duration", "0.5", "--interval", "1000"]);
     check_phase(&report["without"], 500);
     check_phase(&report["with"], 500);
@@ -72,7 +63,7 @@ fn a_short_run_gives_consistent_json() {
 
 #[test]
 fn per_cpu_fifo_run_is_pinned_and_restores_the_cpu() {
-    let _kernel = kernel!("per_cpu_fifo_run_is_pinned_and_restores_the_cpu");
+    let _kernel = kernel!();
     let cpu = (common::resume_latency_files().len() - 1).to_string();
     let before = read_cpu(cpu.parse().unwrap());
     let report = measure_json(&[
@@ -97,7 +88,7 @@ fn per_cpu_fifo_run_is_pinned_and_restores_the_cpu() {
 
 #[test]
 fn histogram_counts_add_up_to_the_samples() {
-    let _kernel = kernel!("histogram_counts_add_up_to_the_samples");
+    let _kernel = kernel!();
     let report = measure_json(&["--duration", "0.2", "--histogram"]);
     for phase in ["without", "with"] {
         let total: u64 = report["histogram"][phase]
@@ -116,7 +107,7 @@ fn histogram_counts_add_up_to_the_samples() {
 
 #[test]
 fn human_output_shows_both_phases_and_the_policy() {
-    let _kernel = kernel!("human_output_shows_both_phases_and_the_policy");
+    let _kernel = kernel!();
     let out = lllqos(["measure", "--duration", "0.2"])
         .assert()
         .success()
@@ -142,7 +133,7 @@ fn human_output_shows_both_phases_and_the_policy() {
 
 #[test]
 fn a_request_already_held_makes_the_baseline_not_clean() {
-    let kernel = kernel!("a_request_already_held_makes_the_baseline_not_clean");
+    let kernel = kernel!();
     let mut holder = Reaped::spawn(&mut lllqos_std(["-l", "100"]));
     wait_for_node(kernel.expect(100));
     let report = measure_json(&["--duration", "0.2"]);
@@ -163,9 +154,31 @@ fn a_request_already_held_makes_the_baseline_not_clean() {
     holder.wait();
 }
 
+/// A constraint another tool set on a CPU the loops run on makes the baseline not clean, however
+/// the loops run (one unpinned loop, one per CPU, one pinned), and is said once.
+#[test]
+fn a_constrained_cpu_makes_the_baseline_not_clean_however_it_is_measured() {
+    let _kernel = kernel!();
+    let cpu = common::last_cpu();
+    common::write_cpu(cpu, "n/a");
+    let cpu_text = cpu.to_string();
+    for args in [
+        &["--duration", "0.2"][..],
+        &["--duration", "0.2", "--smp"],
+        &["--duration", "0.2", "--cpu", &cpu_text],
+    ] {
+        let report = measure_json(args);
+        assert_eq!(report["settings"]["baseline_clean"], false, "{args:?}");
+        let note = report["settings"]["baseline_note"].as_str().unwrap();
+        let said = format!("cpu{cpu} already has a resume-latency constraint");
+        assert_eq!(note.matches(&said).count(), 1, "{args:?}: {note}");
+    }
+    assert_eq!(read_cpu(cpu), "n/a", "the other tool's value is kept");
+}
+
 #[test]
 fn interrupted_measurement_restores_the_cpu_and_dies_of_the_signal() {
-    let _kernel = kernel!("interrupted_measurement_restores_the_cpu_and_dies_of_the_signal");
+    let _kernel = kernel!();
     let cpu: u32 = (common::resume_latency_files().len() - 1) as u32;
     let before = read_cpu(cpu);
     let mut run = Reaped::spawn(&mut lllqos_std([
@@ -185,9 +198,7 @@ fn interrupted_measurement_restores_the_cpu_and_dies_of_the_signal() {
 
 #[test]
 fn any_terminating_signal_restores_the_cpu_prints_the_partial_result_and_kills_lllqos() {
-    let _kernel = kernel!(
-        "any_terminating_signal_restores_the_cpu_prints_the_partial_result_and_kills_lllqos"
-    );
+    let _kernel = kernel!();
     let cpu: u32 = (common::resume_latency_files().len() - 1) as u32;
     let before = read_cpu(cpu);
     for signal in [
@@ -269,7 +280,7 @@ fn a_priority_that_cannot_be_had_exits_125() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run at SCHED_FIFO priority 80"));
 }
 
-/// The exit latency of this machine's deepest idle state, or `None` (with a SKIPPED line) when the
+/// The exit latency of this machine's deepest idle state, or `None` (the test inapplicable) when the
 /// kernel has no cpuidle driver or only states that a 0 us request allows.
 fn deep_states_or_skip(test: &str) -> Option<u32> {
     let deepest = lllqos::idle::all_states()
@@ -280,11 +291,14 @@ fn deep_states_or_skip(test: &str) -> Option<u32> {
     match deepest {
         Some(us) if us > 0 => Some(us),
         _ => {
-            println!(
-                "SKIPPED: {test}: no idle state deeper than 0 us here (cpuidle driver: {})",
-                std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver")
-                    .unwrap_or_else(|_| "none".into())
-                    .trim()
+            let driver = std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver")
+                .unwrap_or_else(|_| "none".into());
+            common::inapplicable(
+                test,
+                &format!(
+                    "no idle state deeper than 0 us here (cpuidle driver: {})",
+                    driver.trim()
+                ),
             );
             None
         }
@@ -295,8 +309,8 @@ fn deep_states_or_skip(test: &str) -> Option<u32> {
 /// in all, and with a 0 us request nothing in a state deeper than 0 us.
 #[test]
 fn idle_residency_per_cpu_and_nothing_deeper_than_the_request() {
-    let _kernel = kernel!("idle_residency_per_cpu_and_nothing_deeper_than_the_request");
-    if deep_states_or_skip("idle_residency_per_cpu_and_nothing_deeper_than_the_request").is_none() {
+    let _kernel = kernel!();
+    if deep_states_or_skip(common::test_name!()).is_none() {
         return;
     }
     let report = measure_json(&["--duration", "1", "-l", "0"]);
@@ -334,7 +348,7 @@ fn idle_residency_per_cpu_and_nothing_deeper_than_the_request() {
 /// nothing to compare, and why.
 #[test]
 fn the_human_report_shows_where_the_cpus_slept() {
-    let _kernel = kernel!("the_human_report_shows_where_the_cpus_slept");
+    let _kernel = kernel!();
     let out = lllqos(["measure", "--duration", "0.3"])
         .assert()
         .success()
@@ -359,7 +373,7 @@ fn the_human_report_shows_where_the_cpus_slept() {
 /// `--plot FILE.svg` writes one chart of both phases, SVG that parses as XML, with both labels.
 #[test]
 fn plot_writes_an_svg_with_both_phases() {
-    let _kernel = kernel!("plot_writes_an_svg_with_both_phases");
+    let _kernel = kernel!();
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("latency.svg");
     lllqos(["measure", "--duration", "0.3", "--plot"])
@@ -379,7 +393,7 @@ fn plot_writes_an_svg_with_both_phases() {
     );
     assert!(words.iter().any(|w| w.starts_with("with (p99 ")), "{text}");
     // Parses as XML (Python's parser: an independent reader).
-    if common::python_or_skip("plot_writes_an_svg_with_both_phases (XML parse)") {
+    if common::python_or_skip(common::test_name!()) {
         let parsed = std::process::Command::new("python3")
             .args([
                 "-c",
@@ -420,7 +434,7 @@ fn allowed_cpus() -> Vec<u32> {
 
 #[test]
 fn smp_gives_one_row_per_cpu_with_the_expected_samples_and_their_total() {
-    let kernel = kernel!("smp_gives_one_row_per_cpu_with_the_expected_samples_and_their_total");
+    let kernel = kernel!();
     let report = measure_json(&["--smp", "--duration", "0.5", "--interval", "1000"]);
     let per_cpu = report["per_cpu"].as_array().expect("per_cpu with --smp");
     let cpus: Vec<u64> = per_cpu.iter().map(|c| c["cpu"].as_u64().unwrap()).collect();
@@ -447,7 +461,7 @@ fn smp_gives_one_row_per_cpu_with_the_expected_samples_and_their_total() {
 
 #[test]
 fn smp_with_cpu_measures_only_those_cpus_and_restores_them() {
-    let _kernel = kernel!("smp_with_cpu_measures_only_those_cpus_and_restores_them");
+    let _kernel = kernel!();
     let cpu = common::last_cpu();
     let before = read_cpu(cpu);
     let list = cpu.to_string();
@@ -481,7 +495,7 @@ fn smp_with_cpu_measures_only_those_cpus_and_restores_them() {
 
 #[test]
 fn without_smp_there_is_no_per_cpu_key() {
-    let _kernel = kernel!("without_smp_there_is_no_per_cpu_key");
+    let _kernel = kernel!();
     let report = measure_json(&["--duration", "0.1"]);
     assert!(report.get("per_cpu").is_none(), "{report}");
     assert_eq!(report["settings"]["smp"], false);
@@ -489,7 +503,7 @@ fn without_smp_there_is_no_per_cpu_key() {
 
 #[test]
 fn ctrl_c_stops_every_smp_loop_restores_the_cpus_and_reports_each() {
-    let _kernel = kernel!("ctrl_c_stops_every_smp_loop_restores_the_cpus_and_reports_each");
+    let _kernel = kernel!();
     let cpus = common::cpus();
     let list = cpus
         .iter()

@@ -3,23 +3,16 @@
 
 mod common;
 
+use common::kernel;
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 use common::{
-    Kernel, REGISTRY, REGISTRY_DIR, Reaped, lllqos, lllqos_std, read_cpu, wait_for_cpu, write_cpu,
+    REGISTRY, REGISTRY_DIR, Reaped, lllqos, lllqos_std, read_cpu, wait_for_cpu, write_cpu,
 };
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
-
-macro_rules! kernel {
-    ($name:expr) => {
-        match Kernel::take($name) {
-            Some(kernel) => kernel,
-            None => return,
-        }
-    };
-}
 
 use common::{cpus, last_cpu as cpu};
 
@@ -53,7 +46,7 @@ fn stop(mut holder: Reaped) -> String {
 
 #[test]
 fn zero_is_written_as_na_never_as_0_and_restored() {
-    let _kernel = kernel!("zero_is_written_as_na_never_as_0_and_restored");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     lllqos(["--cpu", &cpu.to_string(), "-l", "0", "cat"])
@@ -66,7 +59,7 @@ fn zero_is_written_as_na_never_as_0_and_restored() {
 
 #[test]
 fn other_values_are_written_in_decimal() {
-    let _kernel = kernel!("other_values_are_written_in_decimal");
+    let _kernel = kernel!();
     let cpu = cpu();
     lllqos(["--cpu", &cpu.to_string(), "-l", "0.25ms", "cat"])
         .arg(common::cpu_file(cpu))
@@ -77,7 +70,7 @@ fn other_values_are_written_in_decimal() {
 
 #[test]
 fn only_the_named_cpus_change_and_no_global_request_is_placed() {
-    let kernel = kernel!("only_the_named_cpus_change_and_no_global_request_is_placed");
+    let kernel = kernel!();
     let cpu = cpu();
     let others: Vec<(u32, String)> = cpus()
         .into_iter()
@@ -111,7 +104,7 @@ fn only_the_named_cpus_change_and_no_global_request_is_placed() {
 
 #[test]
 fn environment_names_the_latency_and_the_cpus() {
-    let _kernel = kernel!("environment_names_the_latency_and_the_cpus");
+    let _kernel = kernel!();
     let cpu = cpu();
     lllqos([
         "--cpu",
@@ -129,7 +122,7 @@ fn environment_names_the_latency_and_the_cpus() {
 
 #[test]
 fn restored_when_the_command_is_killed_by_a_signal() {
-    let _kernel = kernel!("restored_when_the_command_is_killed_by_a_signal");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let status = lllqos_std([
@@ -149,7 +142,7 @@ fn restored_when_the_command_is_killed_by_a_signal() {
 
 #[test]
 fn restored_when_a_signal_sent_to_lllqos_ends_the_command() {
-    let _kernel = kernel!("restored_when_a_signal_sent_to_lllqos_ends_the_command");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     for signal in [
@@ -175,7 +168,7 @@ fn restored_when_a_signal_sent_to_lllqos_ends_the_command() {
 
 #[test]
 fn restored_when_the_command_cannot_be_run() {
-    let _kernel = kernel!("restored_when_the_command_cannot_be_run");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     lllqos([
@@ -192,7 +185,7 @@ fn restored_when_the_command_cannot_be_run() {
 
 #[test]
 fn hold_restores_on_release_signals_and_on_fatal_ones() {
-    let _kernel = kernel!("hold_restores_on_release_signals_and_on_fatal_ones");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
@@ -212,7 +205,7 @@ fn hold_restores_on_release_signals_and_on_fatal_ones() {
 
 #[test]
 fn hold_with_pid_restores_when_the_process_exits() {
-    let _kernel = kernel!("hold_with_pid_restores_when_the_process_exits");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let mut sleeper = Reaped::spawn(Command::new("sleep").arg("0.5"));
@@ -232,7 +225,7 @@ fn hold_with_pid_restores_when_the_process_exits() {
 
 #[test]
 fn two_holders_the_strictest_wins_and_the_last_restores_either_order() {
-    let _kernel = kernel!("two_holders_the_strictest_wins_and_the_last_restores_either_order");
+    let _kernel = kernel!();
     let cpu = cpu();
     let list = cpu.to_string();
     let before = read_cpu(cpu);
@@ -267,10 +260,10 @@ fn two_holders_the_strictest_wins_and_the_last_restores_either_order() {
 
 #[test]
 fn three_holders_on_overlapping_cpus() {
-    let _kernel = kernel!("three_holders_on_overlapping_cpus");
+    let _kernel = kernel!();
     let all = cpus();
     if all.len() < 2 {
-        println!("SKIPPED: three_holders_on_overlapping_cpus: needs two CPUs");
+        common::inapplicable(common::test_name!(), "needs two CPUs");
         return;
     }
     let (x, y) = (all[0], all[1]);
@@ -301,7 +294,7 @@ fn three_holders_on_overlapping_cpus() {
 
 #[test]
 fn a_holder_killed_by_sigkill_is_dropped_by_the_next_lllqos() {
-    let _kernel = kernel!("a_holder_killed_by_sigkill_is_dropped_by_the_next_lllqos");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let mut h = holder(&cpu.to_string(), 23, cpu, "23");
@@ -320,7 +313,7 @@ fn a_holder_killed_by_sigkill_is_dropped_by_the_next_lllqos() {
 
 #[test]
 fn a_reused_pid_is_not_mistaken_for_a_live_holder() {
-    let _kernel = kernel!("a_reused_pid_is_not_mistaken_for_a_live_holder");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     // A registry left by a holder that was pid 1 in an earlier life (wrong start time).
@@ -336,7 +329,7 @@ fn a_reused_pid_is_not_mistaken_for_a_live_holder() {
 
 #[test]
 fn a_value_changed_by_another_tool_is_left_alone_with_a_warning() {
-    let _kernel = kernel!("a_value_changed_by_another_tool_is_left_alone_with_a_warning");
+    let _kernel = kernel!();
     let cpu = cpu();
     let h = holder(&cpu.to_string(), 50, cpu, "50");
     write_cpu(cpu, "300");
@@ -347,7 +340,7 @@ fn a_value_changed_by_another_tool_is_left_alone_with_a_warning() {
 
 #[test]
 fn another_tools_value_is_restored_after_the_remaining_holders() {
-    let _kernel = kernel!("another_tools_value_is_restored_after_the_remaining_holders");
+    let _kernel = kernel!();
     let cpu = cpu();
     let list = cpu.to_string();
     let a = holder(&list, 50, cpu, "50");
@@ -365,7 +358,7 @@ fn another_tools_value_is_restored_after_the_remaining_holders() {
 
 #[test]
 fn bad_cpu_lists_exit_125_and_change_nothing() {
-    let _kernel = kernel!("bad_cpu_lists_exit_125_and_change_nothing");
+    let _kernel = kernel!();
     let before: Vec<String> = cpus().iter().map(|&c| read_cpu(c)).collect();
     let dir = tempfile::tempdir().unwrap();
     let touched = dir.path().join("ran");
@@ -394,7 +387,7 @@ fn bad_cpu_lists_exit_125_and_change_nothing() {
 
 #[test]
 fn auto_takes_the_cpus_lllqos_may_run_on() {
-    let _kernel = kernel!("auto_takes_the_cpus_lllqos_may_run_on");
+    let _kernel = kernel!();
     let all = cpus();
     let cpu = cpu();
     let mut cmd = lllqos_std([
@@ -446,7 +439,7 @@ fn auto_takes_the_cpus_lllqos_may_run_on() {
 
 #[test]
 fn a_symlinked_registry_directory_is_refused() {
-    let _kernel = kernel!("a_symlinked_registry_directory_is_refused");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let target = tempfile::tempdir().unwrap();
@@ -467,7 +460,7 @@ fn a_symlinked_registry_directory_is_refused() {
 
 #[test]
 fn a_corrupt_registry_is_a_clear_error_and_is_kept() {
-    let _kernel = kernel!("a_corrupt_registry_is_a_clear_error_and_is_kept");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     plant_registry("{ not json");
@@ -492,7 +485,7 @@ fn a_corrupt_registry_is_a_clear_error_and_is_kept() {
 
 #[test]
 fn a_registry_with_any_field_out_of_range_is_refused_and_nothing_changes() {
-    let _kernel = kernel!("a_registry_with_any_field_out_of_range_is_refused_and_nothing_changes");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let holder = |pid: &str, cpus: &str, latency: &str| {
@@ -559,7 +552,7 @@ fn a_registry_with_any_field_out_of_range_is_refused_and_nothing_changes() {
 
 #[test]
 fn the_registry_is_private() {
-    let _kernel = kernel!("the_registry_is_private");
+    let _kernel = kernel!();
     let cpu = cpu();
     let mut h = Reaped::spawn(&mut lllqos_std(["--cpu", &cpu.to_string(), "-l", "24"]));
     wait_for_cpu(cpu, "24");
@@ -573,7 +566,7 @@ fn the_registry_is_private() {
 
 #[test]
 fn the_library_guard_restores_on_drop() {
-    let _kernel = kernel!("the_library_guard_restores_on_drop");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let list: lllqos::CpuList = cpu.to_string().parse().unwrap();
@@ -591,12 +584,10 @@ fn the_library_guard_restores_on_drop() {
 /// separate registry records, each released on its own.
 #[test]
 fn per_cpu_limits_differ_and_two_guards_of_one_process_release_separately() {
-    let _kernel = kernel!("per_cpu_limits_differ_and_two_guards_of_one_process_release_separately");
+    let _kernel = kernel!();
     let all = cpus();
     if all.len() < 2 {
-        println!(
-            "SKIPPED: per_cpu_limits_differ_and_two_guards_of_one_process_release_separately: needs two CPUs"
-        );
+        common::inapplicable(common::test_name!(), "needs two CPUs");
         return;
     }
     let (a, b) = (all[all.len() - 2], all[all.len() - 1]);
@@ -628,7 +619,7 @@ fn per_cpu_limits_differ_and_two_guards_of_one_process_release_separately() {
 
 #[test]
 fn a_full_stderr_does_not_stop_the_command_and_the_cpu_is_restored() {
-    let _kernel = kernel!("a_full_stderr_does_not_stop_the_command_and_the_cpu_is_restored");
+    let _kernel = kernel!();
     let cpu = cpu();
     let before = read_cpu(cpu);
     let out = Command::new("sh")

@@ -22,9 +22,12 @@ struct Setup {
 
 impl Setup {
     fn new(test: &str) -> Option<Setup> {
-        for tool in ["useradd", "userdel", "setcap"] {
-            if !common::have(tool) {
-                println!("SKIPPED: {test}: needs {tool} (packages passwd, libcap2-bin)");
+        for (tool, package) in [
+            ("useradd", "passwd"),
+            ("userdel", "passwd"),
+            ("setcap", "libcap2-bin"),
+        ] {
+            if !common::have_or_skip(test, tool, package) {
                 return None;
             }
         }
@@ -39,10 +42,8 @@ impl Setup {
             .flags()
             .contains(nix::sys::statvfs::FsFlags::ST_NOSUID)
         {
-            println!(
-                "SKIPPED: {test}: {} is mounted nosuid",
-                dir.path().display()
-            );
+            let why = format!("{} is mounted nosuid", dir.path().display());
+            common::skip(test, &why);
             return None;
         }
         let user = format!("lqt{}", std::process::id() % 100_000_000);
@@ -116,12 +117,12 @@ impl Drop for Setup {
 }
 
 macro_rules! setup {
-    ($name:expr) => {{
+    () => {{
         // The second only once the first is had: it needs root, and the kernel lock.
-        let Some(kernel) = Kernel::take($name) else {
+        let Some(kernel) = Kernel::take(common::test_name!()) else {
             return;
         };
-        match Setup::new($name) {
+        match Setup::new(common::test_name!()) {
             Some(other) => (kernel, other),
             None => return,
         }
@@ -130,8 +131,7 @@ macro_rules! setup {
 
 #[test]
 fn the_command_runs_as_the_real_user_with_no_capability_and_the_request_placed() {
-    let (kernel, setup) =
-        setup!("the_command_runs_as_the_real_user_with_no_capability_and_the_request_placed");
+    let (kernel, setup) = setup!();
     for copy in setup.copies() {
         // Programs that keep whatever they are given (a shell would drop a setuid euid by itself).
         let out = setup
@@ -227,7 +227,7 @@ fn the_command_runs_as_the_real_user_with_no_capability_and_the_request_placed()
 
 #[test]
 fn device_cannot_name_a_file_the_user_could_not_use() {
-    let (_kernel, setup) = setup!("device_cannot_name_a_file_the_user_could_not_use");
+    let (_kernel, setup) = setup!();
     // A root-only directory with a root-only file in it, and a user-owned symlink to it.
     let secret_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(secret_dir.path(), PermissionsExt::from_mode(0o700)).unwrap();
@@ -293,7 +293,7 @@ fn device_cannot_name_a_file_the_user_could_not_use() {
 
 #[test]
 fn a_setuid_install_keeps_the_registry_root_owned_and_restores() {
-    let (_kernel, setup) = setup!("a_setuid_install_keeps_the_registry_root_owned_and_restores");
+    let (_kernel, setup) = setup!();
     let cpu = (common::resume_latency_files().len() - 1) as u32;
     let before = common::read_cpu(cpu);
     let [_, setuid] = setup.copies();
@@ -329,7 +329,7 @@ fn a_setuid_install_keeps_the_registry_root_owned_and_restores() {
 
 #[test]
 fn an_unprivileged_user_gets_a_warning_not_the_node() {
-    let (_kernel, setup) = setup!("an_unprivileged_user_gets_a_warning_not_the_node");
+    let (_kernel, setup) = setup!();
     let plain = setup.copy("lllqos-plain");
     let out = setup
         .as_user(&plain, &["sh", "-c", "echo ${LLLQOS_LATENCY_US-unset}"])
@@ -350,8 +350,7 @@ fn an_unprivileged_user_gets_a_warning_not_the_node() {
 
 #[test]
 fn an_unprivileged_user_cannot_constrain_a_cpu_and_changes_nothing() {
-    let (_kernel, setup) =
-        setup!("an_unprivileged_user_cannot_constrain_a_cpu_and_changes_nothing");
+    let (_kernel, setup) = setup!();
     let plain = setup.copy("lllqos-plain");
     let cpu = (common::resume_latency_files().len() - 1).to_string();
     let before = common::read_cpu(cpu.parse().unwrap());
@@ -390,7 +389,7 @@ fn an_unprivileged_user_cannot_constrain_a_cpu_and_changes_nothing() {
 
 #[test]
 fn status_without_root_says_what_it_cannot_read_and_succeeds() {
-    let (_kernel, setup) = setup!("status_without_root_says_what_it_cannot_read_and_succeeds");
+    let (_kernel, setup) = setup!();
     let plain = setup.copy("lllqos-plain");
     let out = setup.as_user(&plain, &["status"]).output().unwrap();
     assert!(out.status.success());
@@ -418,7 +417,7 @@ fn status_without_root_says_what_it_cannot_read_and_succeeds() {
 
 #[test]
 fn measure_without_permission_fails_before_measuring() {
-    let (_kernel, setup) = setup!("measure_without_permission_fails_before_measuring");
+    let (_kernel, setup) = setup!();
     let plain = setup.copy("lllqos-plain");
     let cpu = (common::resume_latency_files().len() - 1).to_string();
     for args in [

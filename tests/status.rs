@@ -3,23 +3,14 @@
 
 mod common;
 
+use common::kernel;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{
-    Kernel, Reaped, lllqos, lllqos_std, read_node, wait_for_cpu, wait_for_node, write_cpu,
-};
+use common::{Reaped, lllqos, lllqos_std, read_node, wait_for_cpu, wait_for_node, write_cpu};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-
-macro_rules! kernel {
-    ($name:expr) => {
-        match Kernel::take($name) {
-            Some(kernel) => kernel,
-            None => return,
-        }
-    };
-}
 
 /// A holder that is not lllqos: opens the node, writes 4 bytes, holds until its stdin closes.
 const FOREIGN_HOLDER: &str = r#"
@@ -92,8 +83,8 @@ fn last_cpu() -> u32 {
 
 #[test]
 fn shows_a_foreign_holder_and_its_limit_then_nothing_after_it_exits() {
-    let kernel = kernel!("shows_a_foreign_holder_and_its_limit_then_nothing_after_it_exits");
-    if !common::python_or_skip("shows_a_foreign_holder_and_its_limit_then_nothing_after_it_exits") {
+    let kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let mut holder = foreign_holder(55);
@@ -131,7 +122,7 @@ fn shows_a_foreign_holder_and_its_limit_then_nothing_after_it_exits() {
 
 #[test]
 fn shows_lllqos_holders_but_not_itself() {
-    let kernel = kernel!("shows_lllqos_holders_but_not_itself");
+    let kernel = kernel!();
     let mut hold = Reaped::spawn(&mut lllqos_std(["-l", "66"]));
     wait_for_node(kernel.expect(66));
     // status run under another lllqos: the outer one is a holder, status itself is not.
@@ -177,7 +168,7 @@ fn shows_lllqos_holders_but_not_itself() {
 
 #[test]
 fn per_cpu_values_including_zero_tolerance() {
-    let _kernel = kernel!("per_cpu_values_including_zero_tolerance");
+    let _kernel = kernel!();
     let cpu = last_cpu();
     write_cpu(cpu, "n/a");
     let status = status_json();
@@ -229,7 +220,7 @@ fn check_allowed(status: &Value) -> usize {
 
 #[test]
 fn idle_states_allowed_follow_the_limits() {
-    let kernel = kernel!("idle_states_allowed_follow_the_limits");
+    let kernel = kernel!();
     let cpu = last_cpu();
     let checked = check_allowed(&status_json());
     let mut hold = Reaped::spawn(&mut lllqos_std(["-l", "0"]));
@@ -248,15 +239,16 @@ fn idle_states_allowed_follow_the_limits() {
     write_cpu(cpu, "n/a");
     check_allowed(&status_json());
     if checked == 0 {
-        println!(
-            "SKIPPED (in part): idle_states_allowed_follow_the_limits: this kernel lists no idle states"
+        common::inapplicable(
+            common::test_name!(),
+            "(in part) this kernel lists no idle states",
         );
     }
 }
 
 #[test]
 fn registry_entries_live_and_stale() {
-    let _kernel = kernel!("registry_entries_live_and_stale");
+    let _kernel = kernel!();
     let cpu = last_cpu();
     let mut hold = Reaped::spawn(&mut lllqos_std(["--cpu", &cpu.to_string(), "-l", "0"]));
     wait_for_cpu(cpu, "n/a");
@@ -285,7 +277,7 @@ fn registry_entries_live_and_stale() {
 
 #[test]
 fn json_has_the_documented_shape() {
-    let _kernel = kernel!("json_has_the_documented_shape");
+    let _kernel = kernel!();
     let status = status_json();
     for key in [
         "cpu_latency_us",
@@ -319,7 +311,7 @@ fn status_takes_no_hold_options() {
 /// are identified by the device behind the descriptor, not by its path.
 #[test]
 fn a_holder_of_a_node_made_elsewhere_with_mknod_is_found() {
-    let kernel = kernel!("a_holder_of_a_node_made_elsewhere_with_mknod_is_found");
+    let kernel = kernel!();
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("qos");
     let rdev = std::fs::metadata(common::NODE).map(|m| {

@@ -6,12 +6,12 @@ mod common;
 use common::{Kernel, Tmux, bin};
 
 macro_rules! setup {
-    ($name:expr) => {{
+    () => {{
         // The second only once the first is had: it needs root, and the kernel lock.
-        let Some(kernel) = Kernel::take($name) else {
+        let Some(kernel) = Kernel::take(common::test_name!()) else {
             return;
         };
-        match Tmux::start($name) {
+        match Tmux::start(common::test_name!()) {
             Some(other) => (kernel, other),
             None => return,
         }
@@ -44,7 +44,7 @@ fn find_lllqos(needle: &str) -> i32 {
 
 #[test]
 fn ctrl_c_ends_the_command_and_the_shell_abandons_the_list() {
-    let (_kernel, tmux) = setup!("ctrl_c_ends_the_command_and_the_shell_abandons_the_list");
+    let (_kernel, tmux) = setup!();
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -- sleep 30.1; echo after-$?"));
     find_lllqos("sleep 30.1");
@@ -58,7 +58,7 @@ fn ctrl_c_ends_the_command_and_the_shell_abandons_the_list() {
 
 #[test]
 fn an_interactive_shell_under_lllqos_survives_ctrl_c() {
-    let (_kernel, tmux) = setup!("an_interactive_shell_under_lllqos_survives_ctrl_c");
+    let (_kernel, tmux) = setup!();
     let lllqos = bin().display().to_string();
     tmux.line(&format!(
         "{lllqos} -l 0 -- env PS1='inner> ' bash --norc --noprofile"
@@ -77,7 +77,7 @@ fn an_interactive_shell_under_lllqos_survives_ctrl_c() {
 
 #[test]
 fn ctrl_z_stops_the_job_and_fg_resumes_it() {
-    let (_kernel, tmux) = setup!("ctrl_z_stops_the_job_and_fg_resumes_it");
+    let (_kernel, tmux) = setup!();
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -l 0 -- cat - /dev/null marker-z"));
     let wrapper = find_lllqos("marker-z");
@@ -96,7 +96,7 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it() {
 
 #[test]
 fn tstp_sent_to_lllqos_stops_the_whole_job() {
-    let (_kernel, tmux) = setup!("tstp_sent_to_lllqos_stops_the_whole_job");
+    let (_kernel, tmux) = setup!();
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -l 0 -- sleep 30.2"));
     let wrapper = find_lllqos("sleep 30.2");
@@ -119,8 +119,8 @@ fn tstp_sent_to_lllqos_stops_the_whole_job() {
 
 #[test]
 fn terminal_signals_reach_the_command_once() {
-    let (_kernel, tmux) = setup!("terminal_signals_reach_the_command_once");
-    if !common::python_or_skip("terminal_signals_reach_the_command_once") {
+    let (_kernel, tmux) = setup!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -156,7 +156,7 @@ fn terminal_signals_reach_the_command_once() {
 
 #[test]
 fn a_hold_on_a_terminal_says_what_it_holds_and_ctrl_c_releases_it() {
-    let (kernel, tmux) = setup!("a_hold_on_a_terminal_says_what_it_holds_and_ctrl_c_releases_it");
+    let (kernel, tmux) = setup!();
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -l 45; echo rc=$?"));
     tmux.wait_for(
@@ -171,7 +171,7 @@ fn a_hold_on_a_terminal_says_what_it_holds_and_ctrl_c_releases_it() {
 
 #[test]
 fn measure_shows_its_progress_on_a_terminal() {
-    let (_kernel, tmux) = setup!("measure_shows_its_progress_on_a_terminal");
+    let (_kernel, tmux) = setup!();
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} measure --duration 1; echo rc=$?"));
     tmux.wait_for("phase 1/2, without the request");

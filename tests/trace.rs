@@ -18,24 +18,23 @@ use common::{Kernel, NODE, Reaped, lllqos, lllqos_std};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-/// The kernel lock, and a kernel with tracefs and the power events; or SKIPPED.
+/// The kernel lock, and a kernel with tracefs; or the test is skipped (see common::skip).
 fn kernel(test: &str) -> Option<Kernel> {
     let kernel = Kernel::take(test)?;
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems.lines().any(|l| l.ends_with("\ttracefs")) {
-        println!("SKIPPED: {test}: the kernel has no tracefs");
+        common::skip(test, "the kernel has no tracefs (CONFIG_TRACING)");
         return None;
     }
-    if !common::have("unshare") {
-        println!("SKIPPED: {test}: needs unshare (util-linux) to inspect tracefs");
+    if !common::have_or_skip(test, "unshare", "util-linux") {
         return None;
     }
     Some(kernel)
 }
 
 macro_rules! kernel {
-    ($name:expr) => {
-        match kernel($name) {
+    () => {
+        match kernel(common::test_name!()) {
             Some(kernel) => kernel,
             None => return,
         }
@@ -219,8 +218,8 @@ fn tracing_state() -> String {
 
 #[test]
 fn a_foreign_holder_appears_with_its_pid_command_value_and_limits_in_order() {
-    let kernel = kernel!("a_foreign_holder_appears_with_its_pid_command_value_and_limits_in_order");
-    if !common::python_or_skip("a_foreign_holder_appears") {
+    let kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let mut trace = Trace::start(&["--json"]);
@@ -252,8 +251,8 @@ fn a_foreign_holder_appears_with_its_pid_command_value_and_limits_in_order() {
 
 #[test]
 fn a_holder_killed_by_sigkill_is_removed_in_the_log() {
-    let kernel = kernel!("a_holder_killed_by_sigkill_is_removed_in_the_log");
-    if !common::python_or_skip("a_holder_killed_by_sigkill") {
+    let kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let mut trace = Trace::start(&["--json"]);
@@ -276,7 +275,7 @@ fn a_holder_killed_by_sigkill_is_removed_in_the_log() {
 
 #[test]
 fn lllqos_own_global_and_per_cpu_requests_appear() {
-    let kernel = kernel!("lllqos_own_global_and_per_cpu_requests_appear");
+    let kernel = kernel!();
     let mut trace = Trace::start(&["--json"]);
     let mut run = Reaped::spawn(&mut lllqos_std(["-l", "44", "--", "true"]));
     let pid = run.pid();
@@ -323,8 +322,8 @@ fn lllqos_own_global_and_per_cpu_requests_appear() {
 
 #[test]
 fn a_request_in_force_at_the_start_is_the_first_line() {
-    let kernel = kernel!("a_request_in_force_at_the_start_is_the_first_line");
-    if !common::python_or_skip("a_request_in_force_at_the_start") {
+    let kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let mut holder = python_holder(31);
@@ -344,7 +343,7 @@ fn a_request_in_force_at_the_start_is_the_first_line() {
 
 #[test]
 fn text_output_explains_the_per_cpu_values() {
-    let _kernel = kernel!("text_output_explains_the_per_cpu_values");
+    let _kernel = kernel!();
     let mut trace = Trace::spawn(&[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !trace.seen.iter().any(|l| l.starts_with("TIME")) {
@@ -380,8 +379,8 @@ fn lllqos_request(us: &str) -> i32 {
 
 #[test]
 fn command_filter_shows_only_that_command() {
-    let _kernel = kernel!("command_filter_shows_only_that_command");
-    if !common::python_or_skip("command_filter_shows_only_that_command") {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let mut trace = Trace::spawn(&["--json", "--command", "lllqos"]);
@@ -417,8 +416,8 @@ fn command_filter_shows_only_that_command() {
 
 #[test]
 fn pid_filter_shows_only_that_process() {
-    let _kernel = kernel!("pid_filter_shows_only_that_process");
-    if !common::python_or_skip("pid_filter_shows_only_that_process") {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let mut holder = python_holder(41);
@@ -439,7 +438,7 @@ fn pid_filter_shows_only_that_process() {
 
 #[test]
 fn two_traces_at_once_both_see_every_change() {
-    let kernel = kernel!("two_traces_at_once_both_see_every_change");
+    let kernel = kernel!();
     let mut first = Trace::start(&["--json"]);
     let mut second = Trace::start(&["--json"]);
     let mut run = Reaped::spawn(&mut lllqos_std(["-l", "46", "--", "true"]));
@@ -455,7 +454,7 @@ fn two_traces_at_once_both_see_every_change() {
 
 #[test]
 fn tracefs_is_left_as_it_was_found_on_every_way_out() {
-    let _kernel = kernel!("tracefs_is_left_as_it_was_found_on_every_way_out");
+    let _kernel = kernel!();
     let before = tracing_state();
     for signal in [
         Signal::SIGINT,
@@ -493,8 +492,8 @@ fn tracefs_is_left_as_it_was_found_on_every_way_out() {
 
 #[test]
 fn lost_events_are_counted_never_silent() {
-    let _kernel = kernel!("lost_events_are_counted_never_silent");
-    if !common::python_or_skip("lost_events_are_counted") {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let mut trace = Trace::start(&["--json"]);
@@ -523,7 +522,7 @@ fn lost_events_are_counted_never_silent() {
 
 #[test]
 fn without_root_it_says_what_is_needed_and_exits_125() {
-    let _kernel = kernel!("without_root_it_says_what_is_needed_and_exits_125");
+    let _kernel = kernel!();
     let out = Command::new(common::bin())
         .args(["trace", "--duration", "1"])
         .uid(65534)
@@ -550,7 +549,7 @@ fn bad_values_exit_125_and_duration_ends_with_0() {
         let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
         assert!(stderr.starts_with("lllqos: "), "{args:?}: {stderr}");
     }
-    let Some(_kernel) = kernel("bad_values_exit_125_and_duration_ends_with_0") else {
+    let Some(_kernel) = kernel(common::test_name!()) else {
         return;
     };
     let start = Instant::now();
@@ -573,14 +572,18 @@ fn bad_values_exit_125_and_duration_ends_with_0() {
 
 #[test]
 fn without_cap_sys_admin_an_unmounted_tracefs_is_a_clear_125() {
-    let _kernel = kernel!("without_cap_sys_admin_an_unmounted_tracefs_is_a_clear_125");
+    let _kernel = kernel!();
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .contains(" - tracefs ");
-    if mounted || !common::have("setpriv") {
-        println!(
-            "SKIPPED: without_cap_sys_admin...: needs setpriv and tracefs not mounted on the host"
+    if mounted {
+        common::inapplicable(
+            common::test_name!(),
+            "tracefs is mounted on the host: nothing to mount",
         );
+        return;
+    }
+    if !common::have_or_skip(common::test_name!(), "setpriv", "util-linux") {
         return;
     }
     let before = tracing_state();
@@ -599,4 +602,158 @@ fn without_cap_sys_admin_an_unmounted_tracefs_is_a_clear_125() {
     assert!(stderr.contains("CAP_SYS_ADMIN"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(tracing_state(), before);
+}
+
+/// `lllqos trace | head -n 1` on a quiet machine: head exits after the first line, and the trace
+/// ends then (by SIGPIPE), not at a next line that may never come; tracefs is as it was.
+#[test]
+fn a_pipe_whose_reader_has_gone_ends_the_trace_at_once() {
+    let _kernel = kernel!();
+    let before = tracing_state();
+    let mut child = Reaped::spawn(lllqos_std(["trace"]).stdout(Stdio::piped()));
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("lllqos trace: "), "{first}");
+    drop(stdout);
+    // No request is made here: only the reader's going can end it (Reaped::wait: 10 s at most).
+    let status = child.wait();
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+    assert_eq!(tracing_state(), before);
+}
+
+/// A script's background job starts with SIGINT ignored; `kill -INT $!` still ends the trace
+/// (exit 0, tracefs as it was), as it ends `perf trace`.
+#[test]
+fn a_trace_started_in_the_background_by_a_script_ends_on_kill_int() {
+    let _kernel = kernel!();
+    let before = tracing_state();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            r#"out=$(mktemp)
+            "$B" trace > "$out" & pid=$!
+            until grep -q '^TIME' "$out"; do sleep 0.01; done
+            kill -INT $pid
+            i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done
+            kill -0 $pid 2>/dev/null && { echo "still running"; kill -KILL $pid; }
+            wait $pid; echo "status $?"; rm -f "$out""#,
+        ])
+        .env("B", common::bin())
+        .process_group(0)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "status 0\n");
+    assert_eq!(tracing_state(), before);
+}
+
+/// A per-CPU holder that is pid 1 of its own PID namespace is named by its pid here (the owner of
+/// the lock on its holder file), not as this namespace's pid 1.
+#[test]
+fn a_holder_in_a_pid_namespace_is_named_by_its_pid_here() {
+    let _kernel = kernel!();
+    let cpu = common::last_cpu();
+    let before = common::read_cpu(cpu);
+    let mut unshare = Reaped::spawn(
+        Command::new("unshare")
+            .args(["-pf", "--mount-proc", "--kill-child"])
+            .arg(common::bin())
+            .args(["-q", "--cpu", &cpu.to_string(), "-l", "7"]),
+    );
+    common::wait_for_cpu(cpu, "7");
+    // The holder is unshare's child: lllqos, pid 1 inside.
+    let holder = common::command_of(unshare.pid()).expect("the holder");
+    let out = lllqos(["trace", "--json", "--duration", "0.2"])
+        .assert()
+        .success();
+    let held: Vec<Value> = String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .map(json)
+        .filter(|l| l["action"] == "held" && l["target"] == format!("cpu{cpu}").as_str())
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["pid"], holder);
+    assert_eq!(held[0]["command"], "lllqos");
+    assert_eq!(held[0]["value_us"], 7);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder), Signal::SIGTERM).unwrap();
+    assert!(unshare.wait().success());
+    assert_eq!(common::read_cpu(cpu), before);
+}
+
+/// A trace in a PID namespace of its own leaves its own reads of the node out of the log (the
+/// events carry host pids, its filter too), and is not taken for dead by a trace on the host.
+#[test]
+fn a_trace_in_a_pid_namespace_logs_only_others_changes_and_keeps_its_instance() {
+    let kernel = kernel!();
+    let mut inner = Reaped::spawn(
+        Command::new("unshare")
+            .args(["-pf", "--mount-proc", "--kill-child=SIGTERM"])
+            .arg(common::bin())
+            .args(["trace", "--json"])
+            .stdout(Stdio::piped()),
+    );
+    let stdout = inner.0.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Changes made here until the inner trace shows one: it is reading.
+    let me = std::process::id() as i64;
+    let mut lines = Vec::new();
+    let start = Instant::now();
+    'reading: loop {
+        drop(std::fs::OpenOptions::new().write(true).open(NODE).unwrap());
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let value = json(&line);
+            let probe = value["pid"].as_i64() == Some(me);
+            lines.push(value);
+            if probe {
+                break 'reading;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{lines:?}");
+    }
+    // A trace on the host meanwhile (its own reads are changes the inner trace logs): it must
+    // not remove the inner trace's instance.
+    let host = lllqos_std(["trace", "--duration", "0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let host_pid = host.id() as i64;
+    let out = host.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("removed instances/"), "{stderr}");
+    let mut run = Reaped::spawn(&mut lllqos_std(["-l", "47", "--", "true"]));
+    let pid = run.pid() as i64;
+    assert!(run.wait().success());
+    let mut from_lllqos = 0;
+    while from_lllqos < 3 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the inner trace goes on");
+        let value = json(&line);
+        if value["pid"].as_i64() == Some(pid) {
+            from_lllqos += 1;
+        }
+        lines.push(value);
+    }
+    // Every change logged was made by this test, the host's trace or the lllqos the test ran:
+    // nothing of the inner trace's own.
+    for line in lines.iter().filter(|l| l["action"] != "held") {
+        let who = line["pid"].as_i64();
+        assert!(
+            [Some(me), Some(pid), Some(host_pid)].contains(&who),
+            "{line}"
+        );
+    }
+    assert_eq!(kernel.baseline, common::read_node());
+    let trace = common::command_of(inner.pid()).expect("the inner trace");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(trace), Signal::SIGTERM).unwrap();
+    assert!(inner.wait().success());
 }

@@ -8,19 +8,10 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Kernel, Reaped, lllqos, lllqos_std, read_node, wait_for_node};
+use common::{Reaped, kernel, lllqos, lllqos_std, read_node, wait_for_node};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use predicates::prelude::*;
-
-macro_rules! kernel {
-    ($name:expr) => {
-        match Kernel::take($name) {
-            Some(kernel) => kernel,
-            None => return,
-        }
-    };
-}
 
 /// Starts `lllqos ARGS -- python3 COUNTER SIGNALS...` and waits for `ready`.
 fn counter(args: &[&str], signals: &[&str]) -> (Reaped, BufReader<std::process::ChildStdout>) {
@@ -44,7 +35,7 @@ fn rest(mut out: BufReader<std::process::ChildStdout>) -> String {
 
 #[test]
 fn request_is_in_force_while_the_command_runs_and_gone_after() {
-    let kernel = kernel!("request_is_in_force_while_the_command_runs_and_gone_after");
+    let kernel = kernel!();
     let out = lllqos(["-l", "42", "--", "od", "-An", "-td4", "-N4", common::NODE])
         .assert()
         .success()
@@ -58,7 +49,7 @@ fn request_is_in_force_while_the_command_runs_and_gone_after() {
 
 #[test]
 fn units_are_converted_to_microseconds() {
-    let kernel = kernel!("units_are_converted_to_microseconds");
+    let kernel = kernel!();
     for (value, us) in [("0.5ms", 500), ("1500ns", 1), ("77us", 77), ("77µs", 77)] {
         lllqos([
             "-l",
@@ -76,7 +67,7 @@ fn units_are_converted_to_microseconds() {
 
 #[test]
 fn default_latency_is_zero() {
-    let _kernel = kernel!("default_latency_is_zero");
+    let _kernel = kernel!();
     lllqos(["od", "-An", "-td4", "-N4", common::NODE])
         .assert()
         .success()
@@ -85,7 +76,7 @@ fn default_latency_is_zero() {
 
 #[test]
 fn environment_says_the_request_is_in_force() {
-    let _kernel = kernel!("environment_says_the_request_is_in_force");
+    let _kernel = kernel!();
     lllqos(["-l", "33", "sh", "-c", "echo $LLLQOS_LATENCY_US"])
         .env("LLLQOS_LATENCY_US", "999")
         .assert()
@@ -239,7 +230,7 @@ fn script_without_shebang_runs_with_sh_like_a_shell_would() {
 
 #[test]
 fn command_killed_by_a_signal_kills_lllqos_by_the_same_signal() {
-    let _kernel = kernel!("command_killed_by_a_signal_kills_lllqos_by_the_same_signal");
+    let _kernel = kernel!();
     for signal in ["TERM", "INT", "KILL", "SEGV", "USR1"] {
         let status = lllqos_std(["sh", "-c", &format!("kill -{signal} $$")])
             .status()
@@ -256,7 +247,7 @@ fn command_killed_by_a_signal_kills_lllqos_by_the_same_signal() {
 
 #[test]
 fn no_core_dump_of_lllqos_when_the_command_dumps() {
-    let _kernel = kernel!("no_core_dump_of_lllqos_when_the_command_dumps");
+    let _kernel = kernel!();
     // Allow core dumps for both; only the command may produce one.
     let mut cmd = lllqos_std(["sh", "-c", "ulimit -c 0; kill -QUIT $$"]);
     // SAFETY: setrlimit in the child before exec.
@@ -277,8 +268,8 @@ fn no_core_dump_of_lllqos_when_the_command_dumps() {
 
 #[test]
 fn signals_sent_to_lllqos_reach_the_command_exactly_once() {
-    let _kernel = kernel!("signals_sent_to_lllqos_reach_the_command_exactly_once");
-    if !common::python_or_skip("signals_sent_to_lllqos_reach_the_command_exactly_once") {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let (mut child, mut out) =
@@ -308,8 +299,8 @@ fn signals_sent_to_lllqos_reach_the_command_exactly_once() {
 
 #[test]
 fn signals_the_command_sends_to_its_group_do_not_bounce_back() {
-    let _kernel = kernel!("signals_the_command_sends_to_its_group_do_not_bounce_back");
-    if !common::python_or_skip("signals_the_command_sends_to_its_group_do_not_bounce_back") {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     // The command signals its own group (lllqos included), then waits for a SIGUSR2 sent to
@@ -344,7 +335,7 @@ print(seen.count(signal.SIGUSR1), flush=True)
 
 #[test]
 fn a_signal_sent_right_after_start_is_not_lost() {
-    let _kernel = kernel!("a_signal_sent_right_after_start_is_not_lost");
+    let _kernel = kernel!();
     for _ in 0..20 {
         let start = Instant::now();
         let mut child = Reaped::spawn(&mut lllqos_std(["sleep", "30"]));
@@ -357,7 +348,7 @@ fn a_signal_sent_right_after_start_is_not_lost() {
 
 #[test]
 fn the_command_starts_with_an_empty_signal_mask() {
-    let _kernel = kernel!("the_command_starts_with_an_empty_signal_mask");
+    let _kernel = kernel!();
     lllqos(["grep", "SigBlk", "/proc/self/status"])
         .assert()
         .success()
@@ -366,7 +357,7 @@ fn the_command_starts_with_an_empty_signal_mask() {
 
 #[test]
 fn signals_ignored_at_start_stay_ignored_for_lllqos_and_the_command() {
-    let _kernel = kernel!("signals_ignored_at_start_stay_ignored_for_lllqos_and_the_command");
+    let _kernel = kernel!();
     let mut cmd = lllqos_std([
         "sh",
         "-c",
@@ -415,7 +406,7 @@ fn signals_ignored_at_start_stay_ignored_for_lllqos_and_the_command() {
 
 #[test]
 fn the_command_and_its_descendants_do_not_inherit_the_request() {
-    let kernel = kernel!("the_command_and_its_descendants_do_not_inherit_the_request");
+    let kernel = kernel!();
     // The command leaves a grandchild behind; the request must end with the command anyway.
     let out = lllqos(["-l", "42", "sh", "-c", "sleep 5 >/dev/null 2>&1 & echo $!"])
         .assert()
@@ -446,7 +437,7 @@ fn scopeguard(pid: i32) -> impl Drop {
 
 #[test]
 fn lllqos_does_not_wake_up_while_the_command_sleeps() {
-    let _kernel = kernel!("lllqos_does_not_wake_up_while_the_command_sleeps");
+    let _kernel = kernel!();
     let mut child = Reaped::spawn(&mut lllqos_std(["sleep", "1.5"]));
     common::wait_until_waiting(child.pid());
     // Then one second of the command sleeping: lllqos must not have run once.
@@ -459,7 +450,7 @@ fn lllqos_does_not_wake_up_while_the_command_sleeps() {
 
 #[test]
 fn hold_without_command_until_a_release_signal() {
-    let kernel = kernel!("hold_without_command_until_a_release_signal");
+    let kernel = kernel!();
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         let mut child = Reaped::spawn(lllqos_std(["-l", "41"]).stderr(Stdio::piped()));
         wait_for_node(kernel.expect(41));
@@ -475,7 +466,7 @@ fn hold_without_command_until_a_release_signal() {
 
 #[test]
 fn hold_ended_by_another_fatal_signal_dies_of_it_after_releasing() {
-    let kernel = kernel!("hold_ended_by_another_fatal_signal_dies_of_it_after_releasing");
+    let kernel = kernel!();
     let mut child = Reaped::spawn(&mut lllqos_std(["-l", "41"]));
     wait_for_node(kernel.expect(41));
     child.signal(Signal::SIGUSR1);
@@ -485,7 +476,7 @@ fn hold_ended_by_another_fatal_signal_dies_of_it_after_releasing() {
 
 #[test]
 fn hold_while_pids_live() {
-    let kernel = kernel!("hold_while_pids_live");
+    let kernel = kernel!();
     let mut first = Reaped::spawn(Command::new("sleep").arg("0.5"));
     let mut second = Reaped::spawn(Command::new("sleep").arg("1"));
     let pid_args = [
@@ -561,7 +552,7 @@ fn device_must_be_a_pm_qos_node() {
 
 #[test]
 fn verbose_reports_the_request_and_the_limit_in_force() {
-    let kernel = kernel!("verbose_reports_the_request_and_the_limit_in_force");
+    let kernel = kernel!();
     lllqos(["-v", "-l", "44", "true"])
         .assert()
         .success()
@@ -613,7 +604,7 @@ fn output_to_a_closed_pipe_ends_quietly_by_sigpipe() {
 
 #[test]
 fn a_full_or_closed_stderr_does_not_stop_the_command() {
-    let kernel = kernel!("a_full_or_closed_stderr_does_not_stop_the_command");
+    let kernel = kernel!();
     for redirect in ["2>/dev/full", "2>&-"] {
         let out = shell(&format!(
             "\"$LLLQOS\" -v -l 7 -- sh -c 'od -An -td4 -N4 /dev/cpu_dma_latency' {redirect}"
@@ -630,8 +621,7 @@ fn a_full_or_closed_stderr_does_not_stop_the_command() {
 
 #[test]
 fn a_command_killed_by_a_real_time_signal_kills_lllqos_by_it_as_a_direct_run() {
-    let _kernel =
-        kernel!("a_command_killed_by_a_real_time_signal_kills_lllqos_by_it_as_a_direct_run");
+    let _kernel = kernel!();
     let rtmin = libc::SIGRTMIN();
     for signal in [rtmin, rtmin + 2, libc::SIGRTMAX()] {
         let script = format!("kill -s {signal} $$");
@@ -648,7 +638,7 @@ fn a_command_killed_by_a_real_time_signal_kills_lllqos_by_it_as_a_direct_run() {
 
 #[test]
 fn the_command_stopped_and_continued_by_someone_else_does_not_stop_lllqos() {
-    let kernel = kernel!("the_command_stopped_and_continued_by_someone_else_does_not_stop_lllqos");
+    let kernel = kernel!();
     let mut child = Reaped::spawn(&mut lllqos_std(["-l", "8", "sleep", "30"]));
     common::wait_until_waiting(child.pid());
     let command = Pid::from_raw(common::command_of(child.pid()).unwrap());
@@ -688,7 +678,7 @@ fn direct_and_wrapped(script: &str) -> (std::process::Output, std::process::Outp
 
 #[test]
 fn an_inherited_ignored_sigpipe_stays_ignored_for_the_command() {
-    let _kernel = kernel!("an_inherited_ignored_sigpipe_stays_ignored_for_the_command");
+    let _kernel = kernel!();
     // Ignored (systemd's IgnoreSIGPIPE=yes, coreutils' env-signal-handler.sh): yes gets EPIPE,
     // says so and exits 1, instead of dying of SIGPIPE.
     let (d, w) = direct_and_wrapped(
@@ -715,7 +705,7 @@ fn an_inherited_ignored_sigpipe_stays_ignored_for_the_command() {
 
 #[test]
 fn the_command_starts_with_the_signal_dispositions_of_a_direct_run() {
-    let _kernel = kernel!("the_command_starts_with_the_signal_dispositions_of_a_direct_run");
+    let _kernel = kernel!();
     let (d, w) = direct_and_wrapped("$W grep -E 'SigIgn|SigBlk' /proc/self/status");
     assert_eq!(
         String::from_utf8_lossy(&w.stdout),
@@ -725,7 +715,7 @@ fn the_command_starts_with_the_signal_dispositions_of_a_direct_run() {
 
 #[test]
 fn closed_standard_descriptors_stay_closed_for_the_command() {
-    let _kernel = kernel!("closed_standard_descriptors_stay_closed_for_the_command");
+    let _kernel = kernel!();
     for redirect in [">&-", "<&-", "2>&-"] {
         let script = format!(
             "$W sh -c 'ls /proc/self/fd | sort -n | head -3 | tr \"\\n\" \" \" >&2' {redirect} 2>/dev/tty 2>&1; $W /bin/echo hi {redirect}; echo $?"
@@ -741,9 +731,8 @@ fn closed_standard_descriptors_stay_closed_for_the_command() {
 
 #[test]
 fn reset_on_fork_scheduling_and_nice_reach_the_command() {
-    let _kernel = kernel!("reset_on_fork_scheduling_and_nice_reach_the_command");
-    if !common::have("chrt") {
-        println!("SKIPPED: reset_on_fork_scheduling_and_nice_reach_the_command: needs chrt");
+    let _kernel = kernel!();
+    if !common::have_or_skip(common::test_name!(), "chrt", "util-linux") {
         return;
     }
     for script in [
@@ -799,7 +788,7 @@ fn with_raw_environment(argv: &[&str], envp: &[&str]) -> Vec<u8> {
 
 #[test]
 fn the_environment_passes_through_as_a_direct_exec_passes_it() {
-    let _kernel = kernel!("the_environment_passes_through_as_a_direct_exec_passes_it");
+    let _kernel = kernel!();
     let envp = [
         "B=2",
         "A=1",
@@ -833,11 +822,8 @@ fn the_environment_passes_through_as_a_direct_exec_passes_it() {
 
 #[test]
 fn without_proc_the_message_says_so_instead_of_blaming_the_kernel() {
-    let _kernel = kernel!("without_proc_the_message_says_so_instead_of_blaming_the_kernel");
-    if !common::have("unshare") {
-        println!(
-            "SKIPPED: without_proc_the_message_says_so_instead_of_blaming_the_kernel: needs unshare"
-        );
+    let _kernel = kernel!();
+    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
         return;
     }
     let out = Command::new("unshare")
@@ -858,10 +844,11 @@ fn without_proc_the_message_says_so_instead_of_blaming_the_kernel() {
 
 #[test]
 fn verbose_calls_a_request_above_the_kernel_default_no_constraint() {
-    let kernel = kernel!("verbose_calls_a_request_above_the_kernel_default_no_constraint");
+    let kernel = kernel!();
     if kernel.baseline != common::UNCONSTRAINED {
-        println!(
-            "SKIPPED: verbose_calls_a_request_above_the_kernel_default_no_constraint: another holder is active"
+        common::inapplicable(
+            common::test_name!(),
+            "another process holds a request on this machine",
         );
         return;
     }
@@ -873,18 +860,23 @@ fn verbose_calls_a_request_above_the_kernel_default_no_constraint() {
 
 #[test]
 fn pid_of_a_thread_names_its_process() {
-    // This test's own thread: the harness runs each test in a thread of its own.
-    // SAFETY: gettid takes no argument.
-    let tid = unsafe { libc::gettid() };
+    // A thread of this test process, alive until the check is done.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: gettid takes no argument.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        let _ = done_rx.recv();
+    });
+    let tid = tid_rx.recv().unwrap();
     let pid = std::process::id() as i32;
-    if tid == pid {
-        println!("SKIPPED: pid_of_a_thread_names_its_process: the test runs on the main thread");
-        return;
-    }
+    assert_ne!(tid, pid);
     lllqos(["--pid", &tid.to_string()])
         .assert()
         .code(125)
         .stderr(predicate::str::contains(format!("thread of process {pid}")));
+    drop(done_tx);
+    thread.join().unwrap();
 }
 
 /// A python3 command that counts TERM, CONT, USR1 and USR2 for `$1` seconds, then prints
@@ -933,8 +925,8 @@ fn counted(script: &str) -> (String, String) {
 
 #[test]
 fn timeout_signals_reach_the_command_as_often_as_directly() {
-    let _kernel = kernel!("timeout_signals_reach_the_command_as_often_as_directly");
-    if !common::python_or_skip("timeout_signals_reach_the_command_as_often_as_directly") {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     // timeout signals its child, then the whole group, then SIGCONT both ways.
@@ -947,9 +939,8 @@ fn timeout_signals_reach_the_command_as_often_as_directly() {
 
 #[test]
 fn a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled() {
-    let _kernel = kernel!("a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled");
-    if !common::python_or_skip("a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled")
-    {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let (direct, wrapped) = counted("$C 1.0 & sleep 0.4; kill -USR1 $!; wait");
@@ -962,8 +953,8 @@ fn a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled() {
 
 #[test]
 fn a_grandchilds_kill_0_reaches_the_command_once() {
-    let _kernel = kernel!("a_grandchilds_kill_0_reaches_the_command_once");
-    if !common::python_or_skip("a_grandchilds_kill_0_reaches_the_command_once") {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let (direct, wrapped) = counted("trap '' USR1; $C 1.0 kill0");
@@ -973,9 +964,8 @@ fn a_grandchilds_kill_0_reaches_the_command_once() {
 
 #[test]
 fn real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once() {
-    let _kernel = kernel!("real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once");
-    if !common::python_or_skip("real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once")
-    {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
         return;
     }
     let names = [
@@ -1007,9 +997,10 @@ fn real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once() {
 
 #[test]
 fn as_pid_1_of_a_namespace_lllqos_reaps_orphans() {
-    let _kernel = kernel!("as_pid_1_of_a_namespace_lllqos_reaps_orphans");
-    if !common::have("unshare") || !common::have("ps") {
-        println!("SKIPPED: as_pid_1_of_a_namespace_lllqos_reaps_orphans: needs unshare and ps");
+    let _kernel = kernel!();
+    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux")
+        || !common::have_or_skip(common::test_name!(), "ps", "procps")
+    {
         return;
     }
     // The subshell exits at once; its `sleep 0.1` is reparented to PID 1 (lllqos) and exits.
@@ -1026,4 +1017,163 @@ fn as_pid_1_of_a_namespace_lllqos_reaps_orphans() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{out:?}");
+}
+
+/// `script` run by sh in a process group of its own (as a script run from an interactive shell
+/// is), with `$B` the lllqos binary, `$NODE` the node and `$W` empty or lllqos as a wrapper
+/// (`$B -q --`); its stdout.
+fn script(script: &str, wrapped: bool) -> String {
+    let wrapper = if wrapped {
+        format!("{} -q --", common::bin().display())
+    } else {
+        String::new()
+    };
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .env("B", common::bin())
+        .env("NODE", common::NODE)
+        .env("W", wrapper)
+        .process_group(0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// In sh: `wait_for_node US` waits until the node reads US; `wait_bounded PID` waits up to 10 s
+/// for PID to exit, then says it is still running and kills it, and prints `status N`.
+const WAIT_FOR_NODE: &str = r#"wait_for_node() {
+    i=0; until [ "$(od -An -td4 -N4 "$NODE" | tr -d ' ')" = "$1" ]; do
+        [ $i -lt 1000 ] || { echo "the node never read $1"; return 1; }; sleep 0.01; i=$((i + 1))
+    done
+}
+wait_bounded() {
+    i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done
+    kill -0 "$1" 2>/dev/null && { echo "still running"; kill -KILL "$1"; }
+    wait "$1"; echo "status $?"
+}"#;
+
+#[test]
+fn a_hold_started_in_the_background_by_a_script_ends_on_kill_int() {
+    let kernel = kernel!();
+    // A script's `&` job starts with SIGINT ignored; without a command to hand it on to, the
+    // hold still ends on it (and on SIGTERM), releasing the request.
+    let expect = kernel.expect(37);
+    let out = script(
+        &format!(
+            r#"{WAIT_FOR_NODE}
+            sleep 10 & grep -q '^SigIgn:.*[2367abef]$' /proc/$!/status && echo "INT ignored"; kill $!
+            "$B" -q -l 37 & pid=$!
+            wait_for_node {expect}
+            kill -INT $pid; wait_bounded $pid"#
+        ),
+        false,
+    );
+    assert_eq!(out, "INT ignored\nstatus 0");
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+#[test]
+fn a_hold_under_nohup_survives_sighup_and_ends_on_sigterm() {
+    let kernel = kernel!();
+    let expect = kernel.expect(38);
+    let out = script(
+        &format!(
+            r#"{WAIT_FOR_NODE}
+            nohup "$B" -q -l 38 >/dev/null 2>&1 & pid=$!
+            wait_for_node {expect}
+            kill -HUP $pid
+            kill -0 $pid && echo "alive after SIGHUP"
+            kill -TERM $pid; wait_bounded $pid"#
+        ),
+        false,
+    );
+    assert_eq!(out, "alive after SIGHUP\nstatus 0", "{out}");
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+/// A python3 command that counts deliveries of SIGRTMIN+3 (one byte each on its wakeup fd: real-time
+/// signals queue, none is coalesced) until it has `$1`, or 20 s have passed; prints `ready` once
+/// it counts, then the count.
+const RT_COUNTER: &str = r#"
+import os, signal, sys, time
+r, w = os.pipe()
+os.set_blocking(r, False)
+os.set_blocking(w, False)
+signal.set_wakeup_fd(w)
+sig = signal.SIGRTMIN + 3
+signal.signal(sig, lambda s, f: None)
+print("ready", flush=True)
+want, n, end = int(sys.argv[1]), 0, time.time() + 20
+while n < want and time.time() < end:
+    try:
+        n += os.read(r, 65536).count(sig)
+    except BlockingIOError:
+        time.sleep(0.01)
+print(n, flush=True)
+"#;
+
+/// 5,000 real-time signals sent to lllqos by a process of its own group, which stays alive, reach
+/// the command, each once, as quickly as they reach it directly: none waits for a repeat to the
+/// group that does not come.
+#[test]
+fn a_burst_of_signals_from_the_same_group_is_relayed_each_once_at_once() {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter.py");
+    std::fs::write(&counter, RT_COUNTER).unwrap();
+    let run = |wrapped| {
+        script(
+            &format!(
+                r#"out=$(mktemp); $W python3 {} 5000 > "$out" & pid=$!
+                until grep -q ready "$out"; do sleep 0.01; done
+                python3 -c 'import os, signal, sys, time
+for _ in range(5000): os.kill(int(sys.argv[1]), signal.SIGRTMIN + 3)
+time.sleep(1)' $pid &
+                wait $pid; echo "status $?"; tail -n 1 "$out"; rm -f "$out""#,
+                counter.display()
+            ),
+            wrapped,
+        )
+    };
+    let direct = run(false);
+    assert_eq!(direct, "status 0\n5000");
+    let started = Instant::now();
+    assert_eq!(run(true), direct);
+    // Far from 100 a second: the whole burst comes through well within the counter's 20 s.
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// Real-time signals still queued for lllqos when its command exits are not its business: lllqos
+/// exits with the command's status, as the direct run does.
+#[test]
+fn signals_still_queued_when_the_command_exits_do_not_change_the_status() {
+    let _kernel = kernel!();
+    if !common::python_or_skip(common::test_name!()) {
+        return;
+    }
+    let run = |wrapped| {
+        script(
+            r#"out=$(mktemp); $W python3 -c 'import signal, time
+signal.signal(signal.SIGRTMIN + 3, signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(0.3)' > "$out" & pid=$!
+            until grep -q ready "$out"; do sleep 0.01; done; rm -f "$out"
+            python3 -c 'import os, signal, sys
+try:
+    while True: os.kill(int(sys.argv[1]), signal.SIGRTMIN + 3)
+except ProcessLookupError: pass' $pid &
+            wait $pid; echo "status $?""#,
+            wrapped,
+        )
+    };
+    assert_eq!(run(false), "status 0");
+    assert_eq!(run(true), "status 0");
 }

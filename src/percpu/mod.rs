@@ -37,12 +37,13 @@ use std::fmt;
 
 use nix::fcntl::{AT_FDCWD, AtFlags};
 
-pub use error::{CpuError, CpuErrorKind};
+pub use error::{CpuError, CpuErrorKind, Left};
 pub use registry::{CpuEntry, Holder, REGISTRY_DIR, Registry, start_time};
 pub use sysfs::{ResumeLatency, read_cpu, resume_latency_path};
 
 use crate::cpulist::CpuList;
 use crate::latency::Latency;
+use error::Place;
 use plan::{Change, Values};
 use registry::{HolderFile, Locked};
 
@@ -68,6 +69,16 @@ pub enum Notice {
         /// The holder's process id (in its own PID namespace).
         pid: i32,
     },
+    /// A CPU no live holder needs any more was set back (after a holder that died, or a change
+    /// cut short).
+    Restored {
+        /// The CPU.
+        cpu: u32,
+        /// The value it had.
+        from: ResumeLatency,
+        /// The value it has now.
+        to: ResumeLatency,
+    },
     /// The registry had lost this holder's record; its CPUs were restored from memory.
     Lost,
 }
@@ -75,7 +86,7 @@ pub enum Notice {
 impl Notice {
     /// Whether the user should see it without `--verbose`.
     pub fn is_warning(&self) -> bool {
-        !matches!(self, Notice::Stale { .. })
+        !matches!(self, Notice::Stale { .. } | Notice::Restored { .. })
     }
 }
 
@@ -106,6 +117,12 @@ impl fmt::Display for Notice {
                     "dropped holder pid {pid} from the registry: it exited without releasing"
                 )
             }
+            Notice::Restored { cpu, from, to } => write!(
+                f,
+                "cpu{cpu}: resume latency set back to {}, from {}",
+                to.describe(),
+                from.describe()
+            ),
             Notice::Lost => write!(
                 f,
                 "the registry had lost this holder's record; restored from memory"
@@ -172,13 +189,7 @@ impl fmt::Display for CpuLimits {
             .groups()
             .into_iter()
             .filter_map(|(latency, cpus)| {
-                let list = CpuList::new(cpus)?;
-                let noun = if list.cpus().len() == 1 {
-                    "CPU"
-                } else {
-                    "CPUs"
-                };
-                Some(format!("{latency} on {noun} {list}"))
+                Some(format!("{latency} on {}", CpuList::new(cpus)?.describe()))
             })
             .collect();
         f.write_str(&parts.join(", "))
@@ -242,24 +253,25 @@ impl CpuConstraint {
     /// Checks, without changing anything, that this process may place constraints on `cpus`: write
     /// their files and keep the registry (for a caller that has work to do before it places them).
     pub fn check_access(cpus: &CpuList) -> Result<()> {
-        let writable = |path: &std::path::Path| {
+        let writable = |path: &std::path::Path, place: Place| {
             nix::unistd::faccessat(
                 AT_FDCWD,
                 path,
                 nix::unistd::AccessFlags::W_OK,
                 AtFlags::AT_EACCESS,
             )
-            .map_err(|e| CpuError::os(format!("cannot write {}", path.display()), e))
+            .map_err(|e| CpuError::os(place, format!("cannot write {}", path.display()), e))
         };
         for &cpu in cpus.cpus() {
-            writable(&resume_latency_path(cpu))?;
+            writable(&resume_latency_path(cpu), Place::Sysfs)?;
         }
         let registry = std::path::Path::new(REGISTRY_DIR);
-        writable(if registry.exists() {
+        let place = if registry.exists() {
             registry
         } else {
             std::path::Path::new("/run")
-        })
+        };
+        writable(place, Place::Registry)
     }
 
     /// Places `latency` on `cpus` ([`CpuConstraint::validate`]d first: an error changes nothing).
@@ -292,7 +304,11 @@ impl CpuConstraint {
         })?;
         let locked = Locked::lock(true, on_wait)?;
         let before = locked.load()?;
-        let holder = locked.new_holder_file()?;
+        // From here on, a failure puts everything back as it was before it reports itself: the
+        // CPUs, the registry on disk, and no file of this process left in /run/lllqos.
+        let holder = locked
+            .new_holder_file()
+            .map_err(|e| abandon(&locked, e, &before))?;
         let me: Vec<Holder> = limits
             .groups()
             .into_iter()
@@ -305,27 +321,21 @@ impl CpuConstraint {
             })
             .collect();
         let ours: BTreeSet<u32> = limits.cpus().cpus().iter().copied().collect();
-        let prepared = prepare(&locked, before.clone(), ours, |registry| {
+        let change = prepare(&locked, before.clone(), &ours, |registry| {
             registry.holders.extend(me.iter().cloned());
-        });
-        let change = match prepared {
-            Ok(change) => change,
-            Err(error) => {
-                // Removes the holder file just made.
-                let _ = locked.store(&before);
-                return Err(error);
-            }
-        };
-        locked.store(&change.staged)?;
-        if let Err(error) = write_all(&change) {
-            // Nothing of ours may stay: the CPUs as they were, the registry as it was.
-            for write in change.writes.iter().rev() {
-                let _ = sysfs::write_value(write.cpu, write.from);
-            }
-            let _ = locked.store(&before);
-            return Err(error);
+            BTreeSet::new()
+        })
+        .map_err(|e| abandon(&locked, e, &before))?;
+        locked
+            .store(&change.staged)
+            .map_err(|e| abandon(&locked, e, &before))?;
+        if let Err((applied, error)) = write_all(&change) {
+            return Err(undo(&locked, error, &change, applied, &before, &holder));
         }
-        locked.store(&change.done)?;
+        if let Err(error) = locked.store(&change.done) {
+            let applied = change.writes.len();
+            return Err(undo(&locked, error, &change, applied, &before, &holder));
+        }
         let saved = limits
             .cpus()
             .cpus()
@@ -377,22 +387,29 @@ impl CpuConstraint {
     }
 
     fn release_now(&self, on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
+        self.try_release(on_wait).map_err(|error| {
+            // Whatever failed, each of our CPUs that does not read what it read before lllqos is
+            // named, with that value: the caller must know what stays changed.
+            let left = self.saved.iter().filter_map(|(&cpu, entry)| {
+                let value = sysfs::read_value(cpu).ok()?;
+                (value != entry.original).then_some(Left {
+                    cpu,
+                    value,
+                    before: entry.original,
+                })
+            });
+            error
+                .context("cannot restore CPU resume latency")
+                .leaving(left.collect::<Vec<_>>())
+        })
+    }
+
+    fn try_release(&self, on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
         let locked = Locked::lock(false, on_wait)?;
-        let cannot = |error: CpuError| {
-            let held: Vec<String> = self
-                .saved
-                .iter()
-                .map(|(cpu, e)| format!("cpu{cpu} was '{}' before lllqos", e.original))
-                .collect();
-            error.context(format!(
-                "cannot restore CPU resume latency ({}); left as it is",
-                held.join(", ")
-            ))
-        };
-        let loaded = locked.load().map_err(cannot)?;
+        let loaded = locked.load()?;
         let ours: BTreeSet<u32> = self.limits.cpus().cpus().iter().copied().collect();
         let mut lost = false;
-        let change = prepare(&locked, loaded, ours, |registry| {
+        let change = prepare(&locked, loaded, &ours, |registry| {
             // Each of our records once: another constraint of this process may hold an equal one.
             for record in &self.me {
                 match registry.holders.iter().position(|h| h == record) {
@@ -407,11 +424,14 @@ impl CpuConstraint {
                     registry.cpus.entry(*cpu).or_insert_with(|| entry.clone());
                 }
             }
-        })
-        .map_err(cannot)?;
-        locked.store(&change.staged).map_err(cannot)?;
-        write_all(&change).map_err(cannot)?;
-        locked.store(&change.done).map_err(cannot)?;
+            BTreeSet::new()
+        })?;
+        // A failure from here on leaves the registry with this holder's record, and the intent of
+        // what was being written: once this process has exited, the next change of the registry
+        // finds the record dead and finishes the release.
+        locked.store(&change.staged)?;
+        write_all(&change).map_err(|(_, error)| error)?;
+        locked.store(&change.done)?;
         let mut notices = change.notices;
         if lost {
             notices.insert(0, Notice::Lost);
@@ -420,13 +440,94 @@ impl CpuConstraint {
     }
 }
 
+/// Restores what holders that died without releasing (SIGKILL, a whole systemd unit killed) left,
+/// and finishes changes cut short: takes the registry's lock, drops the dead holders, and sets
+/// every CPU back to what the live holders need (its value from before lllqos when none does).
+/// Returns what it did; nothing (and nothing created) when there is no registry. This is what the
+/// next lllqos on these CPUs would do anyway; `lllqos recover` runs it when no other comes.
+pub fn recover() -> Result<Vec<Notice>> {
+    recover_with(&mut |_| {})
+}
+
+/// [`recover`], calling `on_wait` as [`CpuConstraint::acquire_each_with`] does.
+pub fn recover_with(on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
+    let Some(locked) = Locked::lock_existing(on_wait)? else {
+        return Ok(Vec::new());
+    };
+    let loaded = locked.load()?;
+    let mut every: BTreeSet<u32> = loaded.cpus.keys().copied().collect();
+    for holder in &loaded.holders {
+        every.extend(&holder.cpus);
+    }
+    let change = prepare(&locked, loaded.clone(), &BTreeSet::new(), |_| every)?;
+    if change.writes.is_empty() && change.done == loaded {
+        // Nothing to change: only the files nobody needs (an empty directory's lock) go.
+        let _ = locked.tidy(&loaded);
+        return Ok(change.notices);
+    }
+    locked.store(&change.staged)?;
+    write_all(&change).map_err(|(_, error)| error)?;
+    locked.store(&change.done)?;
+    Ok(change.notices)
+}
+
+/// An acquire that failed before it wrote anything: the registry on disk is `before`; this
+/// process's holder file (and, when nothing else is held, the whole directory) goes. Returns
+/// `error`, with a note of what could not be removed.
+fn abandon(locked: &Locked, error: CpuError, before: &Registry) -> CpuError {
+    match locked.tidy(before) {
+        Ok(()) => error,
+        Err(e) => error.note(format!("and {e}")),
+    }
+}
+
+/// An acquire that failed after its intent was stored (the registry on disk is `change.staged`)
+/// and its first `applied` writes were made: they are written back, last first, and the registry
+/// stored as it was (`before`). Returns `error`, with what could not be undone.
+fn undo(
+    locked: &Locked,
+    error: CpuError,
+    change: &Change,
+    applied: usize,
+    before: &Registry,
+    holder: &HolderFile,
+) -> CpuError {
+    let mut left = Vec::new();
+    for write in change.writes[..applied].iter().rev() {
+        if sysfs::write_value(write.cpu, write.from).is_err() {
+            left.push(Left {
+                cpu: write.cpu,
+                value: sysfs::read_value(write.cpu).unwrap_or(write.to),
+                before: write.from,
+            });
+        }
+    }
+    if !left.is_empty() {
+        // The registry on disk keeps the intent of each write, and this process's record, dead
+        // once its file is gone: the next change of these CPUs restores them.
+        let _ = locked.remove_holder_file(holder);
+        return error.leaving(left);
+    }
+    match locked.store(before) {
+        Ok(()) => error,
+        Err(e) => {
+            // Every CPU is as it was; the registry still names this attempt, whose record is
+            // dead once its file is gone: the next change of the registry drops it.
+            let _ = locked.remove_holder_file(holder);
+            error.note(format!(
+                "the CPUs were set back, but the registry could not be ({e}): the next lllqos drops this attempt's record"
+            ))
+        }
+    }
+}
+
 /// The first half of every change: recovers what an interrupted change left, drops dead holders,
 /// lets `edit` add or remove this process's records, reads the CPUs concerned, and plans.
 fn prepare(
     locked: &Locked,
     mut registry: Registry,
-    ours: BTreeSet<u32>,
-    edit: impl FnOnce(&mut Registry),
+    ours: &BTreeSet<u32>,
+    edit: impl FnOnce(&mut Registry) -> BTreeSet<u32>,
 ) -> Result<Change> {
     let mut others: BTreeSet<u32> = registry.cpus.keys().copied().collect();
     for holder in &registry.holders {
@@ -435,14 +536,15 @@ fn prepare(
     // Our CPUs must be readable; another CPU that is not (taken away since) keeps its record, and
     // any intent in it, until it can be read again.
     let mut values = Values::new();
-    for &cpu in others.difference(&ours) {
+    for &cpu in others.difference(ours) {
         if let Ok(value) = sysfs::read_value(cpu) {
             values.insert(cpu, value);
         }
     }
-    for &cpu in &ours {
+    for &cpu in ours {
         let value = sysfs::read_value(cpu).map_err(|e| {
             CpuError::io(
+                Place::Sysfs,
                 format!("cannot read {}", resume_latency_path(cpu).display()),
                 &e,
                 CpuErrorKind::Io,
@@ -464,23 +566,37 @@ fn prepare(
         alive
     });
     affected.extend(ours);
-    edit(&mut registry);
+    affected.extend(edit(&mut registry));
     let mut change = plan::plan(registry, &affected, &values);
     notices.append(&mut change.notices);
+    // What was set back on CPUs this change is not about: a dead holder's, or an interrupted
+    // change's.
+    notices.extend(
+        (change.writes.iter())
+            .filter(|w| !ours.contains(&w.cpu))
+            .map(|w| Notice::Restored {
+                cpu: w.cpu,
+                from: w.from,
+                to: w.to,
+            }),
+    );
     change.notices = notices;
     Ok(change)
 }
 
-/// The second step of a change: its writes, in order; stops at the first that fails.
-fn write_all(change: &Change) -> Result<()> {
-    for write in &change.writes {
+/// The second step of a change: its writes, in order; stops at the first that fails, and then
+/// says how many were made.
+fn write_all(change: &Change) -> std::result::Result<(), (usize, CpuError)> {
+    for (done, write) in change.writes.iter().enumerate() {
         sysfs::write_value(write.cpu, write.to).map_err(|e| {
             let path = resume_latency_path(write.cpu);
-            CpuError::io(
+            let error = CpuError::io(
+                Place::Sysfs,
                 format!("cannot write '{}' to {}", write.to, path.display()),
                 &e,
                 CpuErrorKind::Io,
-            )
+            );
+            (done, error)
         })?;
     }
     Ok(())

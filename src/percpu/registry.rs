@@ -40,7 +40,7 @@ use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 use nix::unistd::UnlinkatFlags;
 use serde::{Deserialize, Serialize};
 
-use super::error::{CpuError, CpuErrorKind};
+use super::error::{CpuError, CpuErrorKind, Place};
 use super::sysfs::ResumeLatency;
 use crate::file::{self, Kind};
 
@@ -120,6 +120,31 @@ impl Holder {
         }
     }
 
+    /// The holder's process id as this process sees it: the owner of the lock on its holder file,
+    /// from `/proc/locks`, which the kernel translates into the reader's PID namespace. `None`
+    /// when the holder does not run, runs in a PID namespace this process cannot see into, or has
+    /// no holder file (records of lllqos 0.1).
+    pub fn pid_here(&self) -> Option<i32> {
+        let dir = open_dir(false).ok()??;
+        let fd = file::open(
+            Some(&dir),
+            Path::new(self.lock.as_deref()?),
+            OFlag::O_RDONLY,
+            Mode::empty(),
+            Kind::Regular,
+        )
+        .ok()?;
+        let st = fstat(&fd).ok()?;
+        let locks = file::read_small("/proc/locks").ok()?;
+        lock_owner(
+            &locks,
+            libc::major(st.st_dev) as u64,
+            libc::minor(st.st_dev) as u64,
+            st.st_ino,
+        )
+        .filter(|&pid| pid > 0)
+    }
+
     fn alive_in(&self, dir: &OwnedFd) -> bool {
         let Some(name) = &self.lock else {
             return start_time(self.pid) == Some(self.start_time);
@@ -151,8 +176,7 @@ pub fn start_time(pid: i32) -> Option<u64> {
 /// Field 22 of a /proc/PID/stat line. The command name (field 2) may contain spaces and
 /// parentheses, so fields are counted from the last ')'.
 fn parse_start_time(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    file::stat_fields(stat)?.get(22 - 3)?.parse().ok()
 }
 
 /// A holder file name: `holder.` and at most 64 letters, digits and dots, a letter or digit first
@@ -245,7 +269,7 @@ impl Registry {
 
 /// `what: reason`, the reason as C tools print it.
 fn failed(what: impl std::fmt::Display, errno: Errno) -> CpuError {
-    CpuError::os(what, errno)
+    CpuError::os(Place::Registry, what, errno)
 }
 
 /// For `fstat` of a descriptor lllqos holds, which fails only on a broken system.
@@ -275,7 +299,12 @@ fn open_dir(create: bool) -> Result<Option<OwnedFd>> {
         Err(e) => {
             let what =
                 format!("cannot open {REGISTRY_DIR} (it must be a directory, not a symlink)");
-            return Err(CpuError::io(what, &e, CpuErrorKind::Registry));
+            return Err(CpuError::io(
+                Place::Registry,
+                what,
+                &e,
+                CpuErrorKind::Registry,
+            ));
         }
     };
     check_owner(&stat(&dir, REGISTRY_DIR)?, REGISTRY_DIR)?;
@@ -313,7 +342,12 @@ fn open_error(action: &str, name: &str, error: &std::io::Error) -> CpuError {
             CpuErrorKind::Registry,
             format!("refusing to use {path}: it is a symlink"),
         ),
-        Some(_) => CpuError::io(format!("cannot {action} {path}"), error, CpuErrorKind::Io),
+        Some(_) => CpuError::io(
+            Place::Registry,
+            format!("cannot {action} {path}"),
+            error,
+            CpuErrorKind::Io,
+        ),
         None => CpuError::new(
             CpuErrorKind::Registry,
             format!("refusing to use {path}: {error}"),
@@ -398,11 +432,30 @@ pub(crate) struct Locked {
 }
 
 impl Locked {
-    /// Takes the registry lock. While another lllqos has it, tries again with pauses (1 ms,
-    /// doubling to 50 ms), calls `on_wait` once with what it waits for after a second, and, when
-    /// `interruptible`, gives up with [`CpuErrorKind::Interrupted`] as soon as an ending signal is
-    /// pending (placing a constraint can be given up; restoring one cannot).
+    /// Takes the registry lock, creating the directory when there is none. While another lllqos
+    /// has it, tries again with pauses (1 ms, doubling to 50 ms), calls `on_wait` once with what
+    /// it waits for after a second, and, when `interruptible`, gives up with
+    /// [`CpuErrorKind::Interrupted`] as soon as an ending signal is pending (placing a constraint
+    /// can be given up; restoring one cannot).
     pub(crate) fn lock(interruptible: bool, on_wait: &mut dyn FnMut(&str)) -> Result<Locked> {
+        loop {
+            if let Some(locked) = Locked::lock_in(true, interruptible, on_wait)? {
+                return Ok(locked);
+            }
+        }
+    }
+
+    /// [`Locked::lock`], but `None` when there is no registry directory: nothing is registered,
+    /// and nothing is created.
+    pub(crate) fn lock_existing(on_wait: &mut dyn FnMut(&str)) -> Result<Option<Locked>> {
+        Locked::lock_in(false, true, on_wait)
+    }
+
+    fn lock_in(
+        create: bool,
+        interruptible: bool,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<Option<Locked>> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         let mut told = false;
@@ -410,8 +463,11 @@ impl Locked {
         // opening and our locking; then the lock we got is on a file no longer in use. Retry until
         // the locked file is the one at the path.
         loop {
-            let Some(dir) = open_dir(true)? else {
-                continue;
+            let Some(dir) = open_dir(create)? else {
+                if create {
+                    continue;
+                }
+                return Ok(None);
             };
             let flags = OFlag::O_RDWR | OFlag::O_CREAT;
             let file = match open_in(&dir, LOCK_FILE, flags, Mode::S_IRUSR | Mode::S_IWUSR) {
@@ -453,7 +509,7 @@ impl Locked {
                 stat(&*lock, LOCK_FILE)?,
                 fstatat(&dir, LOCK_FILE, AtFlags::AT_SYMLINK_NOFOLLOW),
             ) {
-                return Ok(Locked { dir, _lock: lock });
+                return Ok(Some(Locked { dir, _lock: lock }));
             }
         }
     }
@@ -509,30 +565,55 @@ impl Locked {
         }
     }
 
-    /// Replaces the registry atomically (written, synced, renamed), and removes the holder files
-    /// it no longer names; removes everything, the directory included, when nothing is held.
+    /// Makes `registry` the one on disk, atomically: written, synced and renamed over the old one,
+    /// or, when nothing is held, the old one removed. Either the new registry is on disk and this
+    /// returns `Ok`, or the old one still is, with no temporary file left. Then files nobody needs
+    /// any more are removed ([`Locked::tidy`]); a failure there leaves one for the next change.
     pub(crate) fn store(&self, registry: &Registry) -> Result<()> {
-        if !registry.is_empty() {
-            let text = serde_json::to_vec_pretty(registry).map_err(|e| {
-                CpuError::new(CpuErrorKind::Io, format!("cannot encode the registry: {e}"))
+        if registry.is_empty() {
+            self.unlink(REGISTRY_FILE)?;
+        } else {
+            self.replace(registry).inspect_err(|_| {
+                let _ = self.unlink(REGISTRY_TEMP);
             })?;
-            let temp = format!("{REGISTRY_DIR}/{REGISTRY_TEMP}");
-            let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC;
-            let mut file = File::from(
-                open_in(
-                    &self.dir,
-                    REGISTRY_TEMP,
-                    flags,
-                    Mode::S_IRUSR | Mode::S_IWUSR,
-                )
-                .map_err(|e| open_error("create", REGISTRY_TEMP, &e))?,
-            );
-            file.write_all(&text)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| CpuError::io(format!("cannot write {temp}"), &e, CpuErrorKind::Io))?;
-            renameat(&self.dir, REGISTRY_TEMP, &self.dir, REGISTRY_FILE)
-                .map_err(|e| failed(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"), e))?;
         }
+        let _ = self.tidy(registry);
+        Ok(())
+    }
+
+    fn replace(&self, registry: &Registry) -> Result<()> {
+        let text = serde_json::to_vec_pretty(registry).map_err(|e| {
+            CpuError::new(CpuErrorKind::Io, format!("cannot encode the registry: {e}"))
+        })?;
+        let temp = format!("{REGISTRY_DIR}/{REGISTRY_TEMP}");
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC;
+        let mut file = File::from(
+            open_in(
+                &self.dir,
+                REGISTRY_TEMP,
+                flags,
+                Mode::S_IRUSR | Mode::S_IWUSR,
+            )
+            .map_err(|e| open_error("create", REGISTRY_TEMP, &e))?,
+        );
+        file.write_all(&text)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| {
+                CpuError::io(
+                    Place::Registry,
+                    format!("cannot write {temp}"),
+                    &e,
+                    CpuErrorKind::Io,
+                )
+            })?;
+        renameat(&self.dir, REGISTRY_TEMP, &self.dir, REGISTRY_FILE)
+            .map_err(|e| failed(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"), e))
+    }
+
+    /// Removes what `registry` (the one on disk) does not need: the holder files no record names,
+    /// and, when nothing is held, everything, the directory included. Writes nothing, so it works
+    /// on a full file system.
+    pub(crate) fn tidy(&self, registry: &Registry) -> Result<()> {
         // Holder files no record names: released, dead and pruned, or left by a process killed
         // between creating its file and recording it. Created and recorded under this lock only,
         // so none of them is about to be used.
@@ -553,6 +634,12 @@ impl Locked {
             let _ = nix::unistd::unlinkat(AT_FDCWD, REGISTRY_DIR, UnlinkatFlags::RemoveDir);
         }
         Ok(())
+    }
+
+    /// Removes this process's holder file: a record that names it is dead from now on, and is
+    /// dropped by the next change of the registry (for a change that failed half-way).
+    pub(crate) fn remove_holder_file(&self, holder: &HolderFile) -> Result<()> {
+        self.unlink(&holder.name)
     }
 
     fn unlink(&self, name: &str) -> Result<()> {

@@ -63,6 +63,16 @@ impl ResumeLatency {
         }
     }
 
+    /// The value for people, with what the file shows where it surprises: `10 us`,
+    /// `0 us (sysfs: n/a)`, `none (sysfs: 0)`.
+    pub fn describe(self) -> String {
+        match self {
+            ResumeLatency::Unconstrained => "none (sysfs: 0)".to_owned(),
+            ResumeLatency::Limit(l) if l == Latency::ZERO => "0 us (sysfs: n/a)".to_owned(),
+            ResumeLatency::Limit(l) => l.to_string(),
+        }
+    }
+
     /// The limit in microseconds, `None` without constraint.
     pub fn limit_us(self) -> Option<u32> {
         match self {

@@ -97,8 +97,12 @@ pub fn trace(settings: &Settings) -> Result<ExitStatus> {
     let instance = Instance::create(&tracefs)?;
     configure(&instance)?;
     let pipe = open_pipe(&instance)?;
+    let me = own_task(&instance, &pipe)?;
+    enable(&instance, me.tid)?;
     let clock = Clock::now();
-    let mut out = Printer::new(settings, clock);
+    // Inside a PID namespace of its own, the events' pids (the host's) are not this /proc's.
+    let host_namespace = me.pid == std::process::id() as i32;
+    let mut out = Printer::new(settings, clock, host_namespace);
     let (held, limits) = in_force();
     let mut tracker = Tracker::new(limits);
     let status = out
@@ -119,35 +123,85 @@ pub fn trace(settings: &Settings) -> Result<ExitStatus> {
     }
 }
 
-/// The instance's clock, buffer wake-up, filter and events.
+/// The instance's clock and buffer wake-up.
 fn configure(instance: &Instance) -> Result<()> {
-    let set = |file: &str, value: &str| {
-        instance.set(file, value).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot set {file} of the tracing instance: {}",
-                os_message(&e)
-            )
-        })
-    };
     // CLOCK_MONOTONIC time stamps, so that they convert to the wall clock.
-    set("trace_clock", "mono")?;
+    set(instance, "trace_clock", "mono")?;
     // Each event's process as well as its thread: a multi-threaded holder is one pid.
-    set("options/record-tgid", "1")?;
+    set(instance, "options/record-tgid", "1")?;
     // Wake the reader at the first event, not when the buffer is half full.
     if instance.has("buffer_percent") {
-        set("buffer_percent", "0")?;
+        set(instance, "buffer_percent", "0")?;
     }
-    let me = std::process::id();
+    Ok(())
+}
+
+/// The events, each filtered so that this process's own (its reads of the node at the start) are
+/// not part of the log. `tid` is this thread as the kernel's events name it: the host's, whatever
+/// PID namespace lllqos runs in.
+fn enable(instance: &Instance, tid: i32) -> Result<()> {
     for event in EVENTS {
         let dir = format!("events/power/{event}");
         if !instance.has(&dir) {
             bail!("this kernel has no power:{event} trace event");
         }
-        // lllqos's own reads of the node (the start state) are not part of the log.
-        set(&format!("{dir}/filter"), &format!("common_pid != {me}"))?;
-        set(&format!("{dir}/enable"), "1")?;
+        set(
+            instance,
+            &format!("{dir}/filter"),
+            &format!("common_pid != {tid}"),
+        )?;
+        set(instance, &format!("{dir}/enable"), "1")?;
     }
     Ok(())
+}
+
+fn set(instance: &Instance, file: &str, value: &str) -> Result<()> {
+    instance.set(file, value).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot set {file} of the tracing instance: {}",
+            os_message(&e)
+        )
+    })
+}
+
+/// This thread and process as the kernel's events name them. In a PID namespace of its own,
+/// lllqos's pid is not the one the events carry (those are the host's), and nothing in its /proc
+/// tells the host's; so it writes a marker of its own into the instance and reads who wrote it.
+fn own_task(instance: &Instance, pipe: &OwnedFd) -> Result<Task> {
+    let text = format!(
+        "lllqos-trace {} {}",
+        std::process::id(),
+        monotonic().as_nanos()
+    );
+    set(instance, "trace_marker", &text)?;
+    let mut lines = LineBuffer::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        // The marker is in the buffer once the write has returned: the wait is for the kernel
+        // to hand it out, and is bounded only against a kernel that would not.
+        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(5000u16)) {
+            Ok(0) => bail!("the tracing instance did not show the marker lllqos wrote into it"),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => bail!(
+                "cannot read the tracing instance: {}",
+                os_message(&e.into())
+            ),
+        }
+        let n = match nix::unistd::read(pipe, &mut buf) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            Err(e) => bail!(
+                "cannot read the tracing instance: {}",
+                os_message(&e.into())
+            ),
+        };
+        if let Some(task) =
+            (lines.feed(&buf[..n]).iter()).find_map(|l| parse::marker_task(l, &text))
+        {
+            return Ok(task);
+        }
+    }
 }
 
 fn open_pipe(instance: &Instance) -> Result<OwnedFd> {
@@ -190,9 +244,14 @@ fn follow(
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
+        // stdout too, for no event: a pipe whose reader has gone (`lllqos trace | head -n 1`)
+        // reports POLLERR at once, so the trace ends then, as `tail -f` does, not at its next
+        // line, which may never come on a quiet machine.
+        let stdout = io::stdout();
         let mut fds = [
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(pipe.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stdout.as_fd(), PollFlags::empty()),
         ];
         match poll(&mut fds, timeout) {
             Ok(0) => out.flush_tracker(tracker)?,
@@ -200,7 +259,13 @@ fn follow(
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let [signal, data] = fds.map(|fd| fd.any().unwrap_or(false));
+        let reader_gone = fds[2]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLERR));
+        if reader_gone {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let [signal, data, _] = fds.map(|fd| fd.any().unwrap_or(false));
         if data {
             drain(pipe, &mut lines, tracker, out)?;
             // While events flow, let them gather a moment: a burst costs a few reads, not a
@@ -406,16 +471,19 @@ struct JsonLine<'a> {
 struct Printer<'a> {
     settings: &'a Settings,
     clock: Clock,
+    /// lllqos runs in the host's PID namespace: an event's pid can be looked up in /proc.
+    host_namespace: bool,
     stdout: io::BufWriter<io::Stdout>,
     /// Events the kernel dropped, in all.
     lost: u64,
 }
 
 impl<'a> Printer<'a> {
-    fn new(settings: &'a Settings, clock: Clock) -> Printer<'a> {
+    fn new(settings: &'a Settings, clock: Clock, host_namespace: bool) -> Printer<'a> {
         Printer {
             settings,
             clock,
+            host_namespace,
             stdout: io::BufWriter::new(io::stdout()),
             lost: 0,
         }
@@ -520,7 +588,7 @@ impl<'a> Printer<'a> {
             after,
         } = change;
         // `<...>`: the kernel had not kept the command; the thread may still be there to ask.
-        let command = command.or_else(|| comm(tid));
+        let command = command.or_else(|| comm(tid).filter(|_| self.host_namespace));
         if !self.settings.shows(Some(pid), command.as_deref()) {
             return Ok(());
         }

@@ -163,6 +163,16 @@ pub fn parse_line(line: &str) -> Option<Event> {
     })
 }
 
+/// The task that wrote `text` into the instance's `trace_marker`, from a line of the pipe
+/// (`... tracing_mark_write: TEXT`); `None` for any other line.
+pub fn marker_task(line: &str, text: &str) -> Option<Task> {
+    let (head, body) = line.split_once(": tracing_mark_write: ")?;
+    if body.trim_end() != text {
+        return None;
+    }
+    parse_head(head).map(|(task, _)| task)
+}
+
 /// `  COMMAND-TID  (PID) [CPU] FLAGS  SECONDS.MICROS` → the task and the time.
 fn parse_head(head: &str) -> Option<(Task, f64)> {
     let (rest, time) = head.trim_end().rsplit_once(' ')?;
@@ -205,6 +215,17 @@ mod tests {
             pid,
             command: Some(command.into()),
         }
+    }
+
+    #[test]
+    fn a_marker_names_the_task_that_wrote_it() {
+        let line = "           <...>-13175   (  13175) [001] ...1.   564.603762: tracing_mark_write: lllqos-self 123";
+        assert_eq!(
+            marker_task(line, "lllqos-self 123").map(|t| (t.tid, t.pid)),
+            Some((13175, 13175))
+        );
+        assert_eq!(marker_task(line, "lllqos-self 124"), None);
+        assert_eq!(marker_task("garbage", "x"), None);
     }
 
     #[test]

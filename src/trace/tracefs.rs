@@ -11,12 +11,18 @@
 //!   is removed on every way out ([`Instance`]'s `Drop`, reached on errors and on every signal that
 //!   would end lllqos). Only SIGKILL leaves one behind; the next `lllqos trace` removes the
 //!   instances whose process is gone ([`remove_stale`]). Two traces have two instances.
+//! - tells a live instance from a dead one by a `flock` its trace keeps on the instance's
+//!   directory, which the kernel drops when the process dies. A pid would not do: tracefs is
+//!   shared by every PID namespace, and a trace in a container has a pid that means another
+//!   process, or none, on the host.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
@@ -139,17 +145,27 @@ pub fn remove_stale(tracefs: &Tracefs) -> Vec<String> {
         else {
             continue;
         };
-        if start_time(pid) != Some(start) && std::fs::remove_dir(entry.path()).is_ok() {
+        // An instance whose lock can be taken has no trace any more, unless a process with its
+        // pid and start time runs here (a trace of an lllqos that did not lock its instance).
+        let unlocked = lock(&entry.path()).is_ok();
+        if unlocked && start_time(pid) != Some(start) && std::fs::remove_dir(entry.path()).is_ok() {
             removed.push(name.to_string_lossy().into_owned());
         }
     }
     removed
 }
 
-/// lllqos's own tracing instance; removed when dropped.
+/// An exclusive `flock` on an instance's directory, taken without waiting.
+fn lock(dir: &Path) -> io::Result<Flock<File>> {
+    let file = File::open(dir)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| io::Error::from(e))
+}
+
+/// lllqos's own tracing instance, locked while it lives; removed when dropped.
 #[derive(Debug)]
 pub struct Instance {
     dir: PathBuf,
+    _lock: Flock<File>,
 }
 
 impl Instance {
@@ -159,14 +175,21 @@ impl Instance {
         let start = start_time(pid as i32).unwrap_or_default();
         let instances = tracefs.root.join("instances");
         let dir = instances.join(instance_name(pid, start));
-        std::fs::create_dir(&dir).map_err(|e| {
+        let failed = |e: io::Error| {
             anyhow::anyhow!(
                 "cannot create a tracing instance in {}: {}",
                 instances.display(),
                 os_message(&e)
             )
-        })?;
-        Ok(Instance { dir })
+        };
+        std::fs::create_dir(&dir).map_err(failed)?;
+        match lock(&dir) {
+            Ok(lock) => Ok(Instance { dir, _lock: lock }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(failed(e))
+            }
+        }
     }
 
     /// The instance's directory.

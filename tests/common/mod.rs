@@ -1,17 +1,132 @@
-//! Shared test helpers: the kernel-state lock and guard, the binary, small waits.
+//! Shared test helpers: what a test requires, the kernel-state lock and guard, the binary, small
+//! waits.
+//!
+//! # Tests that cannot pass by skipping
+//!
+//! A test that needs something this machine lacks says so through [`skip`] (or the [`require!`]
+//! and [`kernel!`] macros, which call it with the test's own function name). What it lacks is of
+//! one of two kinds:
+//!
+//! - **Set-up** ([`skip`]): root, the kernel's node, a program from Debian's packages. CI has all
+//!   of it, and runs with `LLLQOS_TEST_REQUIRE=1`: there such a test fails instead of skipping. A
+//!   developer without root still gets skips, each named once in one summary line on stderr when
+//!   the test binary exits (`cargo test` shows it even though it captures the tests' output).
+//! - **Hardware** ([`inapplicable`]): no cpuidle driver, a single CPU. Machines differ in these
+//!   and CI's may lack them; such a test is skipped with its reason wherever it cannot apply.
+//!
+//! # The kernel's state
 //!
 //! The kernel's PM QoS state is global. Every test that places or observes a request takes
 //! [`Kernel::take`]: a file lock shared by all test binaries and threads (so `cargo test` and
 //! `cargo nextest` both serialize them), plus a guard that records the per-CPU values and restores
-//! them when the test ends, even by panic. Without root or without the node, it prints a SKIPPED
-//! line and the test returns.
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! them when the test ends, even by panic.
+#![allow(dead_code, unused_macros, unused_imports)] // each test binary uses a part of this module
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The name of the test function it is expanded in (closures included), for [`skip`] messages.
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        let path = path.strip_suffix("::here").unwrap_or(path);
+        path.rsplit("::")
+            .find(|part| *part != "{{closure}}")
+            .unwrap_or(path)
+    }};
+}
+pub(crate) use test_name;
+
+/// `require!(condition, "why {}", ...)`: the calling test returns, skipped (failed under
+/// `LLLQOS_TEST_REQUIRE=1`), unless the condition holds.
+macro_rules! require {
+    ($condition:expr, $($why:tt)+) => {
+        if !$condition {
+            crate::common::skip(crate::common::test_name!(), &format!($($why)+));
+            return;
+        }
+    };
+}
+pub(crate) use require;
+
+/// `let kernel = kernel!();`: the kernel lock and guard ([`Kernel::take`]), or the calling test
+/// returns, skipped (failed under `LLLQOS_TEST_REQUIRE=1`).
+macro_rules! kernel {
+    () => {
+        match crate::common::Kernel::take(crate::common::test_name!()) {
+            Some(kernel) => kernel,
+            None => return,
+        }
+    };
+}
+pub(crate) use kernel;
+
+/// Whether a test that cannot run must fail instead of skipping (CI sets it).
+pub fn required() -> bool {
+    std::env::var_os("LLLQOS_TEST_REQUIRE").is_some_and(|v| v == "1")
+}
+
+/// The tests this binary skipped, and why: printed in one line when it exits.
+static SKIPPED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// `test` cannot run here for a reason of set-up (`why`: root, the node, a program): it fails
+/// under `LLLQOS_TEST_REQUIRE=1`, and is otherwise skipped and named in the summary line.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !required(),
+        "{test} cannot run here: {why} (LLLQOS_TEST_REQUIRE=1: a test that would skip fails)"
+    );
+    note_skip(test, why);
+}
+
+/// `test` does not apply to this machine's hardware (`why`: no cpuidle driver, one CPU): it is
+/// skipped wherever that is so, and named in the summary line.
+pub fn inapplicable(test: &str, why: &str) {
+    note_skip(test, why);
+}
+
+fn note_skip(test: &str, why: &str) {
+    println!("SKIPPED: {test}: {why}");
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if skipped.is_empty() {
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(print_skipped) };
+    }
+    skipped.push((why.to_owned(), test.to_owned()));
+}
+
+/// At exit: one line naming every skipped test, straight to stderr (past the harness's capture).
+extern "C" fn print_skipped() {
+    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    let binary = std::env::args().next().unwrap_or_default();
+    let binary = Path::new(&binary)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // By reason: `needs root ...: a, b; needs tmux ...: c`.
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (why, test) in skipped.iter() {
+        match reasons.iter_mut().find(|(w, _)| w == why) {
+            Some((_, tests)) => tests.push(test),
+            None => reasons.push((why, vec![test])),
+        }
+    }
+    let reasons: Vec<String> = reasons
+        .iter()
+        .map(|(why, tests)| format!("{why}: {}", tests.join(", ")))
+        .collect();
+    let line = format!(
+        "SKIPPED {} test(s) of {binary} (LLLQOS_TEST_REQUIRE=1 fails a test that lacks its set-up) -- {}\n",
+        skipped.len(),
+        reasons.join("; ")
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+}
 
 pub const NODE: &str = "/dev/cpu_dma_latency";
 pub const UNCONSTRAINED: i32 = 2_000_000_000;
@@ -55,10 +170,13 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Takes the lock and records the state, or prints SKIPPED and returns `None`.
+    /// Takes the lock and records the state, or [`skip`]s `test` and returns `None`.
     pub fn take(test: &str) -> Option<Kernel> {
         if !nix::unistd::geteuid().is_root() || !Path::new(NODE).exists() {
-            println!("SKIPPED: {test}: needs root and {NODE} (the real kernel interface)");
+            skip(
+                test,
+                &format!("needs root and {NODE} (the real kernel interface)"),
+            );
             return None;
         }
         let lock = OpenOptions::new()
@@ -145,6 +263,16 @@ pub fn read_cpu(cpu: u32) -> String {
         .unwrap()
         .trim()
         .to_owned()
+}
+
+/// A resume-latency file's text as lllqos's messages describe it: `none (sysfs: 0)`,
+/// `0 us (sysfs: n/a)`, `33 us`.
+pub fn describe(text: &str) -> String {
+    match text {
+        "0" => "none (sysfs: 0)".to_owned(),
+        "n/a" => "0 us (sysfs: n/a)".to_owned(),
+        us => format!("{us} us"),
+    }
 }
 
 /// Writes CPU `cpu`'s resume-latency file, as another tool would.
@@ -339,13 +467,18 @@ while True:
         print("got", signal.Signals(byte).name, flush=True)
 "#;
 
-/// Whether python3 is here for [`COUNTER`]; prints SKIPPED when not.
-pub fn python_or_skip(test: &str) -> bool {
-    let ok = have("python3");
+/// Whether `program` is here; [`skip`]s `test` (naming the Debian package) when not.
+pub fn have_or_skip(test: &str, program: &str, package: &str) -> bool {
+    let ok = have(program);
     if !ok {
-        println!("SKIPPED: {test}: needs python3 for its helper process");
+        skip(test, &format!("needs {program} (Debian package {package})"));
     }
     ok
+}
+
+/// Whether python3 is here for [`COUNTER`]; [`skip`]s `test` when not.
+pub fn python_or_skip(test: &str) -> bool {
+    have_or_skip(test, "python3", "python3")
 }
 
 /// A tmux session running an interactive bash: a real terminal for job-control tests.
@@ -356,10 +489,9 @@ pub struct Tmux {
 }
 
 impl Tmux {
-    /// Starts the session, or prints SKIPPED and returns `None` without tmux.
+    /// Starts the session, or [`skip`]s `test` and returns `None` without tmux.
     pub fn start(test: &str) -> Option<Tmux> {
-        if !have("tmux") {
-            println!("SKIPPED: {test}: needs tmux to drive a real terminal");
+        if !have_or_skip(test, "tmux", "tmux") {
             return None;
         }
         let name = format!("lllqos-test-{}-{test}", std::process::id());

@@ -266,6 +266,8 @@ fn synopsis() -> Roff {
         italic("OPTIONS"),
         roman("]"),
     ]);
+    roff.control("br", []);
+    roff.text([bold("lllqos recover")]);
     roff
 }
 
@@ -275,7 +277,11 @@ fn trace_output() -> Roff {
     r.control("SH", ["OUTPUT"]);
     para(
         &mut r,
-        "The log starts with what is in force (action held), then one line per change of a request: time, pid and command of the task that made it, target, action, value, and the target's limit before and after. Per CPU, a value of 0 us is what the sysfs file shows as n/a, and no constraint is what it shows as 0. Events the kernel dropped when its ring buffer overflowed are counted on stderr, never silently. Ended by SIGINT, SIGTERM or SIGHUP (or --duration), lllqos trace exits 0; another signal whose default is to end a process ends it too, and it then dies of that signal. It removes its tracing instance on every way out but SIGKILL, and the next lllqos trace removes what a killed one left. Where tracefs is not mounted, lllqos trace mounts it in a mount namespace of its own: nobody else sees the mount. Not root, or a kernel without tracefs or the power:pm_qos_* events: exit status 125.",
+        "The log starts with what is in force (action held), then one line per change of a request: time, pid and command of the task that made it, target, action, value, and the target's limit before and after. Per CPU, a value of 0 us is what the sysfs file shows as n/a, and no constraint is what it shows as 0. Events the kernel dropped when its ring buffer overflowed are counted on stderr, never silently. Ended by SIGINT, SIGTERM or SIGHUP (or --duration), lllqos trace exits 0; SIGINT and SIGTERM end it even when they were ignored when it started (a background job of a script, lllqos trace &, starts with SIGINT ignored), SIGHUP ignored at start (nohup) stays ignored; another signal whose default is to end a process ends it too, and it then dies of that signal. When its standard output is a pipe whose reader has gone (lllqos trace | head -n 1), it ends at once by SIGPIPE, as tail -f does, not at its next line. It removes its tracing instance on every way out but SIGKILL, and the next lllqos trace removes what a killed one left (it tells by a lock the trace holds on its instance, so a trace in another PID namespace is never taken for dead). Where tracefs is not mounted, lllqos trace mounts it in a mount namespace of its own: nobody else sees the mount. Not root, or a kernel without tracefs or the power:pm_qos_* events: exit status 125.",
+    );
+    para(
+        &mut r,
+        "PID namespaces: the kernel's events carry the pids of the host's namespace. The held lines name each per-CPU holder by the pid the lock on its holder file shows in lllqos trace's own namespace, so that a holder that is pid 1 of a container is named by its pid on the host. lllqos trace in a container of its own leaves its own reads out wherever it runs, but the pids of later lines are the host's, which its /proc does not show, and --pid compares them.",
     );
     para(
         &mut r,
@@ -329,7 +335,7 @@ fn sections() -> Roff {
     item(
         &mut r,
         "125",
-        "lllqos itself failed: a usage error, a bad value or CPU list, no such --pid, or --strict and the request could not be placed; nothing was run and nothing was changed. Also: a per-CPU value could not be restored after COMMAND exited 0 (the message names the CPU and its value before lllqos); when COMMAND failed, its own status is kept.",
+        "lllqos itself failed: a usage error, a bad value or CPU list, no such --pid, or --strict and the request could not be placed; nothing was run and nothing was changed (a per-CPU change that failed half-way is undone first; where it cannot be, the message names each CPU that stays changed, its value, and its value before). Also: a per-CPU value could not be restored after COMMAND exited 0 (the message names each CPU that stays changed, its value and its value before lllqos, and lllqos recover restores them once the cause is fixed); when COMMAND failed, its own status is kept.",
     );
     item(
         &mut r,
@@ -377,7 +383,7 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
-        "Without COMMAND, SIGTERM, SIGINT and SIGHUP end the hold (status 0); any other signal whose default is to end a process (real-time signals included) ends it too, and lllqos then dies of that signal after releasing the request.",
+        "Without COMMAND, SIGTERM, SIGINT and SIGHUP end the hold (status 0); any other signal whose default is to end a process (real-time signals included) ends it too, and lllqos then dies of that signal after releasing the request. SIGINT and SIGTERM end a hold even when they were ignored when lllqos started (lllqos -l 0 & in a script starts with SIGINT ignored, and kill -INT $! must still end it): there is no command to inherit their disposition. SIGHUP ignored at start (nohup) stays ignored, and other ignored signals too. lllqos measure and lllqos trace do the same.",
     );
 
     r.control("SH", ["ENVIRONMENT"]);
@@ -416,7 +422,7 @@ fn sections() -> Roff {
     item(
         &mut r,
         "/run/lllqos/registry.json",
-        "The per-CPU registry: per CPU the value to restore and the value lllqos wrote (and, during a change, the value it is about to write, so that a change cut short by SIGKILL is finished or undone by the next lllqos); per holder its pid, CPUs, latency and holder file. Guarded by /run/lllqos/lock; removed when nothing is held.",
+        "The per-CPU registry: per CPU the value to restore and the value lllqos wrote (and, during a change, the value it is about to write, so that a change cut short by SIGKILL is finished or undone by the next lllqos); per holder its pid, CPUs, latency and holder file. Guarded by /run/lllqos/lock; removed when nothing is held. A holder killed by SIGKILL leaves its CPUs constrained until the next lllqos that changes the registry restores them; lllqos recover does it when no other lllqos comes (ExecStopPost= of the units in the package).",
     );
 
     r.control("SH", ["SECURITY"]);
