@@ -1,8 +1,13 @@
 //! `cargo bench`: what the wrapper costs, and what its request does, measured in one run.
 //!
-//! 1. Start-up: `lllqos -l 0 -- true` against `chrt -o 0 true`, interleaved, median ratio
-//!    (target <= 1.1). Ratios in one run, because absolute times on a shared VM drift.
-//! 2. Peak RSS of lllqos while the command runs (target <= 2 MiB).
+//! 1. Start-up: `lllqos -q -l 0 -- true` against `chrt -o 0 true`, in interleaved pairs, as the
+//!    median of each run's ratio of medians over 3 runs. Ratios in one run, because absolute times
+//!    on a shared VM drift. Both builds: this one (glibc, dynamically linked; target <= 1.15) and,
+//!    when it has been built, the static musl one (`cargo build --release --target
+//!    x86_64-unknown-linux-musl`; target <= 1.03). `--version` against `chrt --version` too: the
+//!    loading alone.
+//! 2. Memory while the command runs: lllqos and its sentinel together (proportional set size,
+//!    so that the pages they share are counted once), for each build.
 //! 3. Wake-ups of lllqos while the command sleeps (voluntary context switches; target 0).
 //! 4. The request's effect on cyclictest: `cyclictest --laptop` (no request) alone, under lllqos,
 //!    and plain `cyclictest` with its own built-in 0 us request; and `lllqos measure` with the same
@@ -10,10 +15,18 @@
 //!
 //! Needs root and rt-tests for part 4 (skipped otherwise). `cargo bench -- --quick` shortens it.
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LLLQOS: &str = env!("CARGO_BIN_EXE_lllqos");
+
+/// The static musl build of this checkout, when it has been built.
+fn musl() -> Option<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-musl/release/lllqos");
+    path.is_file().then(|| path.display().to_string())
+}
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -21,15 +34,23 @@ fn main() {
         "lllqos benchmark ({})",
         if quick { "quick" } else { "full" }
     );
-    startup(if quick { 200 } else { 2000 });
-    resident_and_wakeups();
+    let builds: Vec<(&str, String)> = std::iter::once(("glibc", LLLQOS.to_owned()))
+        .chain(musl().map(|m| ("musl", m)))
+        .collect();
+    if builds.len() == 1 {
+        println!("(no musl build: cargo build --release --target x86_64-unknown-linux-musl)");
+    }
+    startup(&builds, if quick { 100 } else { 300 });
+    resident_and_wakeups(&builds);
     cyclictest(if quick { 3 } else { 8 });
 }
 
+/// Runs `argv` with its output discarded and returns how long it took.
 fn run(argv: &[&str]) -> Duration {
     let start = Instant::now();
     let status = Command::new(argv[0])
         .args(&argv[1..])
+        .stdout(Stdio::null())
         .status()
         .expect(argv[0]);
     let elapsed = start.elapsed();
@@ -37,31 +58,81 @@ fn run(argv: &[&str]) -> Duration {
     elapsed
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v[v.len() / 2]
 }
 
-fn startup(rounds: usize) {
-    let chrt = ["chrt", "-o", "0", "true"];
-    let lllqos = [LLLQOS, "-q", "-l", "0", "--", "true"];
+/// Each command of `commands` `pairs` times, interleaved, three times over: for each command,
+/// the median over the runs of (its median / the first command's median), and its median time.
+fn compare(commands: &[Vec<&str>], pairs: usize) -> Vec<(f64, Duration)> {
     for _ in 0..20 {
-        run(&chrt);
-        run(&lllqos);
+        for c in commands {
+            run(c);
+        }
     }
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        a.push(run(&chrt));
-        b.push(run(&lllqos));
+    let mut ratios = vec![Vec::new(); commands.len()];
+    let mut times = vec![Vec::new(); commands.len()];
+    for _ in 0..3 {
+        let mut samples = vec![Vec::new(); commands.len()];
+        for _ in 0..pairs {
+            for (i, c) in commands.iter().enumerate() {
+                samples[i].push(run(c));
+            }
+        }
+        let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+        for (i, m) in medians.iter().enumerate() {
+            ratios[i].push(m.as_secs_f64() / medians[0].as_secs_f64());
+            times[i].push(*m);
+        }
     }
-    let (a, b) = (median(a), median(b));
-    println!("\n## start-up ({rounds} interleaved runs each, median)");
-    println!("chrt -o 0 true          {:>8.0} us", a.as_secs_f64() * 1e6);
-    println!("lllqos -l 0 -- true     {:>8.0} us", b.as_secs_f64() * 1e6);
-    println!(
-        "ratio lllqos/chrt       {:>8.3}   (target <= 1.1)",
-        b.as_secs_f64() / a.as_secs_f64()
-    );
+    ratios
+        .into_iter()
+        .zip(times)
+        .map(|(r, t)| (median(r), median(t)))
+        .collect()
+}
+
+fn startup(builds: &[(&str, String)], pairs: usize) {
+    println!("\n## start-up ({pairs} interleaved runs of each, 3 times; median ratio)");
+    for (what, baseline, args, target) in [
+        (
+            "-q -l 0 -- true",
+            vec!["chrt", "-o", "0", "true"],
+            vec!["-q", "-l", "0", "--", "true"],
+            [1.15, 1.03],
+        ),
+        (
+            "--version",
+            vec!["chrt", "--version"],
+            vec!["--version"],
+            [1.0, 1.0],
+        ),
+    ] {
+        let mut commands = vec![baseline.clone()];
+        for (_, binary) in builds {
+            commands.push([&[binary.as_str()][..], &args].concat());
+        }
+        let results = compare(&commands, pairs);
+        println!(
+            "{:<34} {:>8.0} us",
+            baseline.join(" "),
+            results[0].1.as_secs_f64() * 1e6
+        );
+        for (((build, _), (ratio, time)), target) in builds.iter().zip(&results[1..]).zip(target) {
+            let goal = if what.starts_with("-q") {
+                format!("(target <= {target})")
+            } else {
+                String::new()
+            };
+            println!(
+                "lllqos {what} ({build}){:<width$} {:>8.0} us   ratio {ratio:.3} {goal}",
+                "",
+                time.as_secs_f64() * 1e6,
+                width = 34usize.saturating_sub(what.len() + build.len() + 10),
+            );
+        }
+    }
 }
 
 fn status_field(pid: u32, field: &str) -> u64 {
@@ -74,23 +145,45 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
-fn resident_and_wakeups() {
-    let mut child = Command::new(LLLQOS)
-        .args(["-q", "-l", "0", "--", "sleep", "2.5"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    let switches_before = status_field(child.id(), "voluntary_ctxt_switches:");
-    std::thread::sleep(Duration::from_secs(2));
-    let switches_after = status_field(child.id(), "voluntary_ctxt_switches:");
-    let peak = status_field(child.id(), "VmHWM:");
-    child.wait().unwrap();
+/// The proportional set size of a process, in KiB (pages shared with another counted in part).
+fn pss(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
+}
+
+fn resident_and_wakeups(builds: &[(&str, String)]) {
     println!("\n## while `sleep` runs under lllqos");
-    println!("peak RSS (VmHWM)        {peak:>8} KiB   (target <= 2048)");
-    println!(
-        "wake-ups in 2 s         {:>8}       (target 0)",
-        switches_after - switches_before
-    );
+    for (build, binary) in builds {
+        let mut child = Command::new(binary)
+            .args(["-q", "-l", "0", "--", "sleep", "2.5"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let pid = child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let sentinel = children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .find(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "qos-sentinel")
+            });
+        let together = pss(pid) + sentinel.map_or(0, pss);
+        let switches_before = status_field(pid, "voluntary_ctxt_switches:");
+        std::thread::sleep(Duration::from_secs(2));
+        let switches_after = status_field(pid, "voluntary_ctxt_switches:");
+        let peak = status_field(pid, "VmHWM:");
+        child.wait().unwrap();
+        println!(
+            "{build:<6} lllqos + sentinel PSS {together:>6} KiB; lllqos peak RSS {peak:>6} KiB; wake-ups in 2 s {} (target 0)",
+            switches_after - switches_before
+        );
+    }
 }
 
 /// cyclictest's summary line: `T: 0 (...) P:80 I:1000 C: 8000 Min: 3 Act: 5 Avg: 44 Max: 150`.

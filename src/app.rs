@@ -139,21 +139,16 @@ fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
         histogram: args.histogram,
         smp: args.smp,
     };
-    // The chart's file is created before anything is measured: a path that cannot be written is
-    // an error now, not after the phases.
-    let plot = match &args.plot {
-        Some(path) => Some(
-            std::fs::File::create(path)
-                .map_err(|e| anyhow!("--plot {}: {}", path.display(), os_message(&e)))?,
-        ),
-        None => None,
-    };
+    let plot = args
+        .plot
+        .as_deref()
+        .map(crate::plot::PlotFile::open)
+        .transpose()?;
     let measured = crate::measure::measure(&settings)?;
-    if let (Some(mut file), Some(path)) = (plot, &args.plot) {
+    if let Some(plot) = plot {
         let svg = crate::plot::svg(&measured.report, &measured.histograms)
-            .with_context(|| format!("--plot {}", path.display()))?;
-        file.write_all(svg.as_bytes())
-            .map_err(|e| anyhow!("--plot {}: {}", path.display(), os_message(&e)))?;
+            .with_context(|| format!("--plot {}", plot.path().display()))?;
+        plot.write(&svg)?;
     }
     let printed = if args.json {
         emit(&(serde_json::to_string_pretty(&measured.report)? + "\n"))

@@ -34,10 +34,13 @@ macro_rules! say {
 mod app;
 mod cli;
 mod exit;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod libm;
 mod measure;
 mod plot;
 mod relayed;
 mod run;
+mod sched;
 mod sentinel;
 mod sigset;
 mod spawn;
@@ -68,10 +71,18 @@ fn printable(text: &str) -> String {
 #[cfg_attr(not(test), unsafe(export_name = "main"))]
 #[cfg_attr(test, allow(dead_code))]
 extern "C" fn lllqos_main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
+    argc: std::ffi::c_int,
+    argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
-    app::main(std::env::args_os()).exit()
+    // From the C start-up's own arguments: Rust's `std::env::args` is filled by its own `main`
+    // (on musl; glibc also hands them to an initializer), which this program does not have.
+    let args = (0..usize::try_from(argc).unwrap_or(0)).map(|i| {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: the C runtime passes argc valid, NUL-terminated strings in argv.
+        let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+        std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
+    });
+    app::main(args).exit()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::mman::{MlockAllFlags, mlockall};
 use nix::sys::signal::Signal;
@@ -668,18 +668,29 @@ fn pin(cpus: &[u32]) -> Result<()> {
 }
 
 fn set_fifo(priority: u8) -> Result<()> {
-    let param = libc::sched_param {
-        sched_priority: i32::from(priority),
-    };
-    // SAFETY: sched_setscheduler on this thread with a valid parameter struct.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        let error = std::io::Error::last_os_error();
-        bail!(
-            "cannot run at SCHED_FIFO priority {priority}: {} (needs root or CAP_SYS_NICE)",
-            lllqos::lease::os_message(&error)
-        );
+    crate::sched::set(libc::SCHED_FIFO, i32::from(priority)).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot run at SCHED_FIFO priority {priority}: {}{}",
+            lllqos::lease::os_message(&error),
+            fifo_refused_because(&error, priority)
+        )
+    })
+}
+
+/// Why SCHED_FIFO may have been refused, for the error message. EPERM for root (or a holder of
+/// CAP_SYS_NICE) is not a matter of rights: real-time time is not granted here.
+fn fifo_refused_because(error: &std::io::Error, priority: u8) -> String {
+    if error.raw_os_error() != Some(libc::EPERM) {
+        return String::new();
     }
-    Ok(())
+    if nix::unistd::geteuid().is_root() {
+        " (root was refused real-time scheduling: a cgroup without real-time time, as in most \
+         containers and under systemd's CPUAccounting, cpu.rt_runtime_us 0, or the kernel's \
+         sched_rt_runtime_us; run it where real-time time is granted, or without --priority)"
+            .to_owned()
+    } else {
+        format!(" (needs root, CAP_SYS_NICE, or an RLIMIT_RTPRIO of at least {priority})")
+    }
 }
 
 /// The monotonic clock, in nanoseconds (it cannot fail on Linux; 0 if it ever did).

@@ -5,8 +5,69 @@
 //! thousands; each phase's p99 is marked with a dashed line of its colour, and the caption names
 //! the request.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
+
+use lllqos::lease::os_message;
+
+/// The chart's file: opened before anything is measured, so that a path that cannot be written is
+/// an error then, not after the phases; written only once there is a chart. A measurement that
+/// fails (or is refused, say SCHED_FIFO) leaves no file it created, and a file that was there
+/// as it was.
+pub struct PlotFile {
+    path: PathBuf,
+    file: File,
+    created: bool,
+    written: bool,
+}
+
+impl PlotFile {
+    /// Opens `path` for writing, creating it when it does not exist; truncates nothing yet.
+    pub fn open(path: &Path) -> Result<PlotFile> {
+        let failed = |e: std::io::Error| anyhow!("--plot {}: {}", path.display(), os_message(&e));
+        let (file, created) = match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+                OpenOptions::new().write(true).open(path).map_err(failed)?,
+                false,
+            ),
+            Err(e) => return Err(failed(e)),
+        };
+        Ok(PlotFile {
+            path: path.to_owned(),
+            file,
+            created,
+            written: false,
+        })
+    }
+
+    /// The path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file's content with the chart.
+    pub fn write(mut self, svg: &str) -> Result<()> {
+        let failed =
+            |e: std::io::Error| anyhow!("--plot {}: {}", self.path.display(), os_message(&e));
+        self.file.set_len(0).map_err(failed)?;
+        self.file.write_all(svg.as_bytes()).map_err(failed)?;
+        self.written = true;
+        Ok(())
+    }
+}
+
+impl Drop for PlotFile {
+    fn drop(&mut self) {
+        if self.created && !self.written {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
 
 use crate::measure::{Histograms, Report};
 

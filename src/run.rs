@@ -108,7 +108,8 @@ pub struct Signals {
     ignored: SignalSet,
     /// SIGCHLD was SIG_IGN at start: lllqos resets it to wait for its child, the child gets SIG_IGN.
     chld_was_ignored: bool,
-    /// In relay mode: the witness of signals sent to the whole group (see [`crate::sentinel`]).
+    /// In relay mode, once the command runs: the witness of signals sent to the whole group (see
+    /// [`crate::sentinel`]).
     sentinel: Option<Sentinel>,
 }
 
@@ -135,16 +136,21 @@ impl Signals {
         }
         set.block()?;
         let fd = set.signalfd()?;
-        let sentinel = match mode {
-            Mode::Relay => Some(Sentinel::spawn()?),
-            Mode::Hold => None,
-        };
         Ok(Signals {
             fd,
             ignored,
             chld_was_ignored,
-            sentinel,
+            sentinel: None,
         })
+    }
+
+    /// The command has ended with `status`: the witness has nothing more to see, and is told to
+    /// go now (it is reaped when dropped, by then dead), while lllqos releases the request.
+    fn ended(&mut self, status: ExitStatus) -> ExitStatus {
+        if let Some(sentinel) = &self.sentinel {
+            sentinel.kill();
+        }
+        status
     }
 
     /// Whether SIGCHLD was ignored when lllqos started (the command must get SIG_IGN back).
@@ -255,6 +261,19 @@ fn reap_orphans(child: Pid) {
 /// Relays signals to `child` until it has exited, and returns its status. Returns the moment the
 /// child is reaped, so the caller can release the request at once.
 pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
+    // The witness of group-wide signals is made now that the command runs, off its start: a fork
+    // takes a few hundred microseconds that the command spends starting on another CPU (or that
+    // are saved, when it has exited already). A signal that came before the witness was there is
+    // relayed: it was not seen by the group.
+    if !SignalSet::pending().contains(libc::SIGCHLD) {
+        match Sentinel::spawn() {
+            Ok(sentinel) => signals.sentinel = Some(sentinel),
+            Err(e) => say!(
+                "lllqos: warning: cannot start the witness of group signals ({}): a signal sent to the whole process group may reach the command twice",
+                lllqos::lease::os_message(&e)
+            ),
+        }
+    }
     let me = getpid();
     let init = me.as_raw() == 1;
     let mut child_stopped = false;
@@ -276,8 +295,10 @@ pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
         if signal == libc::SIGCHLD || signal == libc::SIGCONT {
             loop {
                 match poll_child(child.as_raw())?.1 {
-                    ChildEvent::Exited(code) => return Ok(ExitStatus::Exited(code)),
-                    ChildEvent::Signaled(signal) => return Ok(ExitStatus::Signaled(signal)),
+                    ChildEvent::Exited(code) => return Ok(signals.ended(ExitStatus::Exited(code))),
+                    ChildEvent::Signaled(signal) => {
+                        return Ok(signals.ended(ExitStatus::Signaled(signal)));
+                    }
                     ChildEvent::Stopped => {
                         child_stopped = true;
                         if stop_asked || SignalSet::pending().contains(libc::SIGTSTP) {

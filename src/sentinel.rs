@@ -85,6 +85,14 @@ impl Sentinel {
     }
 }
 
+impl Sentinel {
+    /// Kills the sentinel without waiting for it: it dies while lllqos goes on, and is reaped when
+    /// dropped.
+    pub(crate) fn kill(&self) {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+    }
+}
+
 impl Drop for Sentinel {
     fn drop(&mut self) {
         kill_and_reap(self.pid);

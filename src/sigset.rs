@@ -91,6 +91,16 @@ impl SignalSet {
         SignalSet::procmask(libc::SIG_UNBLOCK, Some(self)).map(drop)
     }
 
+    /// The calling thread's blocked set.
+    pub(crate) fn blocked() -> io::Result<SignalSet> {
+        SignalSet::procmask(libc::SIG_BLOCK, None)
+    }
+
+    /// Makes this the calling thread's blocked set.
+    pub(crate) fn set_mask(self) -> io::Result<()> {
+        SignalSet::procmask(libc::SIG_SETMASK, Some(self)).map(drop)
+    }
+
     /// The signals pending for the calling thread or its process.
     pub(crate) fn pending() -> SignalSet {
         let mut set = 0u64;

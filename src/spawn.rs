@@ -114,34 +114,27 @@ struct Scheduling {
 impl Scheduling {
     /// lllqos's own scheduling, when a fork would not pass it on.
     fn lost_on_fork() -> Option<Scheduling> {
-        // SAFETY: plain queries of this process's scheduling into values we own.
-        unsafe {
-            let policy = libc::sched_getscheduler(0);
-            if policy < 0 || policy & libc::SCHED_RESET_ON_FORK == 0 {
-                return None;
-            }
-            let mut param: libc::sched_param = std::mem::zeroed();
-            libc::sched_getparam(0, &mut param);
-            *libc::__errno_location() = 0;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
-            Some(Scheduling {
-                policy,
-                priority: param.sched_priority,
-                nice,
-            })
+        let (policy, priority) = crate::sched::get().ok()?;
+        if policy & libc::SCHED_RESET_ON_FORK == 0 {
+            return None;
         }
+        // SAFETY: errno is this thread's; getpriority returns the nice value (or -1 with errno).
+        let nice = unsafe {
+            *libc::__errno_location() = 0;
+            libc::getpriority(libc::PRIO_PROCESS, 0)
+        };
+        Some(Scheduling {
+            policy,
+            priority,
+            nice,
+        })
     }
 
     /// Applies it in the child (async-signal-safe system calls only).
     fn apply(self) {
-        let param = libc::sched_param {
-            sched_priority: self.priority,
-        };
-        // SAFETY: system calls on integers and a stack struct.
-        unsafe {
-            libc::sched_setscheduler(0, self.policy, &param);
-            libc::setpriority(libc::PRIO_PROCESS, 0, self.nice);
-        }
+        let _ = crate::sched::set(self.policy, self.priority);
+        // SAFETY: setpriority on integers.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, self.nice) };
     }
 }
 
@@ -166,6 +159,12 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
+unsafe extern "C" {
+    /// The process's environment block, as glibc and musl both export it (the libc crate names it
+    /// for glibc only).
+    static environ: *const *const libc::c_char;
+}
+
 /// This process's environment block as it is, with `changes` applied: every entry whose name is
 /// changed is dropped, then the set ones appended.
 fn environment(changes: &[EnvChange]) -> Vec<CString> {
@@ -177,7 +176,7 @@ fn environment(changes: &[EnvChange]) -> Vec<CString> {
     // SAFETY: environ is the C library's NULL-terminated array of NUL-terminated strings; lllqos
     // is single-threaded here and changes nothing in it.
     unsafe {
-        let mut entry = libc::environ.cast_const();
+        let mut entry = *(&raw const environ);
         while !entry.is_null() && !(*entry).is_null() {
             let text = CStr::from_ptr(*entry);
             if !changed(text.to_bytes()) {
@@ -218,6 +217,10 @@ pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result
         scheduling: Scheduling::lost_on_fork(),
     };
     let needs_fork = launch.drop.is_some() || launch.chld_ignored || launch.scheduling.is_some();
+    // musl's posix_spawn saves and restores the signal mask through its own sigprocmask, which
+    // leaves out the signals it keeps for itself (32 to 34): they would come back unblocked, and
+    // a kill -34 would end lllqos instead of being relayed. The mask is put back as it was.
+    let mask = SignalSet::blocked();
     let result = if needs_fork {
         fork_exec(&launch)
     } else {
@@ -226,6 +229,9 @@ pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result
             result => result,
         }
     };
+    if let Ok(mask) = mask {
+        let _ = mask.set_mask();
+    }
     result.map_err(fail)
 }
 

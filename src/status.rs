@@ -10,6 +10,7 @@
 //! place of the value, and `status` still succeeds: a diagnosis tool must not fail when the
 //! situation is unusual.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -281,7 +282,7 @@ struct Scan {
 /// Finds the processes with any of `nodes` open, by their `/proc/PID/fd` links.
 fn scan_holders(nodes: &[&str]) -> Scan {
     let me = std::process::id() as i32;
-    let users = UserNames::load();
+    let users = UserNames::default();
     let mut holders = vec![Vec::new(); nodes.len()];
     let mut complete = true;
     let devices: Vec<Option<u64>> = nodes.iter().map(|n| char_device(Path::new(n))).collect();
@@ -374,42 +375,25 @@ fn describe_process(pid: i32, users: &UserNames) -> Holder {
     Holder { pid, user, command }
 }
 
-/// uid -> name from /etc/passwd. (lllqos is linked statically, so it does not load NSS modules;
-/// a user known only to LDAP or similar is shown by number.)
-struct UserNames(BTreeMap<u32, String>);
+/// User names by uid, looked up once each through the C library's name service (`getpwuid_r`):
+/// `/etc/passwd`, and on glibc every NSS source the machine configures (LDAP, sssd, systemd's
+/// DynamicUser, extrausers). A uid no source knows is shown as its number. (The musl build reads
+/// `/etc/passwd` only: musl has no NSS modules.)
+#[derive(Default)]
+struct UserNames(RefCell<BTreeMap<u32, String>>);
 
 impl UserNames {
-    fn load() -> UserNames {
-        use lllqos::file::{Kind, open, read_bounded};
-        use nix::{fcntl::OFlag, sys::stat::Mode};
-        // Bounded, but far above any real passwd file (a line is about 60 bytes).
-        let passwd = open(
-            None,
-            Path::new("/etc/passwd"),
-            OFlag::O_RDONLY,
-            Mode::empty(),
-            Kind::Regular,
-        )
-        .and_then(|fd| read_bounded(fd, 64 << 20));
-        UserNames::parse(&String::from_utf8_lossy(&passwd.unwrap_or_default()))
-    }
-
-    fn parse(passwd: &str) -> UserNames {
-        UserNames(
-            passwd
-                .lines()
-                .filter_map(|line| {
-                    let mut fields = line.split(':');
-                    let name = fields.next()?;
-                    let uid = fields.nth(1)?.parse().ok()?;
-                    Some((uid, name.to_owned()))
-                })
-                .collect(),
-        )
-    }
-
     fn name(&self, uid: u32) -> String {
-        self.0.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+        self.0
+            .borrow_mut()
+            .entry(uid)
+            .or_insert_with(
+                || match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+                    Ok(Some(user)) => user.name,
+                    _ => uid.to_string(),
+                },
+            )
+            .clone()
     }
 }
 
@@ -712,19 +696,11 @@ mod tests {
     }
 
     #[test]
-    fn user_names_from_passwd_lines() {
-        let users = UserNames::parse(
-            "root:x:0:0::/root:/bin/sh\nbroken\nalice:x:1000:1000::/home/a:/bin/sh\n",
-        );
+    fn user_names_come_from_the_name_service() {
+        let users = UserNames::default();
         assert_eq!(users.name(0), "root");
-        assert_eq!(users.name(1000), "alice");
-        assert_eq!(users.name(7), "7");
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn passwd_parsing_never_panics(text in ".*", uid in proptest::num::u32::ANY) {
-            let _ = UserNames::parse(&text).name(uid);
-        }
+        assert_eq!(users.name(0), "root", "cached");
+        // A uid no source knows is its number.
+        assert_eq!(users.name(4_000_000_007), "4000000007");
     }
 }

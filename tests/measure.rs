@@ -538,3 +538,67 @@ fn ctrl_c_stops_every_smp_loop_restores_the_cpus_and_reports_each() {
         assert_eq!(cpu["with"]["samples"], 0, "{out}");
     }
 }
+
+/// Root refused SCHED_FIFO (a cgroup with no real-time time, as in a container or a systemd
+/// service: a new cgroup of the cpu controller has cpu.rt_runtime_us 0) is told why, not that it
+/// needs root; and the --plot file it was to write is not left behind, empty.
+#[test]
+fn root_refused_real_time_is_told_why_and_no_plot_file_is_left() {
+    let _kernel = kernel!();
+    let controller = std::path::Path::new("/sys/fs/cgroup/cpu");
+    if !controller.join("cpu.rt_runtime_us").exists() {
+        common::inapplicable(
+            common::test_name!(),
+            "no cgroup v1 cpu controller with real-time group scheduling here",
+        );
+        return;
+    }
+    let group = controller.join(format!("lllqos-test-{}", std::process::id()));
+    std::fs::create_dir(&group).unwrap();
+    // Removed however the test ends (its processes have exited by then).
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _removed = Removed(group.clone());
+    assert_eq!(
+        std::fs::read_to_string(group.join("cpu.rt_runtime_us"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("chart.svg");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$G/cgroup.procs" && exec "$B" measure --duration 0.1 --priority 80 --plot "$P""#)
+        .env("G", &group)
+        .env("B", common::bin())
+        .env("P", &plot)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot run at SCHED_FIFO priority 80: Operation not permitted")
+            && stderr.contains("root was refused real-time scheduling")
+            && !stderr.contains("needs root"),
+        "{stderr}"
+    );
+    assert!(!plot.exists(), "no empty chart left behind");
+    // An existing file is left as it was.
+    std::fs::write(&plot, "before").unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$G/cgroup.procs" && exec "$B" measure --duration 0.1 --priority 80 --plot "$P" 2>/dev/null"#)
+        .env("G", &group)
+        .env("B", common::bin())
+        .env("P", &plot)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(125));
+    assert_eq!(std::fs::read_to_string(&plot).unwrap(), "before");
+}

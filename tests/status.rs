@@ -3,12 +3,12 @@
 
 mod common;
 
-use common::kernel;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{Reaped, lllqos, lllqos_std, read_node, wait_for_cpu, wait_for_node, write_cpu};
+use common::{
+    Reaped, kernel, lllqos, lllqos_std, read_node, wait_for_cpu, wait_for_node, write_cpu,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -338,4 +338,86 @@ fn a_holder_of_a_node_made_elsewhere_with_mknod_is_found() {
         "{status}"
     );
     assert_eq!(status["holders_complete"], true);
+}
+
+/// A holder whose user exists only in an NSS module (libnss-extrausers, set up in a private mount
+/// namespace: nsswitch.conf bound over, /var/lib/extrausers on a tmpfs, for this run only) is shown
+/// by name: `status` asks the name service, not /etc/passwd.
+#[test]
+fn a_holder_known_only_to_an_nss_module_is_shown_by_name() {
+    let _kernel = kernel!();
+    let module = [
+        "/usr/lib/libnss_extrausers.so.2",
+        "/lib/x86_64-linux-gnu/libnss_extrausers.so.2",
+    ];
+    common::require!(
+        module.iter().any(|m| std::path::Path::new(m).exists()),
+        "needs libnss-extrausers (Debian package libnss-extrausers)"
+    );
+    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
+        return;
+    }
+    if common::is_static(&common::bin()) {
+        common::inapplicable(
+            common::test_name!(),
+            "a static binary (the musl build) has no NSS: it reads /etc/passwd only",
+        );
+        return;
+    }
+    let (uid, name) = (61_234, "lqnssuser");
+    assert!(
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .unwrap()
+            .is_none(),
+        "uid {uid} must be unknown to this machine"
+    );
+    // Root opens the node; the process that keeps it open runs as the NSS-only user.
+    let mut holder = Reaped::spawn(Command::new("sh").args([
+        "-c",
+        &format!(
+            "exec 3<>{}; exec setpriv --reuid={uid} --regid={uid} --clear-groups sleep 30",
+            common::NODE
+        ),
+    ]));
+    common::wait_until("the holder to run as its user", || {
+        std::fs::read_to_string(format!("/proc/{}/status", holder.pid()))
+            .is_ok_and(|s| s.contains(&format!("Uid:\t{uid}\t")))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nsswitch.conf"),
+        "passwd: files extrausers\ngroup: files\n",
+    )
+    .unwrap();
+    let users = dir.path().join("extrausers");
+    std::fs::create_dir(&users).unwrap();
+    std::fs::write(
+        users.join("passwd"),
+        format!("{name}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n"),
+    )
+    .unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(
+            r#"mount --bind "$D/nsswitch.conf" /etc/nsswitch.conf &&
+               mount -t tmpfs tmpfs /var/lib && mkdir /var/lib/extrausers &&
+               cp "$D/extrausers/passwd" /var/lib/extrausers/ && "$B" status --json"#,
+        )
+        .env("D", dir.path())
+        .env("B", common::bin())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = holder.pid();
+    let found = (status["holders"].as_array().unwrap().iter())
+        .find(|h| h["pid"] == pid)
+        .unwrap_or_else(|| panic!("holder {pid} in {status}"));
+    assert_eq!(found["user"], name);
+    holder.signal(Signal::SIGKILL);
+    holder.wait();
 }

@@ -359,6 +359,8 @@ impl Clock {
 fn local_time(epoch: f64) -> String {
     let secs = epoch.floor();
     let micros = ((epoch - secs) * 1e6).round().min(999_999.0) as u32;
+    // time_t is 64 bits on both C libraries lllqos builds with (glibc, musl 1.2).
+    #[allow(deprecated)]
     let t = secs as libc::time_t;
     // SAFETY: localtime_r reads one time_t and writes one struct tm we own.
     let tm = unsafe {

@@ -133,9 +133,12 @@ pub const UNCONSTRAINED: i32 = 2_000_000_000;
 pub const REGISTRY_DIR: &str = "/run/lllqos";
 pub const REGISTRY: &str = "/run/lllqos/registry.json";
 
-/// Path of the lllqos binary under test.
+/// Path of the lllqos binary under test: this build's, or another build given in
+/// `LLLQOS_TEST_BIN` (the musl build, say: the whole suite then runs against it).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lllqos"))
+    std::env::var_os("LLLQOS_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lllqos")))
 }
 
 /// `lllqos` with these arguments, for assert_cmd.
@@ -158,6 +161,16 @@ where
     let mut cmd = Command::new(bin());
     cmd.args(args);
     cmd
+}
+
+/// Whether the executable at `path` is linked statically (it names no program interpreter).
+pub fn is_static(path: &Path) -> bool {
+    let out = Command::new("readelf")
+        .arg("-lW")
+        .arg(path)
+        .output()
+        .expect("readelf (Debian package binutils)");
+    !String::from_utf8_lossy(&out.stdout).contains("INTERP")
 }
 
 /// Exclusive use of the kernel's PM QoS state for one test.
