@@ -16,8 +16,7 @@
 # Prints each CPU's average wake-up latency in microseconds, the mean over the rounds, one column
 # per run, and the ratio of the two methods in each phase.
 set -eu
-# cargo build --release puts it under target/HOST-TUPLE/ (see .cargo/config.toml).
-LLLQOS=${1:-$(ls target/release/lllqos target/*/release/lllqos 2>/dev/null | head -n 1)}
+LLLQOS=${1:-target/release/lllqos}
 ROUNDS=${2:-5}
 SECONDS_EACH=${3:-10}
 [ -x "$LLLQOS" ] || { echo "smp: $LLLQOS is not an executable (cargo build --release?)" >&2; exit 2; }

@@ -17,8 +17,7 @@
 # Prints one line per part with the counts; exits 1 if anything was left wrong. Restores every CPU
 # on exit, whatever happens.
 set -u
-# cargo build --release puts it under target/HOST-TUPLE/ (see .cargo/config.toml).
-LLLQOS=${1:-$(ls target/release/lllqos target/*/release/lllqos 2>/dev/null | head -n 1)}
+LLLQOS=${1:-target/release/lllqos}
 ITERATIONS=${2:-500}
 HOLDERS=${3:-120}
 SYS=/sys/devices/system/cpu

@@ -15,8 +15,7 @@
 #
 # Exits 1 if a change was missed or an event lost.
 set -eu
-# cargo build --release puts it under target/HOST-TUPLE/ (see .cargo/config.toml).
-LLLQOS=${1:-$(ls target/release/lllqos target/*/release/lllqos 2>/dev/null | head -n 1)}
+LLLQOS=${1:-target/release/lllqos}
 RATE=${2:-10000}
 SECONDS_EACH=${3:-5}
 [ -x "$LLLQOS" ] || { echo "trace: $LLLQOS is not an executable (cargo build --release?)" >&2; exit 2; }

@@ -34,8 +34,14 @@ fn main() {
         "lllqos benchmark ({})",
         if quick { "quick" } else { "full" }
     );
-    let builds: Vec<(&str, String)> = std::iter::once(("glibc", LLLQOS.to_owned()))
-        .chain(musl().map(|m| ("musl", m)))
+    // Other builds to compare, from LLLQOS_BENCH_ALSO (paths separated by commas), named by file.
+    let also = std::env::var("LLLQOS_BENCH_ALSO").unwrap_or_default();
+    let builds: Vec<(String, String)> = std::iter::once(("glibc".to_owned(), LLLQOS.to_owned()))
+        .chain(musl().map(|m| ("musl".to_owned(), m)))
+        .chain(also.split(',').filter(|p| !p.is_empty()).map(|p| {
+            let name = p.rsplit('/').next().unwrap_or(p).to_owned();
+            (name, p.to_owned())
+        }))
         .collect();
     if builds.len() == 1 {
         println!("(no musl build: cargo build --release --target x86_64-unknown-linux-musl)");
@@ -63,21 +69,27 @@ fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
     v[v.len() / 2]
 }
 
-/// Each command of `commands` `pairs` times, interleaved, three times over: for each command,
-/// the median over the runs of (its median / the first command's median), and its median time.
+/// Each command of `commands` `pairs` times, interleaved (each round in another order), three
+/// times over: for each command, the median over the runs of (its median / the first
+/// command's median), and its median time.
 fn compare(commands: &[Vec<&str>], pairs: usize) -> Vec<(f64, Duration)> {
     for _ in 0..20 {
         for c in commands {
             run(c);
         }
     }
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut ratios = vec![Vec::new(); commands.len()];
     let mut times = vec![Vec::new(); commands.len()];
     for _ in 0..3 {
         let mut samples = vec![Vec::new(); commands.len()];
+        // Each round in a new order: a command that always ran right after the same other one
+        // (or first) would pay, or be spared, that one's effect on the caches every time.
+        let mut order: Vec<usize> = (0..commands.len()).collect();
         for _ in 0..pairs {
-            for (i, c) in commands.iter().enumerate() {
-                samples[i].push(run(c));
+            shuffle(&mut order, &mut seed);
+            for &i in &order {
+                samples[i].push(run(&commands[i]));
             }
         }
         let medians: Vec<Duration> = samples.into_iter().map(median).collect();
@@ -93,20 +105,30 @@ fn compare(commands: &[Vec<&str>], pairs: usize) -> Vec<(f64, Duration)> {
         .collect()
 }
 
-fn startup(builds: &[(&str, String)], pairs: usize) {
+/// Shuffles `items` (Fisher-Yates, with a xorshift generator: the same sequence every run).
+fn shuffle(items: &mut [usize], seed: &mut u64) {
+    for i in (1..items.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        items.swap(i, (*seed % (i as u64 + 1)) as usize);
+    }
+}
+
+fn startup(builds: &[(String, String)], pairs: usize) {
     println!("\n## start-up ({pairs} interleaved runs of each, 3 times; median ratio)");
     for (what, baseline, args, target) in [
         (
             "-q -l 0 -- true",
             vec!["chrt", "-o", "0", "true"],
             vec!["-q", "-l", "0", "--", "true"],
-            [1.15, 1.03],
+            Some([1.15, 1.03]),
         ),
         (
             "--version",
             vec!["chrt", "--version"],
             vec!["--version"],
-            [1.0, 1.0],
+            None,
         ),
     ] {
         let mut commands = vec![baseline.clone()];
@@ -119,11 +141,10 @@ fn startup(builds: &[(&str, String)], pairs: usize) {
             baseline.join(" "),
             results[0].1.as_secs_f64() * 1e6
         );
-        for (((build, _), (ratio, time)), target) in builds.iter().zip(&results[1..]).zip(target) {
-            let goal = if what.starts_with("-q") {
-                format!("(target <= {target})")
-            } else {
-                String::new()
+        for (i, ((build, _), (ratio, time))) in builds.iter().zip(&results[1..]).enumerate() {
+            let goal = match target.and_then(|t| t.get(i).copied()) {
+                Some(target) => format!("(target <= {target})"),
+                None => String::new(),
             };
             println!(
                 "lllqos {what} ({build}){:<width$} {:>8.0} us   ratio {ratio:.3} {goal}",
@@ -155,7 +176,7 @@ fn pss(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn resident_and_wakeups(builds: &[(&str, String)]) {
+fn resident_and_wakeups(builds: &[(String, String)]) {
     println!("\n## while `sleep` runs under lllqos");
     for (build, binary) in builds {
         let mut child = Command::new(binary)
@@ -173,7 +194,11 @@ fn resident_and_wakeups(builds: &[(&str, String)]) {
                 std::fs::read_to_string(format!("/proc/{c}/comm"))
                     .is_ok_and(|comm| comm.trim() == "qos-sentinel")
             });
-        let together = pss(pid) + sentinel.map_or(0, pss);
+        // The sentinel shares lllqos's memory (a CLONE_VM child): both report that one address
+        // space, which counts once. (A forked sentinel would report a memory of its own.)
+        let shared =
+            sentinel.is_some_and(|s| status_field(s, "VmRSS:") == status_field(pid, "VmRSS:"));
+        let together = pss(pid) + sentinel.filter(|_| !shared).map_or(0, pss);
         let switches_before = status_field(pid, "voluntary_ctxt_switches:");
         std::thread::sleep(Duration::from_secs(2));
         let switches_after = status_field(pid, "voluntary_ctxt_switches:");

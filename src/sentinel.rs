@@ -7,16 +7,30 @@
 //! `lllqos cmd & kill -TERM $!` reaches lllqos alone, from the same sender in the same group, and
 //! must be relayed. The signal's `siginfo` is identical in both cases.
 //!
-//! So lllqos keeps a witness in the group: a forked process that blocks every signal and sleeps.
+//! So lllqos keeps a witness in the group: a process that blocks every signal and sleeps.
 //! Whatever is sent to the group (or to every process, `kill -1`) is left pending in the
 //! sentinel; what is sent to lllqos alone is not. When lllqos reads a signal, it first waits for
 //! any group delivery under way to finish (a no-op `setpgid`, which takes the same lock as a group
 //! kill), then looks at the sentinel's pending signals in `/proc/PID/status`. A sentinel that has
 //! seen anything is replaced by a fresh one, so that every decision looks at new deliveries only.
 //!
-//! The sentinel dies with lllqos (`PR_SET_PDEATHSIG`), holds no descriptor, never wakes up, and is
-//! named `qos-sentinel` (its command line too), so that `pkill lllqos` or `pkill -f lllqos`, which
-//! mean lllqos, do not reach it and make a signal meant for lllqos look like a group's.
+//! # A process that costs nothing
+//!
+//! The sentinel is made the way `posix_spawn` makes its child before exec: `clone(CLONE_VM)` on a
+//! small stack of its own, sharing lllqos's memory. Nothing is copied (a `fork` copies lllqos's
+//! page tables and makes every page it writes afterwards a copy: a tenth of a wrapper's start-up,
+//! measured), it takes no memory of its own, and it runs a few system calls and sleeps: it blocks
+//! every signal, asks to be killed when lllqos dies (`PR_SET_PDEATHSIG`), closes its copies of
+//! lllqos's descriptors (the request's among them), names itself `qos-sentinel`, and pauses. It
+//! touches no memory but its stack (raw system calls only: no allocation, no lock, no `errno`,
+//! none of which it could share safely), and its stack is unmapped once it has been reaped.
+//!
+//! Sharing lllqos's memory, it shares its command line: `pkill -f` with a pattern that matches
+//! lllqos's command line signals the sentinel too, which then looks like a signal to the group. Its
+//! name is its own, so `pkill lllqos` does not reach it. With a pattern that also matches the
+//! command (`pkill -f myapp` for `lllqos -- myapp`), the command gets the signal once, directly, as
+//! without lllqos; a pattern that matches lllqos's options alone (`pkill -f 'lllqos -l 0'`) is not
+//! relayed: signal lllqos by pid, or by name.
 
 use std::io;
 
@@ -31,17 +45,16 @@ const NAME: &[u8] = b"qos-sentinel";
 /// The witness process; killed and reaped when dropped.
 #[derive(Debug)]
 pub(crate) struct Sentinel {
-    pid: Pid,
+    witness: Witness,
     /// Signals a replaced sentinel had seen that lllqos has not read yet.
     carried: SignalSet,
 }
 
 impl Sentinel {
-    /// Forks the sentinel. Call before any descriptor that must not be inherited is opened (it
-    /// closes every descriptor anyway).
+    /// Starts the sentinel.
     pub(crate) fn spawn() -> io::Result<Sentinel> {
         Ok(Sentinel {
-            pid: fork_sentinel()?,
+            witness: Witness::start()?,
             carried: SignalSet::default(),
         })
     }
@@ -60,10 +73,10 @@ impl Sentinel {
         // delivery of `signal` included); what lllqos has read is accounted for.
         self.carried = (self.carried | pending) & SignalSet::pending();
         if pending != SignalSet::default() {
-            // Start afresh: a new sentinel first (nothing may pass unwitnessed), then the old one.
-            if let Ok(fresh) = fork_sentinel() {
-                let old = std::mem::replace(&mut self.pid, fresh);
-                kill_and_reap(old);
+            // Start afresh: a new sentinel first (nothing may pass unwitnessed), then the old one
+            // goes (dropped: killed and reaped).
+            if let Ok(fresh) = Witness::start() {
+                drop(std::mem::replace(&mut self.witness, fresh));
             }
         }
         seen
@@ -71,8 +84,8 @@ impl Sentinel {
 
     /// The sentinel's pending signals (per-thread and shared), from /proc.
     fn pending(&self) -> SignalSet {
-        let status =
-            lllqos::file::read_small(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let status = lllqos::file::read_small(format!("/proc/{}/status", self.witness.pid))
+            .unwrap_or_default();
         let mask = |key: &str| {
             status
                 .lines()
@@ -89,59 +102,110 @@ impl Sentinel {
     /// Kills the sentinel without waiting for it: it dies while lllqos goes on, and is reaped when
     /// dropped.
     pub(crate) fn kill(&self) {
-        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(self.witness.pid, Signal::SIGKILL);
     }
 }
 
-impl Drop for Sentinel {
+/// One sentinel process and the stack it runs on; killed, reaped and its stack unmapped when
+/// dropped.
+#[derive(Debug)]
+struct Witness {
+    pid: Pid,
+    stack: std::ptr::NonNull<libc::c_void>,
+}
+
+/// Its stack: a few system calls' worth, and a guard page below it.
+const STACK: usize = 64 * 1024;
+
+impl Witness {
+    fn start() -> io::Result<Witness> {
+        // SAFETY: a fresh private anonymous mapping; checked for failure.
+        let stack = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        let stack = match std::ptr::NonNull::new(stack).filter(|_| stack != libc::MAP_FAILED) {
+            Some(stack) => stack,
+            None => return Err(io::Error::last_os_error()),
+        };
+        // The lowest page is left inaccessible: an overflow faults instead of writing lllqos's
+        // memory. (The sentinel needs a few hundred bytes.)
+        // SAFETY: the first page of the mapping made above.
+        unsafe { libc::mprotect(stack.as_ptr(), 4096, libc::PROT_NONE) };
+        let parent = nix::unistd::getpid().as_raw();
+        // SAFETY: the child runs `witness` on the top of its own stack, which stays mapped until
+        // it has been reaped; it shares lllqos's memory and touches none of it (see `witness`).
+        // The stack top is page-aligned, as the ABI wants it.
+        let pid = unsafe {
+            libc::clone(
+                witness,
+                stack.as_ptr().cast::<u8>().add(STACK).cast(),
+                libc::CLONE_VM | libc::SIGCHLD,
+                parent as usize as *mut libc::c_void,
+            )
+        };
+        if pid < 0 {
+            let error = io::Error::last_os_error();
+            // SAFETY: the mapping made above; no child uses it.
+            unsafe { libc::munmap(stack.as_ptr(), STACK) };
+            return Err(error);
+        }
+        Ok(Witness {
+            pid: Pid::from_raw(pid),
+            stack,
+        })
+    }
+}
+
+impl Drop for Witness {
     fn drop(&mut self) {
-        kill_and_reap(self.pid);
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        if nix::sys::wait::waitpid(self.pid, None).is_ok() {
+            // SAFETY: the child that ran on this stack has been reaped.
+            unsafe { libc::munmap(self.stack.as_ptr(), STACK) };
+        }
     }
 }
 
-fn kill_and_reap(pid: Pid) {
-    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(pid, None);
-}
-
-fn fork_sentinel() -> io::Result<Pid> {
-    let parent = nix::unistd::getpid();
-    // The argument area of this process (fields 48 and 49 of /proc/self/stat), rewritten in the
-    // sentinel's copy of memory so that its command line does not read as lllqos's.
-    let args = argument_area();
-    // SAFETY: lllqos is single-threaded here; the child makes only system calls and writes into
-    // its own copy of the argument area, then sleeps until it is killed.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => unsafe {
-            let _ = SignalSet::all().block();
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent.as_raw() {
-                libc::_exit(0); // lllqos is already gone
-            }
-            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-            let mut comm = [0u8; 16];
-            comm[..NAME.len()].copy_from_slice(NAME);
-            libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
-            if let Some((start, end)) = args
-                && end > start
-            {
-                let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
-                area.fill(0);
-                let n = NAME.len().min(area.len().saturating_sub(1));
-                area[..n].copy_from_slice(&NAME[..n]);
-            }
-            loop {
-                libc::pause();
-            }
-        },
-        nix::unistd::ForkResult::Parent { child } => Ok(child),
+/// The sentinel's life, on its own stack in lllqos's memory. Raw system calls only: it shares
+/// lllqos's memory without its own thread area, so it must not allocate, take a lock, or set
+/// `errno` (none of these calls fails here: a `pause` whose signals are all blocked never returns).
+/// `arg` is lllqos's pid.
+extern "C" fn witness(arg: *mut libc::c_void) -> libc::c_int {
+    let parent = arg as usize as libc::pid_t;
+    let all = u64::MAX;
+    let mut comm = [0u8; 16];
+    comm[..NAME.len()].copy_from_slice(NAME);
+    // SAFETY: system calls on integers and on this stack's own values.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &all as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL,
+            0,
+            0,
+            0,
+        );
+        if libc::syscall(libc::SYS_getppid) as libc::pid_t != parent {
+            libc::syscall(libc::SYS_exit, 0); // lllqos is already gone
+        }
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_prctl, libc::PR_SET_NAME, comm.as_ptr(), 0, 0, 0);
+        loop {
+            libc::syscall(libc::SYS_pause);
+        }
     }
-}
-
-/// `arg_start` and `arg_end` of this process, from /proc/self/stat.
-fn argument_area() -> Option<(usize, usize)> {
-    let stat = lllqos::file::read_small("/proc/self/stat").ok()?;
-    let fields = lllqos::file::stat_fields(&stat)?;
-    let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
-    Some((field(48)?, field(49)?))
 }

@@ -20,16 +20,19 @@
 //!   instead, so that nothing lllqos opens lands on a standard fd and the command still finds it
 //!   closed.
 //!
-//! The usual path is `posix_spawnp(3)`, which glibc implements with `CLONE_VFORK`: no copy of
-//! lllqos's page tables, so lllqos starts a command about as fast as `chrt` execs one. What needs
-//! code in the child between fork and exec (the privilege drop, SIGCHLD ignored at start, the
-//! scheduling restore) takes `fork` and `execvpe`; so does a file without `#!` that the kernel
-//! refuses with ENOEXEC, which `execvpe` hands to `/bin/sh` the way a shell would. An exec failure
-//! in a forked child reaches lllqos through a close-on-exec pipe.
+//! The usual path is `posix_spawnp(3)`, which glibc and musl implement with `CLONE_VFORK`: no
+//! copy of lllqos's page tables, so lllqos starts a command about as fast as `chrt` execs one.
+//! What needs code in the child between fork and exec (the privilege drop, SIGCHLD ignored at
+//! start, the scheduling restore) takes `fork` and `execvpe`; an exec failure in a forked child
+//! reaches lllqos through a close-on-exec pipe. A file without `#!` that the kernel refuses with
+//! ENOEXEC is started again as `/bin/sh FILE ARGS...`, the way a shell runs it (glibc's `execvp`
+//! does this, musl's does not, and lllqos behaves the same on both). musl's `posix_spawn` saves
+//! and restores the signal mask without the signals it keeps for itself (32 to 34); lllqos puts
+//! its whole mask back after it.
 
 use std::ffi::{CStr, CString, OsString};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::OnceLock;
 
 use nix::unistd::Pid;
@@ -139,6 +142,7 @@ impl Scheduling {
 }
 
 /// Everything the child needs, prepared in the parent (where allocating is allowed).
+#[derive(Clone)]
 struct Launch {
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -148,6 +152,33 @@ struct Launch {
     chld_ignored: bool,
     drop: Option<ChildDrop>,
     scheduling: Option<Scheduling>,
+}
+
+impl Launch {
+    /// The same launch with `/bin/sh` running the command's file as a script (what a shell does,
+    /// and glibc's `execvp`, but not musl's, with a file that has no `#!`): the file as PATH
+    /// finds it (the first executable one), then the arguments. `None` if it cannot be found.
+    fn as_script(&self) -> Option<Launch> {
+        let name = self.argv.first()?;
+        let file = if name.as_bytes().contains(&b'/') {
+            name.clone()
+        } else {
+            let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(std::ffi::OsStr::from_bytes(name.as_bytes())))
+                .find(|candidate| {
+                    candidate.is_file()
+                        && nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+                })
+                .and_then(|found| CString::new(found.into_os_string().into_vec()).ok())?
+        };
+        let mut argv = vec![c"/bin/sh".to_owned(), file];
+        argv.extend(self.argv[1..].iter().cloned());
+        Some(Launch {
+            argv,
+            ..self.clone()
+        })
+    }
 }
 
 /// NULL-terminated pointer arrays over strings that outlive their use.
@@ -176,7 +207,7 @@ fn environment(changes: &[EnvChange]) -> Vec<CString> {
     // SAFETY: environ is the C library's NULL-terminated array of NUL-terminated strings; lllqos
     // is single-threaded here and changes nothing in it.
     unsafe {
-        let mut entry = *(&raw const environ);
+        let mut entry = environ;
         while !entry.is_null() && !(*entry).is_null() {
             let text = CStr::from_ptr(*entry);
             if !changed(text.to_bytes()) {
@@ -221,13 +252,20 @@ pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result
     // leaves out the signals it keeps for itself (32 to 34): they would come back unblocked, and
     // a kill -34 would end lllqos instead of being relayed. The mask is put back as it was.
     let mask = SignalSet::blocked();
-    let result = if needs_fork {
-        fork_exec(&launch)
-    } else {
-        match posix_spawn(&launch) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => fork_exec(&launch),
-            result => result,
+    let start = |launch: &Launch| {
+        if needs_fork {
+            fork_exec(launch)
+        } else {
+            posix_spawn(launch)
         }
+    };
+    let result = match start(&launch) {
+        // A file the kernel cannot execute (no `#!`) is run by /bin/sh, as a shell runs it.
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => match launch.as_script() {
+            Some(script) => start(&script),
+            None => Err(e),
+        },
+        result => result,
     };
     if let Ok(mask) = mask {
         let _ = mask.set_mask();
