@@ -7,18 +7,17 @@
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand, TraceArgs};
 use crate::exit::ExitStatus;
-use crate::measure::Request;
+use crate::oserror::os_message;
+use crate::request::{self, Request};
 use crate::run::{self, Mode, PidFd, Signals};
 use crate::spawn::{self, EnvChange};
-use lllqos::cpulist::CpuSpec;
-use lllqos::idle::{self, StateNames};
 use lllqos::latency::Latency;
-use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError, os_message};
-use lllqos::percpu::{CpuConstraint, CpuErrorKind, CpuLimits, Notice, read_cpu};
+use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, Lease, LeaseError};
+use lllqos::percpu::{CpuConstraint, CpuErrorKind, CpuLimits, Notice, ResumeLatency};
 
 /// The environment variable that tells the command the request is in force, and its value in us.
 pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
@@ -130,7 +129,7 @@ fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
         duration: args.duration,
         interval_us: args.interval,
         priority: args.priority,
-        request: request(
+        request: request::resolve(
             args.latency,
             args.max_state.as_ref(),
             args.cpu.as_ref(),
@@ -181,15 +180,12 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
                 .map_err(|e| anyhow::anyhow!("--pid {pid}: {}", os_message(&e).to_lowercase()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let request = request(
+    let request = request::resolve(
         args.latency,
         args.max_state.as_ref(),
         args.cpu.as_ref(),
         args.verbose,
     )?;
-    if let Request::PerCpu(limits) = &request {
-        CpuConstraint::validate_each(limits).with_context(|| format!("--cpu {}", limits.cpus()))?;
-    }
     let mode = if args.command.is_empty() {
         Mode::Hold
     } else {
@@ -243,79 +239,6 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
     }
 }
 
-/// Turns `--latency` or `--max-state`, with `--cpu`, into what to place. Everything is resolved
-/// (and every error reported) before anything is placed.
-fn request(
-    latency: Latency,
-    max_state: Option<&StateNames>,
-    cpu: Option<&CpuSpec>,
-    verbose: bool,
-) -> Result<Request> {
-    let cpus = match cpu {
-        Some(spec) => Some(
-            spec.resolve()
-                .context("--cpu auto: cannot read this process's affinity")?,
-        ),
-        None => None,
-    };
-    let Some(names) = max_state else {
-        return Ok(match cpus {
-            Some(cpus) => Request::PerCpu(CpuLimits::uniform(&cpus, latency)),
-            None => Request::Global(latency),
-        });
-    };
-    let Some(cpus) = cpus else {
-        let choice = idle::resolve_global(names, &idle::all_states())
-            .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
-        if verbose {
-            say!(
-                "lllqos: --max-state {names}: '{}', exit latency {} ({})",
-                choice.name,
-                choice.latency,
-                choice.cpus.describe()
-            );
-        }
-        return Ok(Request::Global(choice.latency));
-    };
-    cpus.check_exist()
-        .map_err(|e| anyhow!("--cpu {cpus}: {e}"))?;
-    if let Some(cpu) = cpus
-        .cpus()
-        .iter()
-        .find(|&&cpu| !lllqos::cpulist::is_online(cpu))
-    {
-        bail!(
-            "--max-state {names}: cpu{cpu} is offline: the kernel lists a CPU's idle states only while it is online"
-        );
-    }
-    let states = cpus
-        .cpus()
-        .iter()
-        .map(|&cpu| (cpu, idle::cpu_states(cpu)))
-        .collect();
-    let chosen = idle::resolve_per_cpu(names, &cpus, &states)
-        .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
-    if verbose {
-        let mut groups: std::collections::BTreeMap<(&str, Latency), Vec<u32>> = Default::default();
-        for (&cpu, choice) in &chosen {
-            groups
-                .entry((&choice.name, choice.latency))
-                .or_default()
-                .push(cpu);
-        }
-        for ((name, latency), cpus) in groups {
-            let list = lllqos::cpulist::CpuList::new(cpus).map(|l| l.describe());
-            say!(
-                "lllqos: --max-state {names}: '{name}', exit latency {latency} ({})",
-                list.unwrap_or_default()
-            );
-        }
-    }
-    CpuLimits::new(chosen.iter().map(|(&cpu, choice)| (cpu, choice.latency)))
-        .map(Request::PerCpu)
-        .ok_or_else(|| anyhow!("--cpu {cpus}: no CPU"))
-}
-
 /// What lllqos placed, released by [`Held::release`] the moment the command is reaped.
 enum Held {
     Global(Lease),
@@ -362,8 +285,8 @@ fn place_global(args: &HoldArgs, latency: Latency) -> Result<Held> {
         Ok(lease) => {
             if args.verbose {
                 let limit = match lease.limit_in_force() {
-                    Ok(limit) => limit.describe_limit(),
-                    Err(e) => format!("unreadable ({e})"),
+                    Ok(limit) => describe_limit(limit),
+                    Err(e) => format!("unreadable ({})", os_message(&e)),
                 };
                 say!(
                     "lllqos: requested {} on {}; limit in force: {limit}",
@@ -402,11 +325,9 @@ fn place_per_cpu(args: &HoldArgs, limits: &CpuLimits) -> Result<Held> {
                 let values: Vec<String> = cpus
                     .cpus()
                     .iter()
-                    .map(|&cpu| {
-                        format!(
-                            "cpu{cpu}={}",
-                            read_cpu(cpu).unwrap_or_else(|e| e.to_string())
-                        )
+                    .map(|&cpu| match ResumeLatency::of_cpu(cpu) {
+                        Ok(value) => format!("cpu{cpu}={value}"),
+                        Err(e) => format!("cpu{cpu} unreadable ({})", os_message(&e)),
                     })
                     .collect();
                 say!(
@@ -426,6 +347,11 @@ fn place_per_cpu(args: &HoldArgs, limits: &CpuLimits) -> Result<Held> {
             Ok(Held::Nothing)
         }
     }
+}
+
+/// A limit in force for people: `20 us`, or `no constraint`.
+pub fn describe_limit(limit: Option<Latency>) -> String {
+    limit.map_or_else(|| "no constraint".to_owned(), |l| l.to_string())
 }
 
 /// Prints the per-CPU notices: warnings unless `--quiet`, the rest with `--verbose`.

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, ValueHint};
 
-use lllqos::cpulist::CpuSpec;
+use lllqos::CpuList;
 use lllqos::idle::StateNames;
 use lllqos::latency::Latency;
-use lllqos::latency::parse_duration;
 use lllqos::lease::CPU_DMA_LATENCY;
+
+use crate::decimal::{Scan, scan};
 
 /// The examples of `lllqos --help`, the man page (rendered by the xtask) and the README (checked
 /// by a test): the command, and what it does.
@@ -316,7 +317,100 @@ fn node_path(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
 }
 
+/// What `--cpu` accepts: a list, or `auto` for the CPUs this process may run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuSpec {
+    /// `auto`: the affinity mask lllqos itself has (so `taskset -c 2 lllqos --cpu auto` means 2).
+    Auto,
+    /// An explicit list.
+    List(CpuList),
+}
+
+impl CpuSpec {
+    /// The CPUs meant.
+    pub fn resolve(&self) -> std::io::Result<CpuList> {
+        match self {
+            CpuSpec::Auto => CpuList::affinity(),
+            CpuSpec::List(list) => Ok(list.clone()),
+        }
+    }
+}
+
+impl std::str::FromStr for CpuSpec {
+    type Err = lllqos::cpulist::ParseCpuListError;
+
+    fn from_str(text: &str) -> Result<CpuSpec, Self::Err> {
+        match text {
+            "auto" => Ok(CpuSpec::Auto),
+            list => list.parse().map(CpuSpec::List),
+        }
+    }
+}
+
+/// A duration as lllqos's options take it (`measure --duration`): seconds, or with a unit (`ms`,
+/// `s`, `m`); decimals allowed, exact to the millisecond. More than zero, at most 24 hours.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let fail = |why: &str| format!("invalid duration '{text}': {why}");
+    // Milliseconds per unit.
+    const UNITS: &[(&str, u128)] = &[("ms", 1), ("", 1000), ("s", 1000), ("m", 60_000)];
+    let ms = scan(text, UNITS).map_err(|e| {
+        fail(match e {
+            Scan::UnknownUnit => "unknown unit (use ms, s or m)",
+            Scan::NotANumber => "expected a number such as 5, 0.5 or 500ms",
+            Scan::TooLarge => "at most 24 hours",
+        })
+    })?;
+    if ms == 0 && text.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Err(fail(
+            "less than a millisecond (durations are counted in milliseconds)",
+        ));
+    }
+    if ms == 0 {
+        return Err(fail("must be more than zero"));
+    }
+    if ms > 24 * 3_600_000 {
+        return Err(fail("at most 24 hours"));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
 /// The clap command, for generators and tests.
 pub fn command() -> clap::Command {
     Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert!(
+            parse_duration("0.0001")
+                .unwrap_err()
+                .contains("less than a millisecond")
+        );
+        assert!(parse_duration("0").unwrap_err().contains("more than zero"));
+        for bad in ["", "0", "-1", "x", "5h", "1e3", ".5", "5.", "0.0001"] {
+            assert!(
+                parse_duration(bad)
+                    .unwrap_err()
+                    .contains(&format!("'{bad}'")),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_bad_duration_is_refused_naming_it(text in "[-+0-9.]{0,30}(ms|s|m|x)?") {
+            if let Err(err) = parse_duration(&text) {
+                proptest::prop_assert!(err.contains(&format!("'{}'", text)), "{}", err);
+            }
+        }
+    }
 }

@@ -1,14 +1,14 @@
 //! CPU lists in the kernel's syntax: `0-3,8,10-11` (as in `/sys/devices/system/cpu/online`), and
 //! `taskset -c`'s strides, `0-10:2`.
 //!
-//! Parsing is syntax only; whether the CPUs exist is a question for the machine
-//! ([`CpuList::check_exist`]), asked before anything is changed on any CPU.
+//! Parsing is syntax only; whether the CPUs exist is a question for the machine, which the per-CPU
+//! constraint asks before it changes anything on any CPU.
 
 use std::fmt;
 use std::str::FromStr;
 
 /// Where the kernel describes CPUs.
-pub const SYSFS_CPU: &str = "/sys/devices/system/cpu";
+pub(crate) const SYSFS_CPU: &str = "/sys/devices/system/cpu";
 
 /// The largest CPU number accepted (the kernel's NR_CPUS is at most 8192).
 const MAX_CPU: u32 = 65_535;
@@ -45,29 +45,24 @@ impl CpuList {
         &self.0
     }
 
-    /// An error naming the first CPU that has no resume-latency file on this machine.
-    pub fn check_exist(&self) -> Result<(), String> {
-        match self
-            .0
-            .iter()
-            .find(|&&cpu| !crate::percpu::resume_latency_path(cpu).exists())
-        {
-            None => Ok(()),
-            Some(cpu) => Err(match present() {
-                Some(present) => {
-                    format!(
-                        "CPU {cpu} does not exist (this machine has {})",
-                        present.describe()
-                    )
-                }
-                None => format!("CPU {cpu} does not exist"),
-            }),
-        }
+    /// The CPUs the kernel describes (`cpuN` directories under `/sys/devices/system/cpu`), online
+    /// or not; `None` where it describes none (no sysfs).
+    pub fn listed() -> Option<CpuList> {
+        CpuList::new(listed_cpus())
+    }
+
+    /// The CPUs present on this machine (`/sys/devices/system/cpu/present`).
+    pub fn present() -> Option<CpuList> {
+        crate::file::read_small(format!("{SYSFS_CPU}/present"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
 /// The CPUs the kernel describes (`cpuN` directories under `/sys/devices/system/cpu`), ascending.
-pub fn listed_cpus() -> Vec<u32> {
+pub(crate) fn listed_cpus() -> Vec<u32> {
     let mut cpus: Vec<u32> = std::fs::read_dir(SYSFS_CPU)
         .into_iter()
         .flatten()
@@ -90,15 +85,6 @@ pub fn listed_cpus() -> Vec<u32> {
 pub fn is_online(cpu: u32) -> bool {
     crate::file::read_small(format!("{SYSFS_CPU}/cpu{cpu}/online"))
         .map_or(true, |text| text.trim() == "1")
-}
-
-/// `/sys/devices/system/cpu/present`, for error messages.
-fn present() -> Option<CpuList> {
-    crate::file::read_small(format!("{SYSFS_CPU}/present"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 impl fmt::Display for CpuList {
@@ -125,36 +111,6 @@ impl fmt::Display for CpuList {
             i += 1;
         }
         Ok(())
-    }
-}
-
-/// What `--cpu` accepts: a list, or `auto` for the CPUs this process may run on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CpuSpec {
-    /// `auto`: the affinity mask lllqos itself has (so `taskset -c 2 lllqos --cpu auto` means 2).
-    Auto,
-    /// An explicit list.
-    List(CpuList),
-}
-
-impl CpuSpec {
-    /// The CPUs meant.
-    pub fn resolve(&self) -> std::io::Result<CpuList> {
-        match self {
-            CpuSpec::Auto => CpuList::affinity(),
-            CpuSpec::List(list) => Ok(list.clone()),
-        }
-    }
-}
-
-impl FromStr for CpuSpec {
-    type Err = ParseCpuListError;
-
-    fn from_str(text: &str) -> Result<CpuSpec, ParseCpuListError> {
-        match text {
-            "auto" => Ok(CpuSpec::Auto),
-            list => list.parse().map(CpuSpec::List),
-        }
     }
 }
 

@@ -14,8 +14,8 @@
 //! - and, when reading, a size bound checked on the size `fstat` reports and again on what
 //!   arrives (sysfs and /proc report sizes that are not the content's).
 //!
-//! This module is public only for the `lllqos` binary (its `status` reads /proc with it); it is
-//! not part of the library's interface.
+//! The library and the `lllqos` binary both declare this module from this one file (the binary
+//! reads /proc and sysfs with it too); it is no part of the library's interface.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -160,6 +160,17 @@ pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     Some(after_name.split_whitespace().collect())
 }
 
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat): with the pid, it
+/// tells a process from a later one that reused the pid.
+pub fn start_time(pid: i32) -> Option<u64> {
+    parse_start_time(&read_small(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 of a /proc/PID/stat line.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    stat_fields(stat)?.get(22 - 3)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,10 +224,24 @@ mod tests {
         assert_eq!(stat_fields("7 (a)"), Some(vec![]));
     }
 
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let me = std::process::id() as i32;
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(-1), None);
+        let fields = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 19 20";
+        assert_eq!(
+            parse_start_time(&format!("7 (a) b (c)) {fields}")),
+            Some(4242)
+        );
+        assert_eq!(parse_start_time("7 (a"), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn stat_fields_never_panic(text in ".*") {
             let _ = stat_fields(&text);
+            let _ = parse_start_time(&text);
         }
     }
 

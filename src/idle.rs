@@ -100,6 +100,21 @@ fn read(state: &std::path::Path, file: &str) -> Option<String> {
         .map(|text| text.trim_end_matches('\n').to_owned())
 }
 
+/// The cpuidle driver in use (`haltpoll`, `intel_idle`, `acpi_idle`), `None` without cpuidle.
+pub fn driver() -> Option<String> {
+    read(
+        std::path::Path::new(&format!("{SYSFS_CPU}/cpuidle")),
+        "current_driver",
+    )
+}
+
+/// The cpuidle governor in use (`menu`, `teo`, `haltpoll`), `None` without cpuidle.
+pub fn governor() -> Option<String> {
+    let dir = format!("{SYSFS_CPU}/cpuidle");
+    let dir = std::path::Path::new(&dir);
+    read(dir, "current_governor").or_else(|| read(dir, "current_governor_ro"))
+}
+
 /// Every CPU the kernel lists under `/sys/devices/system/cpu`, with its idle states.
 pub fn all_states() -> BTreeMap<u32, Vec<IdleState>> {
     crate::cpulist::listed_cpus()

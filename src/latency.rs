@@ -12,6 +12,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::decimal::{Scan, scan};
+
 /// A CPU wake-up latency limit in whole microseconds, `0..=i32::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Latency(u32);
@@ -21,8 +23,10 @@ impl Latency {
     pub const ZERO: Latency = Latency(0);
     /// The largest value the kernel accepts, `i32::MAX` microseconds.
     pub const MAX: Latency = Latency(i32::MAX as u32);
-    /// What the global node reads when nobody constrains it (`PM_QOS_CPU_LATENCY_DEFAULT_VALUE`).
-    pub const UNCONSTRAINED: Latency = Latency(2_000_000_000);
+    /// What the global node reads when nobody constrains it (`PM_QOS_CPU_LATENCY_DEFAULT_VALUE`):
+    /// a limit at or above it constrains nothing.
+    #[cfg(target_os = "linux")]
+    pub(crate) const UNCONSTRAINED: Latency = Latency(2_000_000_000);
 
     /// A latency of `us` microseconds, or `None` above [`Latency::MAX`].
     pub const fn from_micros(us: u32) -> Option<Latency> {
@@ -56,16 +60,6 @@ impl Latency {
     /// The value as a [`Duration`].
     pub const fn as_duration(self) -> Duration {
         Duration::from_micros(self.0 as u64)
-    }
-
-    /// The value as a limit in force, for people: `no constraint` for [`Latency::UNCONSTRAINED`]
-    /// and above (a request looser than the kernel's default constrains nothing).
-    pub fn describe_limit(self) -> String {
-        if self >= Latency::UNCONSTRAINED {
-            "no constraint".to_owned()
-        } else {
-            self.to_string()
-        }
     }
 
     /// The value as the kernel's `s32`.
@@ -161,79 +155,6 @@ impl FromStr for Latency {
     }
 }
 
-/// A duration as lllqos's options take it (`measure --duration`): seconds, or with a unit (`ms`,
-/// `s`, `m`); decimals allowed, exact to the millisecond. More than zero, at most 24 hours.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let fail = |why: &str| format!("invalid duration '{text}': {why}");
-    // Milliseconds per unit.
-    const UNITS: &[(&str, u128)] = &[("ms", 1), ("", 1000), ("s", 1000), ("m", 60_000)];
-    let ms = scan(text, UNITS).map_err(|e| {
-        fail(match e {
-            Scan::UnknownUnit => "unknown unit (use ms, s or m)",
-            Scan::NotANumber => "expected a number such as 5, 0.5 or 500ms",
-            Scan::TooLarge => "at most 24 hours",
-        })
-    })?;
-    if ms == 0 && text.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
-        return Err(fail(
-            "less than a millisecond (durations are counted in milliseconds)",
-        ));
-    }
-    if ms == 0 {
-        return Err(fail("must be more than zero"));
-    }
-    if ms > 24 * 3_600_000 {
-        return Err(fail("at most 24 hours"));
-    }
-    Ok(Duration::from_millis(ms as u64))
-}
-
-/// Why [`scan`] refused a text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scan {
-    UnknownUnit,
-    NotANumber,
-    TooLarge,
-}
-
-/// The one scanner of numbers with a unit, for latencies and durations: `N`, `N.F`, either followed
-/// by one of `units` (name, and how many of the smallest unit it is). Returns the value in the
-/// smallest unit, a fraction of it rounded down. No sign, no exponent, digits on both sides of a
-/// point; at most 20 significant digits before it (far beyond any value the callers accept, and
-/// within u128 after scaling).
-fn scan(text: &str, units: &[(&str, u128)]) -> std::result::Result<u128, Scan> {
-    let number_len = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(number_len);
-    let scale = units
-        .iter()
-        .find(|(name, _)| *name == unit)
-        .map(|&(_, scale)| scale)
-        .ok_or(Scan::UnknownUnit)?;
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !is_digits(whole) || (number.contains('.') && !is_digits(fraction)) {
-        return Err(Scan::NotANumber);
-    }
-    let whole = whole.trim_start_matches('0');
-    if whole.len() > 20 {
-        return Err(Scan::TooLarge);
-    }
-    let fraction = &fraction[..fraction.len().min(20)];
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| Scan::TooLarge)?
-    };
-    let mut value = whole.checked_mul(scale).ok_or(Scan::TooLarge)?;
-    if !fraction.is_empty() {
-        let digits: u128 = fraction.parse().map_err(|_| Scan::NotANumber)?;
-        value = value.saturating_add(digits * scale / 10u128.pow(fraction.len() as u32));
-    }
-    Ok(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,9 +231,6 @@ mod tests {
         #[test]
         fn number_like_text_never_panics(text in "[-+0-9.]{0,30}(ns|us|µs|ms|s|m|x)?") {
             let _ = text.parse::<Latency>();
-            if let Err(err) = parse_duration(&text) {
-                proptest::prop_assert!(err.contains(&format!("'{}'", text)), "{}", err);
-            }
         }
 
         #[test]
@@ -337,27 +255,5 @@ mod tests {
             Latency::try_from(Latency::MAX.as_duration()),
             Ok(Latency::MAX)
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-        assert!(
-            parse_duration("0.0001")
-                .unwrap_err()
-                .contains("less than a millisecond")
-        );
-        assert!(parse_duration("0").unwrap_err().contains("more than zero"));
-        for bad in ["", "0", "-1", "x", "5h", "1e3", ".5", "5.", "0.0001"] {
-            assert!(
-                parse_duration(bad)
-                    .unwrap_err()
-                    .contains(&format!("'{bad}'")),
-                "{bad}"
-            );
-        }
     }
 }

@@ -7,44 +7,74 @@
 //! holds either as an RAII guard; the `lllqos` command wraps a command with the same guards the
 //! way `chrt` or `nice` do.
 //!
+//! It is the Rust form of the Python package `lllqos` (1.0.0 on the Python Package Index,
+//! py-linux-low-latency-qos by B. Brandenburg), `with low_wakeup_latency(0) as lease:
+//! lease.acquired()`, and of the periodic activations of its companion `abs-sleep`:
+//!
+//! ```no_run
+//! use std::time::{Duration, Instant};
+//! use lllqos::{Latency, Lease, Periodic};
+//!
+//! // Ask Linux to minimize wake-up latency (best effort: no error without the node or rights).
+//! let lease = Lease::best_effort(Latency::ZERO);
+//! println!("lease acquired: {}", lease.acquired());
+//! // Periodic activations every 500 ms, the first on a whole second of the monotonic clock.
+//! for deadline in Periodic::new(Duration::from_millis(500)).aligned(Duration::from_secs(1)).take(4) {
+//!     let late = Instant::now().saturating_duration_since(deadline);
+//!     println!("activation {:.2} us late", late.as_secs_f64() * 1e6);
+//! }
+//! drop(lease); // the request is gone
+//! ```
+//!
 //! The modules, in the order a reader needs them:
 //!
 //! - [`latency`]: the value type and its parser (`50us`, `0.5ms`).
-//! - [`lease`]: the global request as an RAII [`Lease`] (the Rust form of the Python package's
-//!   `with low_wakeup_latency(0) as lease: lease.acquired()`).
+//! - [`lease`]: the global request as an RAII [`Lease`], whose value can be changed while held.
+//! - [`periodic`]: [`Periodic`], deadlines on the monotonic clock slept to with absolute sleeps.
 //! - [`cpulist`] and [`percpu`]: per-CPU resume-latency constraints as an RAII [`CpuConstraint`],
 //!   restored on every exit path and shared safely between overlapping holders.
-//! - [`idle`]: idle states by name, and limits named by state (`--max-state C1E,C1`).
-//! - [`privilege`]: whether this process is privileged (setuid or file capabilities), which makes
-//!   the library stricter about the paths it opens.
+//! - [`idle`]: the idle states each CPU has, and limits named by state (`--max-state C1E,C1`).
+//!
+//! Off Linux the library still builds, so that a portable program can use it unconditionally, as
+//! it can the Python package: [`Lease::best_effort`] is then a lease that is not acquired,
+//! [`Lease::acquire`] an error that says there is no PM QoS here, and [`Periodic`] sleeps to each
+//! deadline with the platform's own sleep. The per-CPU and idle-state modules are Linux's only.
 //!
 //! The command line, spawning and signal relay, the privilege drop of the command and the
-//! measurement loop belong to the `lllqos` binary, not to this library.
-//!
-//! ```no_run
-//! use lllqos::{Latency, Lease};
-//!
-//! let lease = Lease::best_effort(Latency::ZERO);
-//! println!("acquired: {}", lease.acquired());
-//! // ... latency-critical work ...
-//! drop(lease);
-//! ```
+//! measurement loop belong to the `lllqos` binary (the `cli` feature, on by default), not to this
+//! library: a program that uses the library alone depends on it with `default-features = false`
+//! and compiles none of the command's dependencies.
 #![warn(missing_docs)]
 
-pub mod cpulist;
-#[doc(hidden)]
-pub mod file;
-pub mod idle;
 pub mod latency;
 pub mod lease;
+pub mod periodic;
+
+#[cfg(target_os = "linux")]
+pub mod cpulist;
+#[cfg(target_os = "linux")]
+pub mod idle;
+#[cfg(target_os = "linux")]
 pub mod percpu;
-pub mod privilege;
+
+// Private to the library (the binary declares the same files as modules of its own).
+mod decimal;
+#[cfg(target_os = "linux")]
+mod file;
+#[cfg(target_os = "linux")]
+mod oserror;
+#[cfg(target_os = "linux")]
+mod privilege;
 
 /// This crate's version, which the `lllqos` command reports (its command line is also compiled
 /// into the xtask, whose own version is not lllqos's).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub use cpulist::CpuList;
 pub use latency::Latency;
 pub use lease::{Lease, LeaseError};
+pub use periodic::Periodic;
+
+#[cfg(target_os = "linux")]
+pub use cpulist::CpuList;
+#[cfg(target_os = "linux")]
 pub use percpu::{CpuConstraint, CpuError, CpuErrorKind, CpuLimits};

@@ -33,12 +33,21 @@ macro_rules! say {
 
 mod app;
 mod cli;
+// Shared with the library, from the same files: the library keeps them private, so the binary
+// compiles its own copy (each crate uses a part of them).
+#[allow(dead_code)]
+mod decimal;
 mod exit;
+#[allow(dead_code)]
+mod file;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod libm;
 mod measure;
+mod oserror;
 mod plot;
+mod privilege;
 mod relayed;
+mod request;
 mod run;
 mod sched;
 mod sentinel;

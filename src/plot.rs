@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-use lllqos::lease::os_message;
+use crate::oserror::os_message;
 
 /// The chart's file: opened before anything is measured, so that a path that cannot be written is
 /// an error then, not after the phases; written only once there is a chart. A measurement that

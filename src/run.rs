@@ -162,14 +162,20 @@ impl Signals {
     /// `Exited(0)` for SIGTERM, SIGINT and SIGHUP, `Signaled` for another signal that would end a
     /// process (the caller undoes what it changed, then dies of it).
     pub fn ending(&self) -> io::Result<Option<ExitStatus>> {
-        let signal = self.next()?.ssi_signo as i32;
-        Ok((1..=MAX_SIGNAL).contains(&signal).then(|| {
+        Ok(self.ending_signal()?.map(|signal| {
             if HOLD_RELEASE.contains(&signal) {
                 ExitStatus::Exited(0)
             } else {
                 ExitStatus::Signaled(signal)
             }
         }))
+    }
+
+    /// Reads the next signal (blocking) in [`Mode::Hold`], whose signals all end a process: its
+    /// number.
+    pub fn ending_signal(&self) -> io::Result<Option<i32>> {
+        let signal = self.next()?.ssi_signo as i32;
+        Ok((1..=MAX_SIGNAL).contains(&signal).then_some(signal))
     }
 
     /// Reads the next signal, blocking.
@@ -270,7 +276,7 @@ pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
             Ok(sentinel) => signals.sentinel = Some(sentinel),
             Err(e) => say!(
                 "lllqos: warning: cannot start the witness of group signals ({}): a signal sent to the whole process group may reach the command twice",
-                lllqos::lease::os_message(&e)
+                crate::oserror::os_message(&e)
             ),
         }
     }
@@ -362,12 +368,12 @@ fn runnable_on_this_cpu(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    let Ok(stat) = lllqos::file::read_small(format!("/proc/{pid}/stat")) else {
+    let Ok(stat) = crate::file::read_small(format!("/proc/{pid}/stat")) else {
         return false;
     };
     // SAFETY: sched_getcpu takes no argument.
     let here = unsafe { libc::sched_getcpu() };
-    lllqos::file::stat_fields(&stat).is_some_and(|fields| {
+    crate::file::stat_fields(&stat).is_some_and(|fields| {
         fields.first() == Some(&"R")
             && fields.get(39 - 3).and_then(|c| c.parse().ok()) == Some(here)
     })
@@ -480,7 +486,7 @@ impl PidFd {
 
 /// The process a thread id belongs to (`Tgid:` of /proc/PID/status).
 fn thread_group(tid: i32) -> Option<i32> {
-    let status = lllqos::file::read_small(format!("/proc/{tid}/status")).ok()?;
+    let status = crate::file::read_small(format!("/proc/{tid}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("Tgid:"))?

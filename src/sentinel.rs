@@ -84,7 +84,7 @@ impl Sentinel {
 
     /// The sentinel's pending signals (per-thread and shared), from /proc.
     fn pending(&self) -> SignalSet {
-        let status = lllqos::file::read_small(format!("/proc/{}/status", self.witness.pid))
+        let status = crate::file::read_small(format!("/proc/{}/status", self.witness.pid))
             .unwrap_or_default();
         let mask = |key: &str| {
             status
@@ -113,6 +113,10 @@ struct Witness {
     pid: Pid,
     stack: std::ptr::NonNull<libc::c_void>,
 }
+
+// SAFETY: the stack is a mapping of this process's, reached only through this value (the sentinel
+// runs on it, but is reaped before it is unmapped): any thread may hold it and unmap it.
+unsafe impl Send for Witness {}
 
 /// Its stack: a few system calls' worth, and a guard page below it.
 const STACK: usize = 64 * 1024;

@@ -38,9 +38,9 @@ use std::sync::OnceLock;
 use nix::unistd::Pid;
 
 use crate::exit::ExitStatus;
+use crate::oserror::os_message;
+use crate::privilege::is_privileged;
 use crate::sigset::SignalSet;
-use lllqos::lease::os_message;
-use lllqos::privilege::is_privileged;
 
 /// The signals that were ignored when lllqos started, recorded by [`init_process`].
 static IGNORED_AT_START: OnceLock<SignalSet> = OnceLock::new();

@@ -17,20 +17,22 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use lllqos::cpulist::{CpuList, SYSFS_CPU};
-use lllqos::latency::Latency;
-use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, os_message, read_limit};
-use lllqos::percpu::{Registry, ResumeLatency, resume_latency_path};
+use crate::app::describe_limit;
+use crate::oserror::os_message;
+use lllqos::idle;
+use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, read_limit};
+use lllqos::percpu::{self, ResumeLatency};
+use lllqos::{CpuList, Latency};
 
 /// Everything `lllqos status` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
-    /// The CPU latency limit in force (2000000000 = no constraint): `cpu_latency_us`, and
+    /// The CPU latency limit in force (`null`: no constraint): `cpu_latency_us`, and
     /// `cpu_latency_error` when it cannot be read.
     #[serde(flatten)]
     pub cpu_latency: Reading<u32, CpuLatencyKeys>,
     /// Processes with the node open, lllqos status itself excluded.
-    pub holders: Vec<Holder>,
+    pub holders: Vec<Process>,
     /// False when some processes' descriptors could not be inspected (not root).
     pub holders_complete: bool,
     pub cpuidle: Cpuidle,
@@ -104,7 +106,7 @@ impl<T: Serialize, K: Keys> Serialize for Reading<T, K> {
 
 /// A process holding a PM QoS node open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Holder {
+pub struct Process {
     pub pid: i32,
     pub user: String,
     pub command: String,
@@ -127,11 +129,12 @@ pub struct Cpu {
     pub resume_latency: Reading<u32, ResumeLatencyKeys>,
     /// The limit this CPU obeys: the smaller of the global limit and its own; `None` = none.
     pub effective_limit_us: Option<u32>,
-    pub idle_states: Vec<IdleState>,
+    pub idle_states: Vec<CpuState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IdleState {
+/// An idle state of one CPU, judged against the CPU's effective limit.
+pub struct CpuState {
     pub name: String,
     pub exit_latency_us: u32,
     pub disabled: bool,
@@ -174,7 +177,7 @@ pub struct WakeupLatency {
     /// `limit_us`, and `error` when it cannot be read.
     #[serde(flatten)]
     pub limit: Reading<u32, WakeupLatencyKeys>,
-    pub holders: Vec<Holder>,
+    pub holders: Vec<Process>,
 }
 
 /// Collects the status of this machine.
@@ -182,13 +185,12 @@ pub fn collect() -> Status {
     let cpu_latency = limit(CPU_DMA_LATENCY);
     let scan = scan_holders(&[CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY]);
     let cpuidle = Cpuidle {
-        driver: read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_driver")),
-        governor: read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor"))
-            .or_else(|| read_trimmed(format!("{SYSFS_CPU}/cpuidle/current_governor_ro"))),
+        driver: idle::driver(),
+        governor: idle::governor(),
     };
-    let cpus = lllqos::cpulist::listed_cpus()
-        .into_iter()
-        .map(|cpu| collect_cpu(cpu, cpu_latency.value().copied()))
+    let listed = CpuList::listed();
+    let cpus = (listed.as_ref().map_or(&[][..], |l| l.cpus()).iter())
+        .map(|&cpu| collect_cpu(cpu, cpu_latency.value().copied()))
         .collect();
     let wakeup_latency = Path::new(CPU_WAKEUP_LATENCY)
         .exists()
@@ -207,9 +209,10 @@ pub fn collect() -> Status {
     }
 }
 
+/// A node's limit in microseconds, `None` for no constraint, or why it cannot be read.
 fn limit<K>(node: &str) -> Reading<u32, K> {
     Reading::new(match read_limit(node) {
-        Ok(limit) => Ok(Some(limit.as_micros())),
+        Ok(limit) => Ok(limit.map(|l| l.as_micros())),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             Err(format!("{}: run as root to read it", os_message(&e)))
         }
@@ -217,26 +220,17 @@ fn limit<K>(node: &str) -> Reading<u32, K> {
     })
 }
 
-fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
-    Some(lllqos::file::read_small(path).ok()?.trim().to_owned())
-}
-
 fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
     let online = lllqos::cpulist::is_online(cpu);
-    let resume_latency = Reading::new(match lllqos::file::read_small(resume_latency_path(cpu)) {
-        Ok(text) => match ResumeLatency::parse(&text) {
-            Some(value) => Ok(value.limit_us()),
-            None => Err(format!("unexpected value '{}'", text.trim())),
-        },
+    let resume_latency = Reading::new(match ResumeLatency::of_cpu(cpu) {
+        Ok(value) => Ok(value.limit_us()),
         Err(e) => Err(os_message(&e)),
     });
-    let effective_limit_us = [
-        global.filter(|&g| g != Latency::UNCONSTRAINED.as_micros()),
-        resume_latency.value().copied(),
-    ]
-    .into_iter()
-    .flatten()
-    .min();
+    // The smaller of the two limits; `None` (no constraint) when neither constrains.
+    let effective_limit_us = [global, resume_latency.value().copied()]
+        .into_iter()
+        .flatten()
+        .min();
     let idle_states = idle_states(cpu, effective_limit_us);
     Cpu {
         cpu,
@@ -248,23 +242,23 @@ fn collect_cpu(cpu: u32, global: Option<u32>) -> Cpu {
 }
 
 /// The idle states of `cpu` in index order, with `allowed` computed against `limit_us`.
-fn idle_states(cpu: u32, limit_us: Option<u32>) -> Vec<IdleState> {
+fn idle_states(cpu: u32, limit_us: Option<u32>) -> Vec<CpuState> {
     lllqos::idle::cpu_states(cpu)
         .into_iter()
-        .map(|s| IdleState::new(s.name, s.exit_latency_us, s.disabled, limit_us))
+        .map(|s| CpuState::new(s.name, s.exit_latency_us, s.disabled, limit_us))
         .collect()
 }
 
-impl IdleState {
+impl CpuState {
     /// A state as the governor sees it under `limit_us` (`None`: no limit).
     pub fn new(
         name: String,
         exit_latency_us: u32,
         disabled: bool,
         limit_us: Option<u32>,
-    ) -> IdleState {
+    ) -> CpuState {
         let allowed = !disabled && limit_us.is_none_or(|limit| exit_latency_us <= limit);
-        IdleState {
+        CpuState {
             name,
             exit_latency_us,
             disabled,
@@ -275,7 +269,7 @@ impl IdleState {
 
 struct Scan {
     /// One list per node asked for, in the same order.
-    holders: Vec<Vec<Holder>>,
+    holders: Vec<Vec<Process>>,
     complete: bool,
 }
 
@@ -346,9 +340,8 @@ fn char_device(path: &Path) -> Option<u64> {
     meta.file_type().is_char_device().then(|| meta.rdev())
 }
 
-fn describe_process(pid: i32, users: &UserNames) -> Holder {
-    let cmdline =
-        lllqos::file::read_small_bytes(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+fn describe_process(pid: i32, users: &UserNames) -> Process {
+    let cmdline = crate::file::read_small_bytes(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let words: Vec<String> = cmdline
         .split(|&b| b == 0)
         .filter(|w| !w.is_empty())
@@ -357,12 +350,14 @@ fn describe_process(pid: i32, users: &UserNames) -> Holder {
     let command = if words.is_empty() {
         format!(
             "[{}]",
-            read_trimmed(format!("/proc/{pid}/comm")).unwrap_or_default()
+            crate::file::read_small(format!("/proc/{pid}/comm"))
+                .map(|comm| comm.trim_end().to_owned())
+                .unwrap_or_default()
         )
     } else {
         words.join(" ")
     };
-    let uid = lllqos::file::read_small(format!("/proc/{pid}/status"))
+    let uid = crate::file::read_small(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             let line = s.lines().find_map(|l| l.strip_prefix("Uid:"))?.to_owned();
@@ -372,7 +367,7 @@ fn describe_process(pid: i32, users: &UserNames) -> Holder {
         Some(uid) => users.name(uid),
         None => "?".to_owned(),
     };
-    Holder { pid, user, command }
+    Process { pid, user, command }
 }
 
 /// User names by uid, looked up once each through the C library's name service (`getpwuid_r`):
@@ -398,84 +393,109 @@ impl UserNames {
 }
 
 fn registry_status() -> Option<RegistryStatus> {
-    let path = format!("{}/registry.json", lllqos::percpu::REGISTRY_DIR);
-    match Registry::read() {
+    let location = percpu::Registered::location().display().to_string();
+    match percpu::registered() {
         Ok(None) => None,
-        Ok(Some(registry)) => Some(RegistryStatus {
-            path,
+        Ok(Some(registered)) => Some(RegistryStatus {
+            path: location,
             error: None,
-            holders: registry
-                .holders
-                .iter()
+            holders: (registered.holders.iter())
                 .map(|h| RegistryHolder {
-                    // As this process sees it: a holder in another PID namespace has recorded
-                    // its own pid there.
-                    pid: h.pid_here().unwrap_or(h.pid),
-                    cpus: CpuList::new(h.cpus.iter().copied())
-                        .map(|l| l.to_string())
-                        .unwrap_or_default(),
-                    latency_us: h.latency_us,
-                    live: h.is_alive(),
+                    pid: h.pid,
+                    cpus: h.cpus.to_string(),
+                    latency_us: h.latency.as_micros(),
+                    live: h.live,
                 })
                 .collect(),
-            cpus: registry
-                .cpus
-                .iter()
-                .map(|(cpu, e)| {
+            cpus: (registered.cpus.iter())
+                .map(|c| {
                     let entry = RegistryCpu {
-                        original: e.original.to_string(),
-                        written: e.written.to_string(),
-                        intent: e.intent.map(|i| i.to_string()),
+                        original: c.original.to_string(),
+                        written: c.written.to_string(),
+                        intent: c.intent.map(|i| i.to_string()),
                     };
-                    (*cpu, entry)
+                    (c.cpu, entry)
                 })
                 .collect(),
         }),
         Err(error) => Some(RegistryStatus {
-            path,
-            error: Some(format!("{error:#}")),
+            path: location,
+            error: Some(error.to_string()),
             holders: Vec::new(),
             cpus: BTreeMap::new(),
         }),
     }
 }
 
-/// A node's limit for people, or why it is unreadable.
+/// A node's limit for people ("20 us", "no constraint"), or why it is unreadable.
 fn human_reading<K>(reading: &Reading<u32, K>) -> String {
     match &reading.result {
-        Ok(Some(us)) => human_limit(*us),
-        Ok(None) => "unreadable".to_owned(),
+        Ok(limit) => describe_limit(limit.and_then(Latency::from_micros)),
         Err(e) => format!("unreadable ({e})"),
     }
 }
 
-/// A limit for people: "20 us", "no constraint".
-fn human_limit(us: u32) -> String {
-    Latency::from_micros(us).map_or_else(|| format!("{us} us"), Latency::describe_limit)
+/// The lines of the human summary: a key in a column of its own, then the value.
+#[derive(Default)]
+struct Summary(String);
+
+impl Summary {
+    fn line(&mut self, key: &str, value: &str) {
+        let _ = writeln!(self.0, "{key:<19}{value}");
+    }
+
+    /// Lines under one key: the key on the first only.
+    fn lines(&mut self, key: &str, values: impl IntoIterator<Item = String>) {
+        for (i, value) in values.into_iter().enumerate() {
+            self.line(if i == 0 { key } else { "" }, &value);
+        }
+    }
 }
 
 /// The human summary.
 pub fn render(status: &Status) -> String {
-    let mut out = String::new();
-    let mut line = |key: &str, value: &str| {
-        let _ = writeln!(out, "{key:<19}{value}");
-    };
+    let mut out = Summary::default();
     let limit = human_reading(&status.cpu_latency);
-    line(
+    out.line(
         "CPU latency limit",
         &format!("{limit}  ({CPU_DMA_LATENCY})"),
     );
-    render_holders(&mut line, &status.holders, status.holders_complete);
-    let cpuidle = match (&status.cpuidle.driver, &status.cpuidle.governor) {
+    render_holders(&mut out, &status.holders, status.holders_complete);
+    out.line("cpuidle", &describe_cpuidle(&status.cpuidle));
+    render_resume_latency(&mut out, &status.cpus);
+    render_idle_states(&mut out, &status.cpus);
+    render_registry(&mut out, status.registry.as_ref());
+    if let Some(w) = &status.wakeup_latency {
+        let limit = human_reading(&w.limit);
+        out.line(
+            "Wake-up latency",
+            &format!("{limit}  ({CPU_WAKEUP_LATENCY})"),
+        );
+        render_holders(&mut out, &w.holders, status.holders_complete);
+    }
+    out.0
+}
+
+fn describe_cpuidle(cpuidle: &Cpuidle) -> String {
+    match (&cpuidle.driver, &cpuidle.governor) {
         (Some(d), Some(g)) => format!("driver {d}, governor {g}"),
         (Some(d), None) => format!("driver {d}"),
         _ => "not available (no cpuidle in this kernel)".to_owned(),
-    };
-    line("cpuidle", &cpuidle);
+    }
+}
 
-    // Resume-latency constraints, only where there is one, grouped into cpulists.
+/// `CPU 0: text` lines, CPUs with the same text grouped into one cpulist.
+fn grouped(by_text: BTreeMap<String, Vec<u32>>) -> impl Iterator<Item = String> {
+    by_text.into_iter().map(|(text, cpus)| {
+        let list = CpuList::new(cpus).map(|l| l.describe()).unwrap_or_default();
+        format!("{list}: {text}")
+    })
+}
+
+/// Resume-latency constraints, only where there is one.
+fn render_resume_latency(out: &mut Summary, cpus: &[Cpu]) {
     let mut by_value: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for cpu in &status.cpus {
+    for cpu in cpus {
         let value = match &cpu.resume_latency.result {
             Err(e) => format!("unreadable ({e})"),
             Ok(Some(0)) => "n/a (zero tolerance)".to_owned(),
@@ -485,144 +505,118 @@ pub fn render(status: &Status) -> String {
         by_value.entry(value).or_default().push(cpu.cpu);
     }
     if by_value.is_empty() {
-        line("Resume latency", "no per-CPU constraint");
+        out.line("Resume latency", "no per-CPU constraint");
     }
-    for (i, (value, cpus)) in by_value.iter().enumerate() {
-        let list = CpuList::new(cpus.iter().copied())
-            .map(|l| l.describe())
-            .unwrap_or_default();
-        line(
-            if i == 0 { "Resume latency" } else { "" },
-            &format!("{list}: {value}"),
-        );
-    }
-
-    // Idle states per CPU, CPUs with the same outcome grouped.
-    let mut by_states: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for cpu in &status.cpus {
-        let describe = |s: &IdleState| format!("{} ({} us)", s.name, s.exit_latency_us);
-        let allowed: Vec<String> = cpu
-            .idle_states
-            .iter()
-            .filter(|s| s.allowed)
-            .map(describe)
-            .collect();
-        let refused: Vec<String> = cpu
-            .idle_states
-            .iter()
-            .filter(|s| !s.allowed)
-            .map(|s| {
-                if s.disabled {
-                    format!("{} (disabled)", s.name)
-                } else {
-                    describe(s)
-                }
-            })
-            .collect();
-        let mut text = if !cpu.online {
-            "offline".to_owned()
-        } else if cpu.idle_states.is_empty() {
-            "none listed (without a cpuidle driver a CPU idles the architecture's default way)"
-                .to_owned()
-        } else if allowed.is_empty() {
-            "none allowed".to_owned()
-        } else {
-            allowed.join(", ")
-        };
-        if !refused.is_empty() {
-            let _ = write!(text, "; not allowed: {}", refused.join(", "));
-        }
-        by_states.entry(text).or_default().push(cpu.cpu);
-    }
-    for (i, (text, cpus)) in by_states.iter().enumerate() {
-        let list = CpuList::new(cpus.iter().copied())
-            .map(|l| l.describe())
-            .unwrap_or_default();
-        line(
-            if i == 0 { "Idle states" } else { "" },
-            &format!("{list}: {text}"),
-        );
-    }
-
-    match &status.registry {
-        None => line("lllqos registry", "empty"),
-        Some(r) => {
-            match &r.error {
-                Some(e) => line("lllqos registry", &format!("unreadable ({e})")),
-                None => line("lllqos registry", &r.path),
-            }
-            for h in &r.holders {
-                let state = if h.live {
-                    "live"
-                } else {
-                    "stale: exited without releasing"
-                };
-                line(
-                    "",
-                    &format!(
-                        "pid {} holds {} us on {} ({state})",
-                        h.pid,
-                        h.latency_us,
-                        crate::measure::describe_cpus(&h.cpus)
-                    ),
-                );
-            }
-            for (cpu, c) in &r.cpus {
-                let under_way = match &c.intent {
-                    Some(intent) => format!(
-                        "; a change to {intent} was under way (a holder was killed during it, or is making it now)"
-                    ),
-                    None => String::new(),
-                };
-                line(
-                    "",
-                    &format!(
-                        "cpu{cpu}: found {}, lllqos wrote {}{under_way}",
-                        c.original, c.written
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(w) = &status.wakeup_latency {
-        let limit = human_reading(&w.limit);
-        line(
-            "Wake-up latency",
-            &format!("{limit}  ({CPU_WAKEUP_LATENCY})"),
-        );
-        render_holders(&mut line, &w.holders, status.holders_complete);
-    }
-    out
+    out.lines("Resume latency", grouped(by_value));
 }
 
-fn render_holders(line: &mut impl FnMut(&str, &str), holders: &[Holder], complete: bool) {
-    if holders.is_empty() {
-        line(
-            "Holders",
-            if complete {
-                "none"
+/// The idle states each CPU may enter, and those it may not.
+fn render_idle_states(out: &mut Summary, cpus: &[Cpu]) {
+    let mut by_states: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for cpu in cpus {
+        by_states
+            .entry(describe_idle_states(cpu))
+            .or_default()
+            .push(cpu.cpu);
+    }
+    out.lines("Idle states", grouped(by_states));
+}
+
+fn describe_idle_states(cpu: &Cpu) -> String {
+    let describe = |s: &CpuState| format!("{} ({} us)", s.name, s.exit_latency_us);
+    let (allowed, refused): (Vec<&CpuState>, Vec<&CpuState>) =
+        cpu.idle_states.iter().partition(|s| s.allowed);
+    let allowed: Vec<String> = allowed.into_iter().map(describe).collect();
+    let refused: Vec<String> = (refused.into_iter())
+        .map(|s| {
+            if s.disabled {
+                format!("{} (disabled)", s.name)
             } else {
-                "none visible (run as root to see every process)"
-            },
+                describe(s)
+            }
+        })
+        .collect();
+    let mut text = if !cpu.online {
+        "offline".to_owned()
+    } else if cpu.idle_states.is_empty() {
+        "none listed (without a cpuidle driver a CPU idles the architecture's default way)"
+            .to_owned()
+    } else if allowed.is_empty() {
+        "none allowed".to_owned()
+    } else {
+        allowed.join(", ")
+    };
+    if !refused.is_empty() {
+        let _ = write!(text, "; not allowed: {}", refused.join(", "));
+    }
+    text
+}
+
+fn render_registry(out: &mut Summary, registry: Option<&RegistryStatus>) {
+    let Some(r) = registry else {
+        out.line("lllqos registry", "empty");
+        return;
+    };
+    match &r.error {
+        Some(e) => out.line("lllqos registry", &format!("unreadable ({e})")),
+        None => out.line("lllqos registry", &r.path),
+    }
+    for h in &r.holders {
+        let state = if h.live {
+            "live"
+        } else {
+            "stale: exited without releasing"
+        };
+        let cpus = crate::measure::describe_cpus(&h.cpus);
+        let text = format!(
+            "pid {} holds {} us on {cpus} ({state})",
+            h.pid, h.latency_us
         );
+        out.line("", &text);
+    }
+    for (cpu, c) in &r.cpus {
+        let under_way = match &c.intent {
+            Some(intent) => format!(
+                "; a change to {intent} was under way (a holder was killed during it, or is making it now)"
+            ),
+            None => String::new(),
+        };
+        let text = format!(
+            "cpu{cpu}: found {}, lllqos wrote {}{under_way}",
+            c.original, c.written
+        );
+        out.line("", &text);
+    }
+}
+
+fn render_holders(out: &mut Summary, holders: &[Process], complete: bool) {
+    if holders.is_empty() {
+        let none = if complete {
+            "none"
+        } else {
+            "none visible (run as root to see every process)"
+        };
+        out.line("Holders", none);
+        return;
     }
     let user_width = holders.iter().map(|h| h.user.len()).max().unwrap_or(0);
-    let pid_width = holders
-        .iter()
+    let pid_width = (holders.iter())
         .map(|h| h.pid.to_string().len())
         .max()
         .unwrap_or(0);
-    for (i, h) in holders.iter().enumerate() {
-        let text = format!(
-            "{:>pid_width$}  {:<user_width$}  {}",
-            h.pid,
-            h.user,
-            crate::printable(&h.command)
-        );
-        line(if i == 0 { "Holders" } else { "" }, &text);
-    }
-    if !holders.is_empty() && !complete {
-        line(
+    out.lines(
+        "Holders",
+        holders.iter().map(|h| {
+            format!(
+                "{:>pid_width$}  {:<user_width$}  {}",
+                h.pid,
+                h.user,
+                crate::printable(&h.command)
+            )
+        }),
+    );
+    if !complete {
+        out.line(
             "",
             "(only your own processes: run as root to see every holder)",
         );
@@ -653,7 +647,7 @@ mod tests {
     #[test]
     fn allowed_means_enabled_and_within_the_limit() {
         let state =
-            |latency, disabled, limit| IdleState::new("S".into(), latency, disabled, limit).allowed;
+            |latency, disabled, limit| CpuState::new("S".into(), latency, disabled, limit).allowed;
         assert!(state(0, false, Some(0)));
         assert!(!state(1, false, Some(0)));
         assert!(state(100, false, Some(100)));
@@ -662,7 +656,7 @@ mod tests {
         assert!(!state(0, true, None));
     }
 
-    fn cpu(cpu: u32, online: bool, idle_states: Vec<IdleState>) -> Cpu {
+    fn cpu(cpu: u32, online: bool, idle_states: Vec<CpuState>) -> Cpu {
         Cpu {
             cpu,
             online,
@@ -675,7 +669,7 @@ mod tests {
     #[test]
     fn an_offline_cpu_is_said_offline_and_a_single_cpu_singular() {
         let status = Status {
-            cpu_latency: Reading::new(Ok(Some(2_000_000_000))),
+            cpu_latency: Reading::new(Ok(None)),
             holders: Vec::new(),
             holders_complete: true,
             cpuidle: Cpuidle {
@@ -683,7 +677,7 @@ mod tests {
                 governor: Some("haltpoll".into()),
             },
             cpus: vec![
-                cpu(0, true, vec![IdleState::new("POLL".into(), 0, false, None)]),
+                cpu(0, true, vec![CpuState::new("POLL".into(), 0, false, None)]),
                 cpu(1, false, Vec::new()),
             ],
             registry: None,

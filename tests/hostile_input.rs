@@ -9,6 +9,9 @@ mod common;
 #[allow(dead_code)]
 #[path = "../src/cli.rs"]
 mod cli;
+#[allow(dead_code)]
+#[path = "../src/decimal.rs"]
+mod decimal;
 
 use clap::Parser;
 use cli::Cli;

@@ -27,16 +27,21 @@ fn an_outside_program_places_and_releases_both_kinds_of_request() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let expected = [
-        format!("limit in force: {} us", kernel.expect(0)),
-        format!("strict: {} us", kernel.expect(7)),
-        "missing node: true".to_owned(),
-        format!("cpu{cpu}: 7"),
-    ];
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines[..4], expected, "{stdout}");
+    assert_eq!(lines[0], "lease acquired: true", "{stdout}");
+    assert!(lines[1].starts_with("latest activation: "), "{stdout}");
+    let expected = [
+        format!("limit in force: {} us", kernel.expect(50)),
+        format!("strict, then set: {} us", kernel.expect(7)),
+        "missing node: true".to_owned(),
+        format!("placed: cpu{cpu}: 7"),
+        format!("set to 9 us: cpu{cpu}: 9"),
+        format!("set to 20 us beside a holder of 8 us: cpu{cpu}: 8"),
+        format!("that holder gone: cpu{cpu}: 20"),
+    ];
+    assert_eq!(lines[2..9], expected, "{stdout}");
     assert!(
-        lines[4].starts_with("no such cpu: CPU 65535 does not exist"),
+        lines[9].starts_with("no such cpu: CPU 65535 does not exist"),
         "{stdout}"
     );
     assert_eq!(read_cpu(cpu), before);

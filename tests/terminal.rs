@@ -7,12 +7,14 @@ use common::{Kernel, Tmux, bin};
 
 macro_rules! setup {
     () => {{
-        // The second only once the first is had: it needs root, and the kernel lock.
+        // The second only once the first is had: it needs root, and the kernel lock. Bound as
+        // `let (kernel, tmux)`, the terminal is dropped first and waits for what ran on it to end,
+        // before the kernel lock is released.
         let Some(kernel) = Kernel::take(common::test_name!()) else {
             return;
         };
         match Tmux::start(common::test_name!()) {
-            Some(other) => (kernel, other),
+            Some(tmux) => (kernel, tmux),
             None => return,
         }
     }};

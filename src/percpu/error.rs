@@ -114,7 +114,10 @@ impl CpuError {
     ) -> CpuError {
         match error.raw_os_error() {
             Some(code) => CpuError::os(place, what, Errno::from_raw(code)),
-            None => CpuError::new(kind, format!("{what}: {}", crate::lease::os_message(error))),
+            None => CpuError::new(
+                kind,
+                format!("{what}: {}", crate::oserror::os_message(error)),
+            ),
         }
     }
 

@@ -38,8 +38,10 @@ use std::fmt;
 use nix::fcntl::{AT_FDCWD, AtFlags};
 
 pub use error::{CpuError, CpuErrorKind, Left};
-pub use registry::{CpuEntry, Holder, REGISTRY_DIR, Registry, start_time};
-pub use sysfs::{ResumeLatency, read_cpu, resume_latency_path};
+pub use sysfs::ResumeLatency;
+
+use registry::{CpuEntry, Holder, REGISTRY_DIR, Registry};
+use sysfs::resume_latency_path;
 
 use crate::cpulist::CpuList;
 use crate::latency::Latency;
@@ -226,28 +228,19 @@ pub struct CpuConstraint {
 }
 
 impl CpuConstraint {
-    /// Checks that `cpus` exist and `latency` can be written per CPU, changing nothing.
-    pub fn validate(cpus: &CpuList, latency: Latency) -> Result<()> {
-        CpuConstraint::validate_each(&CpuLimits::uniform(cpus, latency))
+    /// Checks that every CPU of `cpus` exists on this machine (has a resume-latency file);
+    /// [`CpuErrorKind::NoSuchCpu`] names the first that does not, and the CPUs there are.
+    pub fn check_cpus(cpus: &CpuList) -> Result<()> {
+        match (cpus.cpus().iter()).find(|&&cpu| !resume_latency_path(cpu).exists()) {
+            Some(&cpu) => Err(no_such_cpu(cpu)),
+            None => Ok(()),
+        }
     }
 
     /// Checks that the CPUs of `limits` exist and each limit can be written, changing nothing.
     pub fn validate_each(limits: &CpuLimits) -> Result<()> {
-        limits
-            .cpus()
-            .check_exist()
-            .map_err(|e| CpuError::new(CpuErrorKind::NoSuchCpu, e))?;
-        let loosest = limits.iter().map(|(_, l)| l).max().unwrap_or(Latency::ZERO);
-        if ResumeLatency::limit(loosest).is_none() {
-            return Err(CpuError::new(
-                CpuErrorKind::OutOfRange,
-                format!(
-                    "{loosest} cannot be set per CPU (at most {} us; 2147483647 is the kernel's \"no constraint\")",
-                    ResumeLatency::MAX_LIMIT_US
-                ),
-            ));
-        }
-        Ok(())
+        CpuConstraint::check_cpus(limits.cpus())?;
+        check_range(limits)
     }
 
     /// Checks, without changing anything, that this process may place constraints on `cpus`: write
@@ -274,13 +267,14 @@ impl CpuConstraint {
         writable(place, Place::Registry)
     }
 
-    /// Places `latency` on `cpus` ([`CpuConstraint::validate`]d first: an error changes nothing).
+    /// Places `latency` on `cpus`. An error changes nothing: a limit out of range is refused
+    /// first, and a CPU that does not exist when its value is read, before any is written.
     pub fn acquire(cpus: &CpuList, latency: Latency) -> Result<CpuConstraint> {
         CpuConstraint::acquire_each(&CpuLimits::uniform(cpus, latency))
     }
 
-    /// Places each CPU's own limit, in one change of the registry
-    /// ([`CpuConstraint::validate_each`]d first: an error changes nothing).
+    /// Places each CPU's own limit, in one change of the registry (an error changes nothing, as
+    /// with [`CpuConstraint::acquire`]).
     pub fn acquire_each(limits: &CpuLimits) -> Result<CpuConstraint> {
         CpuConstraint::acquire_each_with(limits, &mut |_| {})
     }
@@ -294,9 +288,9 @@ impl CpuConstraint {
         limits: &CpuLimits,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<CpuConstraint> {
-        CpuConstraint::validate_each(limits)?;
+        check_range(limits)?;
         let pid = std::process::id() as i32;
-        let start_time = start_time(pid).ok_or_else(|| {
+        let start_time = crate::file::start_time(pid).ok_or_else(|| {
             CpuError::new(
                 CpuErrorKind::Io,
                 "cannot read this process's start time from /proc",
@@ -330,11 +324,25 @@ impl CpuConstraint {
             .store(&change.staged)
             .map_err(|e| abandon(&locked, e, &before))?;
         if let Err((applied, error)) = write_all(&change) {
-            return Err(undo(&locked, error, &change, applied, &before, &holder));
+            return Err(undo(
+                &locked,
+                error,
+                &change,
+                applied,
+                &before,
+                Some(&holder),
+            ));
         }
         if let Err(error) = locked.store(&change.done) {
             let applied = change.writes.len();
-            return Err(undo(&locked, error, &change, applied, &before, &holder));
+            return Err(undo(
+                &locked,
+                error,
+                &change,
+                applied,
+                &before,
+                Some(&holder),
+            ));
         }
         let saved = limits
             .cpus()
@@ -370,6 +378,62 @@ impl CpuConstraint {
     /// The strictest limit requested (the only one, unless CPUs were given limits of their own).
     pub fn latency(&self) -> Latency {
         self.limits.strictest()
+    }
+
+    /// Changes the limit of every CPU of this constraint to `latency`, in one change of the
+    /// registry: each CPU gets the strictest of the live requests with this one's new limit (a
+    /// looser limit than before loosens a CPU only if no other holder needs it stricter). A
+    /// change that fails is undone and this constraint keeps its limits; where the undo falls
+    /// short, the error names what stays changed ([`CpuError::left_changed`]).
+    pub fn set(&mut self, latency: Latency) -> Result<Vec<Notice>> {
+        let limits = CpuLimits::uniform(self.limits.cpus(), latency);
+        check_range(&limits)?;
+        let locked = Locked::lock(false, &mut |_| {})?;
+        let before = locked.load()?;
+        let (pid, start_time, lock) = match self.me.first() {
+            Some(me) => (me.pid, me.start_time, me.lock.clone()),
+            None => {
+                return Err(CpuError::new(
+                    CpuErrorKind::Io,
+                    "this constraint has no record",
+                ));
+            }
+        };
+        let records: Vec<Holder> = limits
+            .groups()
+            .into_iter()
+            .map(|(latency, cpus)| Holder {
+                pid,
+                start_time,
+                lock: lock.clone(),
+                cpus,
+                latency_us: latency.as_micros(),
+            })
+            .collect();
+        let ours: BTreeSet<u32> = limits.cpus().cpus().iter().copied().collect();
+        let change = prepare(&locked, before.clone(), &ours, |registry| {
+            for record in &self.me {
+                if let Some(at) = registry.holders.iter().position(|h| h == record) {
+                    registry.holders.remove(at);
+                }
+            }
+            registry.holders.extend(records.iter().cloned());
+            BTreeSet::new()
+        })?;
+        locked.store(&change.staged)?;
+        if let Err((applied, error)) = write_all(&change) {
+            return Err(undo(&locked, error, &change, applied, &before, None));
+        }
+        if let Err(error) = locked.store(&change.done) {
+            let applied = change.writes.len();
+            return Err(undo(&locked, error, &change, applied, &before, None));
+        }
+        self.saved = (limits.cpus().cpus().iter())
+            .filter_map(|c| Some((*c, change.done.cpus.get(c)?.clone())))
+            .collect();
+        self.me = records;
+        self.limits = limits;
+        Ok(change.notices)
     }
 
     /// Removes this holder's constraints: each CPU gets the strictest remaining request (never
@@ -440,6 +504,84 @@ impl CpuConstraint {
     }
 }
 
+/// What the registry records, read without locking or creating anything: the holders of per-CPU
+/// constraints, alive or not, and each CPU lllqos has changed with the value it will restore. The
+/// file's own format is lllqos's and may change; this is its meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Registered {
+    /// Each holder's constraint, one per distinct limit.
+    pub holders: Vec<RegisteredHolder>,
+    /// Each CPU lllqos has changed.
+    pub cpus: Vec<RegisteredCpu>,
+}
+
+/// A holder's constraint, as [`registered`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegisteredHolder {
+    /// The holder's process id as this process sees it: from the lock it keeps (so a holder in
+    /// another PID namespace has its pid here), or, when it does not run, the pid it recorded.
+    pub pid: i32,
+    /// The CPUs it constrains.
+    pub cpus: CpuList,
+    /// Its limit on them.
+    pub latency: Latency,
+    /// Whether it still runs (false: it was killed, and the next change of the registry, or
+    /// [`recover`], restores its CPUs).
+    pub live: bool,
+}
+
+/// A CPU lllqos has changed, as [`registered`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegisteredCpu {
+    /// The CPU.
+    pub cpu: u32,
+    /// The value to restore when the last holder leaves: found before the first holder, or set by
+    /// another tool since.
+    pub original: ResumeLatency,
+    /// The value lllqos last wrote.
+    pub written: ResumeLatency,
+    /// While a change is under way (or was, when its holder was killed during it): the value
+    /// lllqos is about to write.
+    pub intent: Option<ResumeLatency>,
+}
+
+/// The registry's records ([`Registered`]); `None` when there is no registry (nothing is held).
+pub fn registered() -> Result<Option<Registered>> {
+    let Some(registry) = Registry::read()? else {
+        return Ok(None);
+    };
+    let holders = (registry.holders.iter())
+        .filter_map(|h| {
+            Some(RegisteredHolder {
+                pid: h.pid_here().unwrap_or(h.pid),
+                cpus: CpuList::new(h.cpus.iter().copied())?,
+                latency: Latency::from_micros(h.latency_us)?,
+                live: h.is_alive(),
+            })
+        })
+        .collect();
+    let cpus = (registry.cpus.iter())
+        .map(|(&cpu, entry)| RegisteredCpu {
+            cpu,
+            original: entry.original,
+            written: entry.written,
+            intent: entry.intent,
+        })
+        .collect();
+    Ok(Some(Registered { holders, cpus }))
+}
+
+impl Registered {
+    /// Where the registry is kept, to tell people where to look (its format is lllqos's own and
+    /// not an interface: [`registered`] is).
+    pub fn location() -> &'static std::path::Path {
+        std::path::Path::new(registry::REGISTRY_FILE_PATH)
+    }
+}
+
 /// Restores what holders that died without releasing (SIGKILL, a whole systemd unit killed) left,
 /// and finishes changes cut short: takes the registry's lock, drops the dead holders, and sets
 /// every CPU back to what the live holders need (its value from before lllqos when none does).
@@ -481,16 +623,18 @@ fn abandon(locked: &Locked, error: CpuError, before: &Registry) -> CpuError {
     }
 }
 
-/// An acquire that failed after its intent was stored (the registry on disk is `change.staged`)
-/// and its first `applied` writes were made: they are written back, last first, and the registry
-/// stored as it was (`before`). Returns `error`, with what could not be undone.
+/// A change that failed after its intent was stored (the registry on disk is `change.staged`) and
+/// its first `applied` writes were made: they are written back, last first, and the registry
+/// stored as it was (`before`). Returns `error`, with what could not be undone. `holder`: the
+/// holder file of an acquire, removed where the undo falls short, so that its record is dead and
+/// the next change of these CPUs restores them (a holder that goes on holding keeps its file).
 fn undo(
     locked: &Locked,
     error: CpuError,
     change: &Change,
     applied: usize,
     before: &Registry,
-    holder: &HolderFile,
+    holder: Option<&HolderFile>,
 ) -> CpuError {
     let mut left = Vec::new();
     for write in change.writes[..applied].iter().rev() {
@@ -505,7 +649,9 @@ fn undo(
     if !left.is_empty() {
         // The registry on disk keeps the intent of each write, and this process's record, dead
         // once its file is gone: the next change of these CPUs restores them.
-        let _ = locked.remove_holder_file(holder);
+        if let Some(holder) = holder {
+            let _ = locked.remove_holder_file(holder);
+        }
         return error.leaving(left);
     }
     match locked.store(before) {
@@ -513,12 +659,41 @@ fn undo(
         Err(e) => {
             // Every CPU is as it was; the registry still names this attempt, whose record is
             // dead once its file is gone: the next change of the registry drops it.
-            let _ = locked.remove_holder_file(holder);
+            if let Some(holder) = holder {
+                let _ = locked.remove_holder_file(holder);
+            }
             error.note(format!(
                 "the CPUs were set back, but the registry could not be ({e}): the next lllqos drops this attempt's record"
             ))
         }
     }
+}
+
+/// [`CpuErrorKind::NoSuchCpu`] for `cpu`, naming the CPUs there are.
+fn no_such_cpu(cpu: u32) -> CpuError {
+    let message = match CpuList::present() {
+        Some(present) => format!(
+            "CPU {cpu} does not exist (this machine has {})",
+            present.describe()
+        ),
+        None => format!("CPU {cpu} does not exist"),
+    };
+    CpuError::new(CpuErrorKind::NoSuchCpu, message)
+}
+
+/// Checks that each limit of `limits` can be written to a CPU's file.
+fn check_range(limits: &CpuLimits) -> Result<()> {
+    let loosest = limits.iter().map(|(_, l)| l).max().unwrap_or(Latency::ZERO);
+    if ResumeLatency::limit(loosest).is_some() {
+        return Ok(());
+    }
+    Err(CpuError::new(
+        CpuErrorKind::OutOfRange,
+        format!(
+            "{loosest} cannot be set per CPU (at most {} us; 2147483647 is the kernel's \"no constraint\")",
+            ResumeLatency::MAX_LIMIT_US
+        ),
+    ))
 }
 
 /// The first half of every change: recovers what an interrupted change left, drops dead holders,
@@ -543,6 +718,10 @@ fn prepare(
     }
     for &cpu in ours {
         let value = sysfs::read_value(cpu).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                // The one check of a CPU's existence on an acquire: nothing is written yet.
+                return no_such_cpu(cpu);
+            }
             CpuError::io(
                 Place::Sysfs,
                 format!("cannot read {}", resume_latency_path(cpu).display()),

@@ -45,8 +45,15 @@ use super::sysfs::ResumeLatency;
 use crate::file::{self, Kind};
 
 /// The registry's directory.
-pub const REGISTRY_DIR: &str = "/run/lllqos";
+macro_rules! registry_dir {
+    () => {
+        "/run/lllqos"
+    };
+}
+pub(crate) const REGISTRY_DIR: &str = registry_dir!();
 const REGISTRY_FILE: &str = "registry.json";
+/// The registry file's path, for people.
+pub(crate) const REGISTRY_FILE_PATH: &str = concat!(registry_dir!(), "/registry.json");
 const REGISTRY_TEMP: &str = "registry.json.tmp";
 const LOCK_FILE: &str = "lock";
 /// Holder files are named `holder.PID.RANDOM`.
@@ -65,52 +72,52 @@ type Result<T, E = CpuError> = std::result::Result<T, E>;
 /// The registry's content.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// The format's version (1).
-    pub version: u32,
+    pub(crate) version: u32,
     /// The CPUs lllqos has changed, by number.
-    pub cpus: BTreeMap<u32, CpuEntry>,
+    pub(crate) cpus: BTreeMap<u32, CpuEntry>,
     /// The constraints held (a process has one record per distinct limit of each constraint).
-    pub holders: Vec<Holder>,
+    pub(crate) holders: Vec<Holder>,
 }
 
 /// One CPU lllqos has changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CpuEntry {
+pub(crate) struct CpuEntry {
     /// The value to restore when the last holder leaves: the file's value before the first holder,
     /// or the value another tool set since. lllqos never places a looser one while holders remain.
-    pub original: ResumeLatency,
+    pub(crate) original: ResumeLatency,
     /// The file's value as lllqos last wrote it.
-    pub written: ResumeLatency,
+    pub(crate) written: ResumeLatency,
     /// While a change is under way: the value lllqos is about to write. Found by a later lllqos,
     /// it tells a change that was cut short (the CPU reads `written` or `intent`) from a value
     /// another tool set (anything else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intent: Option<ResumeLatency>,
+    pub(crate) intent: Option<ResumeLatency>,
 }
 
 /// One constraint held by an lllqos process (one record per distinct limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// The holder's process id, in its own PID namespace (for people; liveness is the holder file).
-    pub pid: i32,
+    pub(crate) pid: i32,
     /// Field 22 of /proc/PID/stat: with the pid, identifies the process (records without `lock`).
-    pub start_time: u64,
+    pub(crate) start_time: u64,
     /// The holder file's name in the registry directory, locked by the holder while it lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock: Option<String>,
+    pub(crate) lock: Option<String>,
     /// The CPUs it constrains.
-    pub cpus: Vec<u32>,
+    pub(crate) cpus: Vec<u32>,
     /// Its limit on them, in microseconds.
-    pub latency_us: u32,
+    pub(crate) latency_us: u32,
 }
 
 impl Holder {
     /// Whether the holder is still running: its holder file is locked (or, for a record without
     /// one, a process with its pid and start time runs).
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         match open_dir(false) {
             Ok(Some(dir)) => self.alive_in(&dir),
             // No directory: nobody can hold anything.
@@ -124,7 +131,7 @@ impl Holder {
     /// from `/proc/locks`, which the kernel translates into the reader's PID namespace. `None`
     /// when the holder does not run, runs in a PID namespace this process cannot see into, or has
     /// no holder file (records of lllqos 0.1).
-    pub fn pid_here(&self) -> Option<i32> {
+    pub(crate) fn pid_here(&self) -> Option<i32> {
         let dir = open_dir(false).ok()??;
         let fd = file::open(
             Some(&dir),
@@ -147,7 +154,7 @@ impl Holder {
 
     fn alive_in(&self, dir: &OwnedFd) -> bool {
         let Some(name) = &self.lock else {
-            return start_time(self.pid) == Some(self.start_time);
+            return file::start_time(self.pid) == Some(self.start_time);
         };
         let fd = match file::open(
             Some(dir),
@@ -166,17 +173,6 @@ impl Holder {
             Err(_) => true,
         }
     }
-}
-
-/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
-pub fn start_time(pid: i32) -> Option<u64> {
-    parse_start_time(&file::read_small(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// Field 22 of a /proc/PID/stat line. The command name (field 2) may contain spaces and
-/// parentheses, so fields are counted from the last ')'.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    file::stat_fields(stat)?.get(22 - 3)?.parse().ok()
 }
 
 /// A holder file name: `holder.` and at most 64 letters, digits and dots, a letter or digit first
@@ -251,7 +247,7 @@ impl Registry {
 
     /// Reads the registry without locking or creating anything (for `lllqos status`). `None` when
     /// there is none, which means nothing is held.
-    pub fn read() -> Result<Option<Registry>> {
+    pub(crate) fn read() -> Result<Option<Registry>> {
         match open_dir(false)? {
             Some(dir) => read_registry(&dir),
             None => Ok(None),
@@ -702,19 +698,6 @@ mod tests {
     }
 
     #[test]
-    fn start_time_survives_odd_command_names() {
-        let me = std::process::id() as i32;
-        assert!(start_time(me).is_some());
-        assert_eq!(start_time(-1), None);
-        let fields = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 19 20";
-        assert_eq!(
-            parse_start_time(&format!("7 (a) b (c)) {fields}")),
-            Some(4242)
-        );
-        assert_eq!(parse_start_time("7 (a"), None);
-    }
-
-    #[test]
     fn the_lock_owner_is_read_from_proc_locks() {
         let locks = "1: POSIX  ADVISORY  WRITE 77 00:1a:999 0 EOF\n\
                      2: FLOCK  ADVISORY  WRITE 4242 00:1a:1234 0 EOF\n\
@@ -727,7 +710,6 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn parsers_never_panic_on_any_text(text in ".*", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let _ = parse_start_time(&text);
             let _ = Registry::parse(&bytes);
             let _ = Registry::parse(text.as_bytes());
             let _ = lock_owner(&text, 0, 0, 0);

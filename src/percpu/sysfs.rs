@@ -13,7 +13,7 @@ use crate::file::{self, Kind};
 use crate::latency::Latency;
 
 /// A CPU's `power/pm_qos_resume_latency_us` file.
-pub fn resume_latency_path(cpu: u32) -> PathBuf {
+pub(crate) fn resume_latency_path(cpu: u32) -> PathBuf {
     PathBuf::from(format!(
         "{SYSFS_CPU}/cpu{cpu}/power/pm_qos_resume_latency_us"
     ))
@@ -63,6 +63,12 @@ impl ResumeLatency {
         }
     }
 
+    /// CPU `cpu`'s value now (its `power/pm_qos_resume_latency_us`); an error names what the file
+    /// holds when it is not a resume-latency value.
+    pub fn of_cpu(cpu: u32) -> std::io::Result<ResumeLatency> {
+        read_value(cpu)
+    }
+
     /// The value for people, with what the file shows where it surprises: `10 us`,
     /// `0 us (sysfs: n/a)`, `none (sysfs: 0)`.
     pub fn describe(self) -> String {
@@ -106,7 +112,7 @@ impl<'de> Deserialize<'de> for ResumeLatency {
 }
 
 /// Reads CPU `cpu`'s resume-latency file, trimmed.
-pub fn read_cpu(cpu: u32) -> std::io::Result<String> {
+pub(crate) fn read_cpu(cpu: u32) -> std::io::Result<String> {
     Ok(file::read_small(resume_latency_path(cpu))?
         .trim_end()
         .to_owned())

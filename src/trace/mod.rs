@@ -30,13 +30,14 @@ use nix::time::ClockId;
 use serde::Serialize;
 
 use crate::exit::ExitStatus;
+use crate::oserror::os_message;
 use crate::run::{Mode, Signals};
 use lllqos::cpulist::CpuList;
 use lllqos::latency::Latency;
-use lllqos::lease::os_message;
+use lllqos::percpu::ResumeLatency;
 use parse::{EVENTS, Target, Task};
 use tracefs::{Instance, Tracefs};
-use tracker::{Change, Limit, Output, Tracker};
+use tracker::{Change, Output, Tracker};
 
 /// What to trace, and how to print it.
 #[derive(Debug, Clone)]
@@ -383,20 +384,15 @@ struct Held {
     command: Option<String>,
     target: Target,
     /// The holder's own value, where known (lllqos's per-CPU holders, a node's only holder).
-    value: Limit,
-    limit: Limit,
+    value: Option<Latency>,
+    limit: Option<Latency>,
 }
 
 /// What is in force now, as `status` finds it, and each target's limit.
-fn in_force() -> (Vec<Held>, Vec<(Target, Limit)>) {
+fn in_force() -> (Vec<Held>, Vec<(Target, Option<Latency>)>) {
     let status = crate::status::collect();
-    let unconstrained = |us: u32| us != Latency::UNCONSTRAINED.as_micros();
     let global = Target::Global("cpu_dma_latency".into());
-    let global_limit = status
-        .cpu_latency
-        .value()
-        .copied()
-        .filter(|&us| unconstrained(us));
+    let global_limit = (status.cpu_latency.value().copied()).and_then(Latency::from_micros);
     let mut held: Vec<Held> = (status.holders.iter())
         .map(|h| Held {
             pid: Some(h.pid),
@@ -417,7 +413,7 @@ fn in_force() -> (Vec<Held>, Vec<(Target, Limit)>) {
         .map(|r| r.holders.as_slice())
         .unwrap_or_default();
     for cpu in &status.cpus {
-        let limit = cpu.resume_latency.value().copied();
+        let limit = (cpu.resume_latency.value().copied()).and_then(Latency::from_micros);
         limits.push((Target::Cpu(cpu.cpu), limit));
         let Some(limit) = limit else { continue };
         let holders: Vec<_> = (registry.iter())
@@ -442,7 +438,7 @@ fn in_force() -> (Vec<Held>, Vec<(Target, Limit)>) {
             pid: Some(h.pid),
             command: comm(h.pid),
             target: Target::Cpu(cpu.cpu),
-            value: Some(h.latency_us),
+            value: Latency::from_micros(h.latency_us),
             limit: Some(limit),
         }));
     }
@@ -451,7 +447,7 @@ fn in_force() -> (Vec<Held>, Vec<(Target, Limit)>) {
 
 /// A process's command as the kernel keeps it (`/proc/PID/comm`).
 fn comm(pid: i32) -> Option<String> {
-    let text = lllqos::file::read_small(format!("/proc/{pid}/comm")).ok()?;
+    let text = crate::file::read_small(format!("/proc/{pid}/comm")).ok()?;
     Some(text.trim_end_matches('\n').to_owned())
 }
 
@@ -464,9 +460,12 @@ struct JsonLine<'a> {
     target: String,
     /// `add`, `update`, `remove`; `held` for what was in force at the start.
     action: &'a str,
-    value_us: Limit,
-    limit_before_us: Limit,
-    limit_after_us: Limit,
+    #[serde(serialize_with = "micros")]
+    value_us: Option<Latency>,
+    #[serde(serialize_with = "micros")]
+    limit_before_us: Option<Latency>,
+    #[serde(serialize_with = "micros")]
+    limit_after_us: Option<Latency>,
 }
 
 /// Prints the log, text or JSON Lines, to a buffered stdout flushed after each batch.
@@ -633,22 +632,24 @@ impl<'a> Printer<'a> {
     }
 }
 
+/// A limit in JSON: microseconds, `null` for no constraint (as in `status --json`).
+fn micros<S: serde::Serializer>(limit: &Option<Latency>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_some(&limit.map(Latency::as_micros))
+}
+
 /// A request's value in words: per CPU, with what the sysfs file shows for it (`status` does the
 /// same), since the file's `0` and `n/a` mean the opposite of what they seem.
-fn value_text(target: &Target, value: Limit) -> String {
-    match (target, value) {
-        (Target::Cpu(_), Some(0)) => "0 us (sysfs: n/a)".to_owned(),
-        (Target::Cpu(_), None) => "none (sysfs: 0)".to_owned(),
-        (_, Some(us)) => format!("{us} us"),
-        (_, None) => "none".to_owned(),
+fn value_text(target: &Target, value: Option<Latency>) -> String {
+    match target {
+        Target::Cpu(_) => value
+            .map_or(ResumeLatency::Unconstrained, ResumeLatency::Limit)
+            .describe(),
+        Target::Global(_) => limit_text(value),
     }
 }
 
-fn limit_text(limit: Limit) -> String {
-    match limit {
-        Some(us) => format!("{us} us"),
-        None => "none".to_owned(),
-    }
+fn limit_text(limit: Option<Latency>) -> String {
+    limit.map_or_else(|| "none".to_owned(), |l| l.to_string())
 }
 
 #[cfg(test)]
@@ -697,7 +698,7 @@ mod tests {
             action: "add",
             value_us: None,
             limit_before_us: None,
-            limit_after_us: Some(3),
+            limit_after_us: Some(Latency::micros(3)),
         };
         let value = serde_json::to_value(&line).unwrap();
         let keys: Vec<&str> = value
@@ -718,10 +719,16 @@ mod tests {
 
     #[test]
     fn per_cpu_values_say_what_sysfs_shows() {
-        assert_eq!(value_text(&Target::Cpu(1), Some(0)), "0 us (sysfs: n/a)");
+        assert_eq!(
+            value_text(&Target::Cpu(1), Some(Latency::ZERO)),
+            "0 us (sysfs: n/a)"
+        );
         assert_eq!(value_text(&Target::Cpu(1), None), "none (sysfs: 0)");
         assert_eq!(
-            value_text(&Target::Global("cpu_dma_latency".into()), Some(33)),
+            value_text(
+                &Target::Global("cpu_dma_latency".into()),
+                Some(Latency::micros(33))
+            ),
             "33 us"
         );
     }

@@ -26,8 +26,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
-use lllqos::lease::os_message;
-use lllqos::percpu::start_time;
+use crate::file::start_time;
+use crate::oserror::os_message;
 
 /// Where the kernel offers tracefs to be mounted.
 const MOUNT_POINT: &str = "/sys/kernel/tracing";
@@ -44,12 +44,12 @@ pub struct Tracefs {
 impl Tracefs {
     /// The mounted tracefs, or one mounted where only this process sees it.
     pub fn open() -> Result<Tracefs> {
-        let mountinfo = lllqos::file::read_small("/proc/self/mountinfo")
+        let mountinfo = crate::file::read_small("/proc/self/mountinfo")
             .context("cannot read /proc/self/mountinfo")?;
         if let Some(root) = mounted(&mountinfo) {
             return Ok(Tracefs { root });
         }
-        let filesystems = lllqos::file::read_small("/proc/filesystems").unwrap_or_default();
+        let filesystems = crate::file::read_small("/proc/filesystems").unwrap_or_default();
         if !filesystems
             .lines()
             .any(|l| l.split_whitespace().last() == Some("tracefs"))

@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 
+use lllqos::Latency;
+
 use super::parse::{Action, Event, Target, Task};
 
 /// The global constraint's default: no constraint (`PM_QOS_CPU_LATENCY_DEFAULT_VALUE`).
@@ -25,11 +27,8 @@ const GLOBAL_DEFAULT: i64 = 2_000_000_000;
 /// A CPU's resume latency "no constraint" (`PM_QOS_RESUME_LATENCY_NO_CONSTRAINT`).
 const CPU_NO_CONSTRAINT: i64 = i32::MAX as i64;
 
-/// A limit in microseconds; `None` is "no constraint".
-pub type Limit = Option<u32>;
-
-/// The limit a raw value stands for, on this target.
-pub fn limit(target: &Target, raw: i64) -> Limit {
+/// The limit a raw value stands for, on this target; `None` is "no constraint".
+pub fn limit(target: &Target, raw: i64) -> Option<Latency> {
     let unconstrained = match target {
         Target::Global(_) => raw < 0 || raw == GLOBAL_DEFAULT,
         Target::Cpu(_) => raw < 0 || raw == CPU_NO_CONSTRAINT,
@@ -37,7 +36,7 @@ pub fn limit(target: &Target, raw: i64) -> Limit {
     if unconstrained {
         None
     } else {
-        u32::try_from(raw).ok()
+        u32::try_from(raw).ok().and_then(Latency::from_micros)
     }
 }
 
@@ -50,10 +49,10 @@ pub struct Change {
     pub target: Target,
     pub action: Action,
     /// The request's value; `None` for "no constraint" or the default (a removal's value).
-    pub value: Limit,
+    pub value: Option<Latency>,
     /// The target's limit in force before and after the change.
-    pub before: Limit,
-    pub after: Limit,
+    pub before: Option<Latency>,
+    pub after: Option<Latency>,
 }
 
 /// What [`Tracker::push`] reports besides changes.
@@ -73,12 +72,12 @@ pub struct Tracker {
     /// Per thread: a request waiting for its aggregate.
     pending: HashMap<i32, Change>,
     /// Each target's limit as last seen (from the start state, then from the events).
-    limits: HashMap<Target, Limit>,
+    limits: HashMap<Target, Option<Latency>>,
 }
 
 impl Tracker {
     /// A tracker that knows these limits in force (what `status` read at the start).
-    pub fn new(limits: impl IntoIterator<Item = (Target, Limit)>) -> Tracker {
+    pub fn new(limits: impl IntoIterator<Item = (Target, Option<Latency>)>) -> Tracker {
         Tracker {
             pending: HashMap::new(),
             limits: limits.into_iter().collect(),
@@ -195,7 +194,14 @@ mod tests {
         }
     }
 
-    fn changes(out: Vec<Output>) -> Vec<(Action, Limit, Limit, Limit)> {
+    fn us(micros: u32) -> Option<Latency> {
+        Some(Latency::micros(micros))
+    }
+
+    /// A change as (action, value, limit before, limit after).
+    type Seen = (Action, Option<Latency>, Option<Latency>, Option<Latency>);
+
+    fn changes(out: Vec<Output>) -> Vec<Seen> {
         out.into_iter()
             .filter_map(|o| match o {
                 Output::Change(c) => Some((c.action, c.value, c.before, c.after)),
@@ -218,8 +224,8 @@ mod tests {
             changes(out),
             [
                 (Action::Add, None, None, None),
-                (Action::Update, Some(33), None, Some(33)),
-                (Action::Remove, None, Some(33), None),
+                (Action::Update, us(33), None, us(33)),
+                (Action::Remove, None, us(33), None),
             ]
         );
         assert!(!t.waiting());
@@ -229,25 +235,22 @@ mod tests {
     fn cpu_values_are_inverted_as_in_sysfs() {
         let cpu = Target::Cpu(1);
         assert_eq!(limit(&cpu, CPU_NO_CONSTRAINT), None, "sysfs 0");
-        assert_eq!(limit(&cpu, 0), Some(0), "sysfs n/a");
-        assert_eq!(limit(&cpu, 10), Some(10));
-        assert_eq!(limit(&global(), 0), Some(0));
+        assert_eq!(limit(&cpu, 0), us(0), "sysfs n/a");
+        assert_eq!(limit(&cpu, 10), us(10));
+        assert_eq!(limit(&global(), 0), us(0));
         assert_eq!(limit(&global(), GLOBAL_DEFAULT), None);
     }
 
     #[test]
     fn an_update_to_the_same_value_has_no_aggregate_and_keeps_the_limit() {
-        let mut t = Tracker::new([(global(), Some(20))]);
+        let mut t = Tracker::new([(global(), us(20))]);
         assert!(t.push(request(7, global(), Action::Update, 20)).is_empty());
         // The same task's next request completes it, as does a quiet pipe.
         let out = t.push(request(7, global(), Action::Update, 20));
-        assert_eq!(
-            changes(out),
-            [(Action::Update, Some(20), Some(20), Some(20))]
-        );
+        assert_eq!(changes(out), [(Action::Update, us(20), us(20), us(20))]);
         let flushed = t.flush();
         assert_eq!(flushed.len(), 1);
-        assert_eq!((flushed[0].before, flushed[0].after), (Some(20), Some(20)));
+        assert_eq!((flushed[0].before, flushed[0].after), (us(20), us(20)));
     }
 
     #[test]
@@ -314,7 +317,7 @@ mod tests {
             }
             prop_assert!(!t.waiting());
             prop_assert_eq!(got.len(), expected.len());
-            let mut got: Vec<(i64, i64)> = got.iter().map(|&(_, v, b, _)| (i64::from(v.unwrap()), i64::from(b.unwrap()))).collect();
+            let mut got: Vec<(i64, i64)> = got.iter().map(|&(_, v, b, _)| (i64::from(v.unwrap().as_micros()), i64::from(b.unwrap().as_micros()))).collect();
             let mut want = expected;
             got.sort();
             want.sort();

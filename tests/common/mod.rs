@@ -498,6 +498,8 @@ pub fn python_or_skip(test: &str) -> bool {
 pub struct Tmux {
     name: String,
     socket: PathBuf,
+    /// The pane's shell: the session leader of everything run on the terminal.
+    shell: i32,
     _dir: tempfile::TempDir,
 }
 
@@ -515,9 +517,10 @@ impl Tmux {
             .tempdir()
             .unwrap();
         let socket = dir.path().join("s");
-        let tmux = Tmux {
+        let mut tmux = Tmux {
             name,
             socket,
+            shell: 0,
             _dir: dir,
         };
         let status = tmux
@@ -537,6 +540,15 @@ impl Tmux {
             .expect("tmux");
         assert!(status.success());
         tmux.wait_for("sh>");
+        let shell = tmux
+            .command()
+            .args(["display-message", "-p", "-t", &tmux.name, "#{pane_pid}"])
+            .output()
+            .expect("tmux display-message");
+        tmux.shell = String::from_utf8_lossy(&shell.stdout)
+            .trim()
+            .parse()
+            .expect("the pane's pid");
         Some(tmux)
     }
 
@@ -600,8 +612,33 @@ impl Tmux {
     }
 }
 
+/// The terminal goes, and everything run on it has ended (hung up) before the test's next step,
+/// or the next test, sees the machine: a request it held is gone.
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.command().arg("kill-server").status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) && !session_of(self.shell).is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+}
+
+/// The processes of session `sid`.
+fn session_of(sid: i32) -> Vec<i32> {
+    let in_session = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command: state, ppid, pgrp, session.
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        fields.get(3).and_then(|s| s.parse().ok()) == Some(sid)
+    };
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|&pid| in_session(pid))
+        .collect()
 }

@@ -20,6 +20,10 @@ pub mod cli;
 #[path = "../../src/relayed.rs"]
 pub mod relayed;
 
+/// The scanner of numbers with a unit that the command line's durations use.
+#[path = "../../src/decimal.rs"]
+pub mod decimal;
+
 /// `every signal from 1 to 64, real-time signals included, except SIGKILL, SIGSTOP, SIGTTIN and
 /// SIGTTOU`, from [`relayed`]: the man page says it, and the README must.
 pub fn relayed_signals() -> String {

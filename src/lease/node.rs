@@ -1,0 +1,108 @@
+//! The PM QoS nodes themselves, on Linux: opened without side effects on anything else, read and
+//! written as the kernel wants (4-byte native-endian `s32`s).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::LeaseError;
+use crate::latency::Latency;
+use crate::privilege;
+
+/// Device names (as in `/sys/dev/char/M:m/uevent`) of the kernel's PM QoS request nodes.
+const PM_QOS_DEVICE_NAMES: &[&str] = &[
+    "cpu_dma_latency",
+    "cpu_wakeup_latency",
+    "network_latency",
+    "network_throughput",
+];
+
+/// Sets the request of `file` to `latency`: one write of the binary `s32` (any other length is
+/// read by the kernel as a hex string).
+pub(super) fn write(file: &File, latency: Latency) -> io::Result<()> {
+    let mut file = file;
+    file.write_all(&latency.as_i32().to_ne_bytes())
+}
+
+/// The limit in force on the node `file` is open on: `None` for no constraint (the kernel's
+/// default, 2000000000 us, or anything above it).
+pub(super) fn read(file: &File) -> io::Result<Option<Latency>> {
+    let mut buf = [0u8; 4];
+    // The node keeps a file position: pread at 0 reads the current value however often it is asked.
+    file.read_exact_at(&mut buf, 0)?;
+    let value = i32::from_ne_bytes(buf);
+    let latency = u32::try_from(value)
+        .ok()
+        .and_then(Latency::from_micros)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("node reads {value}")))?;
+    Ok((latency < Latency::UNCONSTRAINED).then_some(latency))
+}
+
+/// Opens a PM QoS node without side effects on anything else.
+///
+/// When lllqos is privileged, the path must first be reachable by the real user. The path is then
+/// opened with `O_PATH`, which runs no driver code, and the inode is checked to be
+/// a character device; when the process is privileged it must also be one of the kernel's PM QoS
+/// nodes, by device number (`/sys/dev/char/M:m/uevent`), whatever path or symlink led to it. Only
+/// then is it reopened for I/O through `/proc/self/fd`, which opens that very inode: nothing can be
+/// swapped in between the check and the use.
+pub(super) fn open(path: &Path, write: bool) -> Result<File, LeaseError> {
+    let fail = |action, source| LeaseError::new(path, action, source);
+    if privilege::is_privileged() {
+        // The path is the real user's to name: it must resolve with their rights (access(2) checks
+        // with the real uid and gid and without capabilities), so that a privileged lllqos does not
+        // even tell them whether a file they cannot reach exists.
+        nix::unistd::access(path, nix::unistd::AccessFlags::F_OK)
+            .map_err(|e| fail("open", io::Error::from(e)))?;
+    }
+    let handle = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| fail("open", io::Error::from(e)))?;
+    let handle = File::from(handle);
+    let meta = handle.metadata().map_err(|e| fail("open", e))?;
+    if !meta.file_type().is_char_device() {
+        return Err(fail("use", io::Error::other("not a character device")));
+    }
+    match device_name(meta.rdev()) {
+        Some(name) if PM_QOS_DEVICE_NAMES.contains(&name.as_str()) => {}
+        Some(_) => return Err(fail("use", io::Error::other("not a PM QoS device node"))),
+        None if privilege::is_privileged() => {
+            return Err(fail(
+                "use",
+                io::Error::other("cannot verify it is a PM QoS device node"),
+            ));
+        }
+        None => {}
+    }
+    // Reopening through the descriptor's /proc link opens this very inode, with fresh permission
+    // checks; lllqos needs /proc anyway (start times, status).
+    let proc_path = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(&proc_path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound if !Path::new("/proc/self/fd").exists() => fail(
+                "open",
+                io::Error::other(
+                    "/proc is not mounted (lllqos opens the node through /proc/self/fd)",
+                ),
+            ),
+            _ => fail("open", e),
+        })
+}
+
+/// The kernel's name for character device `rdev`, from `/sys/dev/char/MAJOR:MINOR/uevent`.
+fn device_name(rdev: u64) -> Option<String> {
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let uevent = crate::file::read_small(format!("/sys/dev/char/{major}:{minor}/uevent")).ok()?;
+    uevent
+        .lines()
+        .find_map(|line| line.strip_prefix("DEVNAME="))
+        .map(str::to_owned)
+}
