@@ -35,7 +35,7 @@ _lllqos() {
 
     case "${cmd}" in
         lllqos)
-            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --help --version status measure trace recover"
+            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --pass-fd --descendants --help --version status measure trace recover"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

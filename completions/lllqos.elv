@@ -20,7 +20,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
         &'lllqos'= {
             cand -l 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling'
             cand --latency 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling'
-            cand --max-state 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state''s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). With --cpu, each CPU gets its own state''s exit latency'
+            cand --max-state 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state''s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). The list may end with a fallback for machines that have none of the names (a VM, a host without a cpuidle driver): a latency (C6,C1,20us) to request that, or `none` to request nothing, warn once and run COMMAND anyway. Without a fallback, no match is an error. With --cpu, each CPU gets its own state''s exit latency (or the fallback)'
             cand --cpu 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends'
             cand --device 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)'
             cand --pid 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)'
@@ -29,6 +29,8 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --quiet 'Print no warnings'
             cand -v 'Report the requested value and the limit actually in force'
             cand --verbose 'Report the requested value and the limit actually in force'
+            cand --pass-fd 'Let COMMAND change the request while it runs: it inherits the request''s descriptor, whose number LLLQOS_FD names, and writing a 4-byte native-endian s32 (microseconds) to it changes the value in force. The descriptor grants this one request and nothing else, so it works after a privilege drop; a process that keeps it open keeps the request in force. Without --pass-fd the descriptor is not inherited and LLLQOS_FD is unset. A per-CPU request (--cpu) has no descriptor to pass'
+            cand --descendants 'Hold the request until COMMAND and every process it leaves running have exited (a daemon that forks, a script that backgrounds work): lllqos becomes their child subreaper and reaps them as they exit. It still exits with COMMAND''s status. A signal lllqos relays goes to COMMAND while it runs, then to every process left below lllqos'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -46,7 +48,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
         &'lllqos;measure'= {
             cand -l 'The request of phase two (as for lllqos --latency)'
             cand --latency 'The request of phase two (as for lllqos --latency)'
-            cand --max-state 'The request of phase two named by idle state (as for lllqos --max-state)'
+            cand --max-state 'The request of phase two named by idle state, with the fallbacks of lllqos --max-state (with `none` and no match, phase two runs without a request)'
             cand --cpu 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there'
             cand --duration 'Length of each phase: seconds, or with a unit (ms, s, m)'
             cand --interval 'Period of the loop, in microseconds'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_lllqos_global_optspecs
-    string join \n l/latency= max-state= cpu= device= strict q/quiet v/verbose pid= h/help V/version
+    string join \n l/latency= max-state= cpu= device= strict q/quiet v/verbose pid= pass-fd descendants h/help V/version
 end
 
 function __fish_lllqos_needs_command
@@ -25,13 +25,15 @@ function __fish_lllqos_using_subcommand
 end
 
 complete -c lllqos -n "__fish_lllqos_needs_command" -s l -l latency -d 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling' -r
-complete -c lllqos -n "__fish_lllqos_needs_command" -l max-state -d 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state\'s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). With --cpu, each CPU gets its own state\'s exit latency' -r
+complete -c lllqos -n "__fish_lllqos_needs_command" -l max-state -d 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state\'s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). The list may end with a fallback for machines that have none of the names (a VM, a host without a cpuidle driver): a latency (C6,C1,20us) to request that, or `none` to request nothing, warn once and run COMMAND anyway. Without a fallback, no match is an error. With --cpu, each CPU gets its own state\'s exit latency (or the fallback)' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l cpu -d 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l device -d 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)' -r -F
 complete -c lllqos -n "__fish_lllqos_needs_command" -l pid -d 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l strict -d 'Exit with status 125, running nothing, when the request cannot be placed (by default lllqos warns and runs COMMAND anyway)'
 complete -c lllqos -n "__fish_lllqos_needs_command" -s q -l quiet -d 'Print no warnings'
 complete -c lllqos -n "__fish_lllqos_needs_command" -s v -l verbose -d 'Report the requested value and the limit actually in force'
+complete -c lllqos -n "__fish_lllqos_needs_command" -l pass-fd -d 'Let COMMAND change the request while it runs: it inherits the request\'s descriptor, whose number LLLQOS_FD names, and writing a 4-byte native-endian s32 (microseconds) to it changes the value in force. The descriptor grants this one request and nothing else, so it works after a privilege drop; a process that keeps it open keeps the request in force. Without --pass-fd the descriptor is not inherited and LLLQOS_FD is unset. A per-CPU request (--cpu) has no descriptor to pass'
+complete -c lllqos -n "__fish_lllqos_needs_command" -l descendants -d 'Hold the request until COMMAND and every process it leaves running have exited (a daemon that forks, a script that backgrounds work): lllqos becomes their child subreaper and reaps them as they exit. It still exits with COMMAND\'s status. A signal lllqos relays goes to COMMAND while it runs, then to every process left below lllqos'
 complete -c lllqos -n "__fish_lllqos_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_needs_command" -s V -l version -d 'Print version'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "status" -d 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
@@ -41,7 +43,7 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore wha
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see the README) instead of the summary'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'The request of phase two (as for lllqos --latency)' -r
-complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l max-state -d 'The request of phase two named by idle state (as for lllqos --max-state)' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l max-state -d 'The request of phase two named by idle state, with the fallbacks of lllqos --max-state (with `none` and no match, phase two runs without a request)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l cpu -d 'Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l duration -d 'Length of each phase: seconds, or with a unit (ms, s, m)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l interval -d 'Period of the loop, in microseconds' -r

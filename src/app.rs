@@ -6,13 +6,14 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand, TraceArgs};
 use crate::exit::ExitStatus;
 use crate::oserror::os_message;
-use crate::request::{self, Request};
+use crate::request::{self, Chatter, Request};
 use crate::run::{self, Mode, PidFd, Signals};
 use crate::spawn::{self, EnvChange};
 use lllqos::latency::Latency;
@@ -23,6 +24,8 @@ use lllqos::percpu::{CpuConstraint, CpuErrorKind, CpuLimits, Notice, ResumeLaten
 pub const LATENCY_ENV: &str = "LLLQOS_LATENCY_US";
 /// With `--cpu`: the CPUs constrained, as a cpulist.
 pub const CPUS_ENV: &str = "LLLQOS_CPUS";
+/// With `--pass-fd`: the number of the request's descriptor the command inherited.
+pub const FD_ENV: &str = "LLLQOS_FD";
 
 /// Writes a command's output to stdout. A reader that went away (`lllqos status | head -1`) ends
 /// lllqos quietly by SIGPIPE, as any filter ends; another write error (a full disk) is one line on
@@ -133,7 +136,7 @@ fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
             args.latency,
             args.max_state.as_ref(),
             args.cpu.as_ref(),
-            false,
+            Chatter::Warnings,
         )?,
         histogram: args.histogram,
         smp: args.smp,
@@ -172,6 +175,16 @@ fn status(args: &StatusArgs) -> Result<ExitStatus> {
 /// `lllqos [OPTIONS] [COMMAND...]`: place the request, run or hold, release.
 fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
     // Everything the user named is checked before anything is placed.
+    if args.command.is_empty() {
+        if args.pass_fd {
+            bail!("--pass-fd needs a COMMAND: a hold has no process to pass the descriptor to");
+        }
+        if args.descendants {
+            bail!(
+                "--descendants needs a COMMAND: a hold has no process whose descendants to wait for"
+            );
+        }
+    }
     let pids = args
         .pid
         .iter()
@@ -184,7 +197,13 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         args.latency,
         args.max_state.as_ref(),
         args.cpu.as_ref(),
-        args.verbose,
+        if args.quiet {
+            Chatter::Quiet
+        } else if args.verbose {
+            Chatter::Verbose
+        } else {
+            Chatter::Warnings
+        },
     )?;
     let mode = if args.command.is_empty() {
         Mode::Hold
@@ -196,6 +215,8 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
     let held = match &request {
         Request::PerCpu(limits) => place_per_cpu(args, limits)?,
         Request::Global(latency) => place_global(args, *latency)?,
+        // --max-state fell back to `none` (and said so): the command runs, as --strict allows.
+        Request::Nothing(_) => Held::Nothing,
     };
     if let Held::Interrupted = held {
         // A signal that ends lllqos arrived while it waited for the registry: nothing was placed.
@@ -216,14 +237,24 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         }
         run::hold(&signals, &pids).context("waiting failed")
     } else {
-        match spawn::spawn(
+        let passed = if args.pass_fd {
+            held.pass().context("--pass-fd")?
+        } else {
+            None
+        };
+        if args.descendants {
+            run::become_subreaper().context("--descendants")?;
+        }
+        let started = spawn::spawn(
             &args.command,
-            &held.environment(),
+            &held.environment(passed.as_ref()),
             signals.chld_was_ignored(),
-        ) {
-            Ok(child) => {
-                run::supervise(&mut signals, child).context("waiting for the command failed")
-            }
+        );
+        // The command has its copy; lllqos's own descriptor holds the request.
+        drop(passed);
+        match started {
+            Ok(child) => run::supervise(&mut signals, child, args.descendants)
+                .context("waiting for the command failed"),
             Err(error) => {
                 say!("lllqos: {error}");
                 Ok(error.status())
@@ -249,8 +280,25 @@ enum Held {
 }
 
 impl Held {
-    /// `LLLQOS_LATENCY_US` (and `LLLQOS_CPUS` per CPU) when a request is in force, else removed.
-    fn environment(&self) -> [EnvChange; 2] {
+    /// For `--pass-fd`: a copy of the request's descriptor that the command inherits (not
+    /// close-on-exec, 3 or above), or `None` when no global request is held. Closed once the
+    /// command is started.
+    fn pass(&self) -> Result<Option<OwnedFd>> {
+        let Held::Global(lease) = self else {
+            return Ok(None);
+        };
+        let Some(file) = lease.file() else {
+            return Ok(None);
+        };
+        let fd = nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_DUPFD(3))
+            .context("cannot copy the request's descriptor")?;
+        // SAFETY: fcntl just returned this new descriptor, owned by nothing else.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// `LLLQOS_LATENCY_US` (and `LLLQOS_CPUS` per CPU) when a request is in force, `LLLQOS_FD`
+    /// when its descriptor is `passed`; each removed otherwise.
+    fn environment(&self, passed: Option<&OwnedFd>) -> [EnvChange; 3] {
         let (latency, cpus) = match self {
             Held::Global(lease) => (Some(lease.requested()), None),
             // CPUs with limits of their own (--max-state per CPU): the strictest.
@@ -260,6 +308,7 @@ impl Held {
         [
             (LATENCY_ENV, latency.map(|l| l.as_micros().to_string())),
             (CPUS_ENV, cpus),
+            (FD_ENV, passed.map(|fd| fd.as_raw_fd().to_string())),
         ]
     }
 
@@ -393,9 +442,7 @@ fn announce_hold(held: &Held, pids: &[PidFd]) {
             lease.path().display()
         ),
         Held::PerCpu(c) => format!("holding {}", c.limits()),
-        Held::Nothing | Held::Interrupted => {
-            "holding nothing (the request could not be placed)".to_owned()
-        }
+        Held::Nothing | Held::Interrupted => "holding no request".to_owned(),
     };
     let until = if pids.is_empty() {
         "press Ctrl-C or send SIGTERM to release".to_owned()

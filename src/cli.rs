@@ -193,8 +193,13 @@ pub struct MeasureArgs {
     )]
     pub latency: Latency,
 
-    /// The request of phase two named by idle state (as for lllqos --max-state).
-    #[arg(long, value_name = "NAME[,NAME...]", conflicts_with = "latency")]
+    /// The request of phase two named by idle state, with the fallbacks of lllqos --max-state
+    /// (with `none` and no match, phase two runs without a request).
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...][,FALLBACK]",
+        conflicts_with = "latency"
+    )]
     pub max_state: Option<StateNames>,
 
     /// Use a per-CPU request on these CPUs (cpulist or `auto`) and pin the loop there.
@@ -257,8 +262,15 @@ pub struct HoldArgs {
     /// Name the limit by idle state instead: the deepest state to allow, as the kernel names it in
     /// /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes
     /// that state's exit latency. Names separated by commas are tried in order and the first this
-    /// machine has wins (C1E,C1). With --cpu, each CPU gets its own state's exit latency.
-    #[arg(long, value_name = "NAME[,NAME...]", conflicts_with = "latency")]
+    /// machine has wins (C1E,C1). The list may end with a fallback for machines that have none of
+    /// the names (a VM, a host without a cpuidle driver): a latency (C6,C1,20us) to request that,
+    /// or `none` to request nothing, warn once and run COMMAND anyway. Without a fallback, no match
+    /// is an error. With --cpu, each CPU gets its own state's exit latency (or the fallback).
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...][,FALLBACK]",
+        conflicts_with = "latency"
+    )]
     pub max_state: Option<StateNames>,
 
     /// Constrain only these CPUs, through their per-CPU resume latency, instead of placing the
@@ -298,6 +310,22 @@ pub struct HoldArgs {
         value_parser = clap::value_parser!(i32).range(1..)
     )]
     pub pid: Vec<i32>,
+
+    /// Let COMMAND change the request while it runs: it inherits the request's descriptor, whose
+    /// number LLLQOS_FD names, and writing a 4-byte native-endian s32 (microseconds) to it changes
+    /// the value in force. The descriptor grants this one request and nothing else, so it works
+    /// after a privilege drop; a process that keeps it open keeps the request in force. Without
+    /// --pass-fd the descriptor is not inherited and LLLQOS_FD is unset. A per-CPU request (--cpu)
+    /// has no descriptor to pass.
+    #[arg(long, conflicts_with = "cpu")]
+    pub pass_fd: bool,
+
+    /// Hold the request until COMMAND and every process it leaves running have exited (a daemon
+    /// that forks, a script that backgrounds work): lllqos becomes their child subreaper and
+    /// reaps them as they exit. It still exits with COMMAND's status. A signal lllqos relays goes
+    /// to COMMAND while it runs, then to every process left below lllqos.
+    #[arg(long)]
+    pub descendants: bool,
 
     /// The command to run while the request is in force, and its arguments.
     #[arg(

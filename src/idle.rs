@@ -6,7 +6,10 @@
 //! given as the name of the deepest state to allow; the request becomes that state's exit latency
 //! (its `latency` file), which keeps it and every shallower state allowed and refuses the deeper
 //! ones. A list of names is tried in order and the first one the machine has wins (tuned's
-//! `cstate.name:C1E|C1` fallback), so one unit file serves different hardware.
+//! `cstate.name:C1E|C1` fallback), so one unit file serves different hardware. The list may end
+//! with what to do when no name matches, as tuned's `C6|140|None` does: a latency (`C6,C1,20us`),
+//! or `none` for no request at all (a VM or container host without a cpuidle driver lists no
+//! states). Without it, a list that matches nothing is an error.
 //!
 //! Reading sysfs is [`all_states`]; choosing is [`resolve_global`] and [`resolve_per_cpu`], pure
 //! functions of the names and the states read.
@@ -125,28 +128,54 @@ pub fn all_states() -> BTreeMap<u32, Vec<IdleState>> {
 
 /// The names given to `--max-state`, in the order they are tried: a comma-separated list
 /// (`C1E,C1`), each name matched case-insensitively and trimmed of surrounding blanks (so that
-/// `"haltpoll idle"` keeps its inner space).
+/// `"haltpoll idle"` keeps its inner space), and optionally, last, a [`Fallback`]: a latency
+/// (`C6,C1,20us`: an entry that starts with a digit) or `none`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateNames(Vec<String>);
+pub struct StateNames {
+    names: Vec<String>,
+    fallback: Option<Fallback>,
+}
+
+/// What a list of state names falls back to when none of its names matches: its last entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fallback {
+    /// A limit in microseconds (`C6,C1,20us`).
+    Latency(Latency),
+    /// `none`: no request at all.
+    Nothing,
+}
 
 impl StateNames {
-    /// The names, in order.
+    /// The names, in order (without the fallback).
     pub fn names(&self) -> &[String] {
-        &self.0
+        &self.names
+    }
+
+    /// What applies when no name matches; `None`: the list must match.
+    pub fn fallback(&self) -> Option<Fallback> {
+        self.fallback
     }
 
     fn quoted(&self) -> String {
-        let quoted: Vec<String> = self.0.iter().map(|n| format!("'{n}'")).collect();
+        let quoted: Vec<String> = self.names.iter().map(|n| format!("'{n}'")).collect();
         quoted.join(" or ")
     }
 
     /// The first of these names that `states` has, with the state that matched it.
     fn first_in<'a>(&self, states: &'a [IdleState]) -> Option<&'a IdleState> {
-        self.0.iter().find_map(|name| {
+        self.names.iter().find_map(|name| {
             states
                 .iter()
                 .find(|state| state.name.trim().eq_ignore_ascii_case(name))
         })
+    }
+
+    /// These names alone, without a fallback.
+    fn only(name: &str) -> StateNames {
+        StateNames {
+            names: vec![name.to_owned()],
+            fallback: None,
+        }
     }
 }
 
@@ -154,19 +183,52 @@ impl std::str::FromStr for StateNames {
     type Err = String;
 
     fn from_str(text: &str) -> Result<StateNames, String> {
-        let names: Vec<String> = text.split(',').map(|n| n.trim().to_owned()).collect();
-        if names.iter().any(String::is_empty) {
-            return Err(format!(
-                "invalid state list '{text}': an empty name (give names separated by commas, e.g. C1E,C1)"
+        let fail = |why: String| format!("invalid state list '{text}': {why}");
+        let entries: Vec<&str> = text.split(',').map(str::trim).collect();
+        let mut names = Vec::new();
+        let mut fallback = None;
+        for (i, &entry) in entries.iter().enumerate() {
+            let last = i + 1 == entries.len();
+            if entry.is_empty() {
+                return Err(fail(
+                    "an empty name (give names separated by commas, e.g. C1E,C1)".to_owned(),
+                ));
+            }
+            let this = if entry.eq_ignore_ascii_case("none") {
+                Fallback::Nothing
+            } else if entry.starts_with(|c: char| c.is_ascii_digit()) {
+                let latency = entry
+                    .parse::<Latency>()
+                    .map_err(|e| fail(format!("'{entry}' is not a latency: {e}")))?;
+                Fallback::Latency(latency)
+            } else {
+                names.push(entry.to_owned());
+                continue;
+            };
+            if !last {
+                return Err(fail(format!(
+                    "'{entry}' must come last: it is what applies when no name matches"
+                )));
+            }
+            fallback = Some(this);
+        }
+        if names.is_empty() {
+            return Err(fail(
+                "no state name before the fallback (for a latency alone, use --latency)".to_owned(),
             ));
         }
-        Ok(StateNames(names))
+        Ok(StateNames { names, fallback })
     }
 }
 
 impl fmt::Display for StateNames {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(","))
+        f.write_str(&self.names.join(","))?;
+        match self.fallback {
+            Some(Fallback::Latency(latency)) => write!(f, ",{}us", latency.as_micros()),
+            Some(Fallback::Nothing) => f.write_str(",none"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -179,6 +241,47 @@ pub struct Choice {
     pub latency: Latency,
     /// The CPUs whose state has this exit latency (for a global request: the CPUs that set it).
     pub cpus: CpuList,
+}
+
+/// What a list of names gives the machine (or one CPU): the state a name matched, or, when none
+/// did, the list's fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// A state this machine has: the limit is its exit latency.
+    State(Choice),
+    /// No name matched (`missing` says which, and what there is instead); the list's
+    /// [`Fallback`] applies.
+    Fallback {
+        /// The list's last entry.
+        fallback: Fallback,
+        /// Why it applies.
+        missing: NoSuchState,
+    },
+}
+
+impl Resolution {
+    /// The limit to place; `None` for a `none` fallback (no request).
+    pub fn latency(&self) -> Option<Latency> {
+        match self {
+            Resolution::State(choice) => Some(choice.latency),
+            Resolution::Fallback {
+                fallback: Fallback::Latency(latency),
+                ..
+            } => Some(*latency),
+            Resolution::Fallback {
+                fallback: Fallback::Nothing,
+                ..
+            } => None,
+        }
+    }
+
+    /// `missing` resolved by the fallback of `names`, or the error when the list has none.
+    fn fallback(names: &StateNames, missing: NoSuchState) -> Result<Resolution, NoSuchState> {
+        match names.fallback {
+            Some(fallback) => Ok(Resolution::Fallback { fallback, missing }),
+            None => Err(missing),
+        }
+    }
 }
 
 /// None of the names is a state this machine (or this CPU) has.
@@ -208,6 +311,19 @@ impl fmt::Display for NoSuchState {
     }
 }
 
+impl NoSuchState {
+    /// The CPU that lacks the states named, for a per-CPU resolution.
+    pub fn cpu(&self) -> Option<u32> {
+        self.cpu
+    }
+
+    /// The states there are instead, for people (`POLL (0 us), haltpoll idle (1 us)`); empty
+    /// when the kernel lists none (no cpuidle driver).
+    pub fn available(&self) -> &str {
+        &self.available
+    }
+}
+
 impl std::error::Error for NoSuchState {}
 
 /// `POLL (0 us), haltpoll idle (1 us)`: the distinct states of these CPUs, shallowest first.
@@ -229,13 +345,13 @@ fn describe_available<'a>(lists: impl Iterator<Item = &'a Vec<IdleState>>) -> St
 
 /// One limit for every CPU (the global request): the first name some CPU has; if CPUs differ in
 /// that state's exit latency, the smallest, so that no CPU enters a state deeper than the one
-/// named.
+/// named. When no CPU has any of the names, the list's fallback; an error without one.
 pub fn resolve_global(
     names: &StateNames,
     states: &BTreeMap<u32, Vec<IdleState>>,
-) -> Result<Choice, NoSuchState> {
+) -> Result<Resolution, NoSuchState> {
     for name in names.names() {
-        let single = StateNames(vec![name.clone()]);
+        let single = StateNames::only(name);
         let found: Vec<(u32, &IdleState)> = states
             .iter()
             .filter_map(|(&cpu, list)| Some((cpu, single.first_in(list)?)))
@@ -247,28 +363,30 @@ pub fn resolve_global(
                 .filter(|(_, s)| s.exit_latency_us == us)
                 .map(|(cpu, _)| *cpu);
             if let (Some(latency), Some(cpus)) = (Latency::from_micros(us), CpuList::new(cpus)) {
-                return Ok(Choice {
+                return Ok(Resolution::State(Choice {
                     name: strictest.name.clone(),
                     latency,
                     cpus,
-                });
+                }));
             }
         }
     }
-    Err(NoSuchState {
+    let missing = NoSuchState {
         names: names.clone(),
         cpu: None,
         available: describe_available(states.values()),
-    })
+    };
+    Resolution::fallback(names, missing)
 }
 
 /// A limit per CPU of `cpus`, each its own state's exit latency: for each CPU, the first name in
-/// the list that this CPU has.
+/// the list that this CPU has, or the list's fallback when it has none of them (an error for the
+/// first such CPU without a fallback).
 pub fn resolve_per_cpu(
     names: &StateNames,
     cpus: &CpuList,
     states: &BTreeMap<u32, Vec<IdleState>>,
-) -> Result<BTreeMap<u32, Choice>, NoSuchState> {
+) -> Result<BTreeMap<u32, Resolution>, NoSuchState> {
     let no_states = Vec::new();
     cpus.cpus()
         .iter()
@@ -279,17 +397,18 @@ pub fn resolve_per_cpu(
                 cpu: Some(cpu),
                 available: describe_available(std::iter::once(list)),
             };
-            let state = names.first_in(list).ok_or_else(missing)?;
-            let latency = Latency::from_micros(state.exit_latency_us).ok_or_else(missing)?;
-            let only = CpuList::new([cpu]).ok_or_else(missing)?;
-            Ok((
-                cpu,
-                Choice {
+            let found = names.first_in(list).and_then(|state| {
+                Some(Choice {
                     name: state.name.clone(),
-                    latency,
-                    cpus: only,
-                },
-            ))
+                    latency: Latency::from_micros(state.exit_latency_us)?,
+                    cpus: CpuList::new([cpu])?,
+                })
+            });
+            let resolution = match found {
+                Some(choice) => Resolution::State(choice),
+                None => Resolution::fallback(names, missing())?,
+            };
+            Ok((cpu, resolution))
         })
         .collect()
 }
@@ -317,6 +436,68 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// The state a resolution chose (the test fails on a fallback).
+    fn chosen(resolution: Resolution) -> Choice {
+        match resolution {
+            Resolution::State(choice) => choice,
+            other => panic!("a fallback: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_list_may_end_with_a_latency_or_none() {
+        let list = names("C6, C1 ,20us");
+        assert_eq!(list.names(), ["C6", "C1"]);
+        assert_eq!(
+            list.fallback(),
+            Some(Fallback::Latency(Latency::micros(20)))
+        );
+        assert_eq!(list.to_string(), "C6,C1,20us");
+        assert_eq!(names("C6,0.5ms").to_string(), "C6,500us");
+        assert_eq!(names("C6,NONE").fallback(), Some(Fallback::Nothing));
+        assert_eq!(names("C6,none").to_string(), "C6,none");
+        assert_eq!(names("C6").fallback(), None);
+        let error = |text: &str| text.parse::<StateNames>().unwrap_err();
+        assert_eq!(
+            error("C6,20us,C1"),
+            "invalid state list 'C6,20us,C1': '20us' must come last: it is what applies when no name matches"
+        );
+        assert!(error("C6,none,20").contains("'none' must come last"));
+        assert!(error("C6,20x").starts_with("invalid state list 'C6,20x': '20x' is not a latency"));
+        assert!(error("20us").contains("no state name before the fallback"));
+        assert!(error("none").contains("no state name before the fallback"));
+    }
+
+    #[test]
+    fn the_fallback_applies_only_when_no_name_matches() {
+        let machine = haltpoll(&[0, 1]);
+        assert_eq!(
+            chosen(resolve_global(&names("POLL,20us"), &machine).unwrap()).name,
+            "POLL"
+        );
+        let fallback = resolve_global(&names("C6,20us"), &machine).unwrap();
+        assert_eq!(fallback.latency(), Some(Latency::micros(20)));
+        let Resolution::Fallback { missing, .. } = &fallback else {
+            panic!("{fallback:?}")
+        };
+        assert_eq!(
+            missing.to_string(),
+            "no idle state 'C6' here; states: POLL (0 us), haltpoll idle (1 us)"
+        );
+        // No cpuidle driver: nothing to match, `none` means no request.
+        let bare = BTreeMap::from([(0, Vec::new()), (1, Vec::new())]);
+        assert_eq!(
+            resolve_global(&names("C1,none"), &bare).unwrap().latency(),
+            None
+        );
+        let cpus = CpuList::new([0, 1]).unwrap();
+        let mut mixed = haltpoll(&[0]);
+        mixed.insert(1, Vec::new());
+        let per_cpu = resolve_per_cpu(&names("POLL,none"), &cpus, &mixed).unwrap();
+        assert_eq!(per_cpu[&0].latency(), Some(Latency::ZERO));
+        assert_eq!(per_cpu[&1].latency(), None);
+    }
+
     #[test]
     fn names_are_trimmed_and_empty_ones_refused() {
         assert_eq!(
@@ -329,7 +510,7 @@ mod tests {
 
     #[test]
     fn a_name_matches_case_insensitively() {
-        let choice = resolve_global(&names("HALTPOLL IDLE"), &haltpoll(&[0, 1])).unwrap();
+        let choice = chosen(resolve_global(&names("HALTPOLL IDLE"), &haltpoll(&[0, 1])).unwrap());
         assert_eq!(choice.name, "haltpoll idle");
         assert_eq!(choice.latency.as_micros(), 1);
         assert_eq!(choice.cpus.to_string(), "0-1");
@@ -337,7 +518,7 @@ mod tests {
 
     #[test]
     fn the_first_name_the_machine_has_wins() {
-        let choice = resolve_global(&names("C6,C1E,poll"), &haltpoll(&[0, 1])).unwrap();
+        let choice = chosen(resolve_global(&names("C6,C1E,poll"), &haltpoll(&[0, 1])).unwrap());
         assert_eq!(choice.name, "POLL");
         assert_eq!(choice.latency.as_micros(), 0);
     }
@@ -364,7 +545,7 @@ mod tests {
         states.insert(0, vec![state("POLL", 0), state("C6", 170)]);
         states.insert(1, vec![state("POLL", 0), state("C6", 85)]);
         states.insert(2, vec![state("POLL", 0)]);
-        let choice = resolve_global(&names("C6"), &states).unwrap();
+        let choice = chosen(resolve_global(&names("C6"), &states).unwrap());
         assert_eq!(choice.latency.as_micros(), 85);
         assert_eq!(choice.cpus.to_string(), "1");
     }
@@ -376,8 +557,8 @@ mod tests {
         states.insert(1, vec![state("POLL", 0), state("C1", 2)]);
         let cpus = CpuList::new([0, 1]).unwrap();
         let chosen = resolve_per_cpu(&names("C6,C1"), &cpus, &states).unwrap();
-        assert_eq!(chosen[&0].latency.as_micros(), 170);
-        assert_eq!(chosen[&1].name, "C1");
+        assert_eq!(chosen[&0].latency(), Some(Latency::micros(170)));
+        assert!(matches!(&chosen[&1], Resolution::State(c) if c.name == "C1"));
         let error = resolve_per_cpu(&names("C6"), &cpus, &states).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -386,10 +567,19 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the text, a list is refused naming it, or says itself back the same.
+        #[test]
+        fn a_list_is_refused_naming_it_or_round_trips(text in "[A-Za-z0-9 ,.]{0,24}") {
+            match text.parse::<StateNames>() {
+                Ok(list) => prop_assert_eq!(list.to_string().parse::<StateNames>(), Ok(list)),
+                Err(e) => prop_assert!(e.starts_with(&format!("invalid state list '{text}': ")), "{}", e),
+            }
+        }
+
         #[test]
         fn a_resolved_limit_is_the_smallest_exit_latency_of_the_named_state(
             lists in proptest::collection::vec(
-                proptest::collection::vec(("[A-Za-z0-9 ]{1,8}", 0u32..5000), 0..6), 1..5),
+                proptest::collection::vec(("[A-Za-z][A-Za-z0-9 ]{0,7}", 0u32..5000), 0..6), 1..5),
             pick in 0usize..30,
         ) {
             let states: BTreeMap<u32, Vec<IdleState>> = lists
@@ -409,8 +599,8 @@ mod tests {
             let all: Vec<&IdleState> = states.values().flatten().collect();
             prop_assume!(!all.is_empty());
             let wanted = all[pick % all.len()].name.trim().to_owned();
-            prop_assume!(!wanted.is_empty());
-            let choice = resolve_global(&names(&wanted), &states).unwrap();
+            prop_assume!(!wanted.is_empty() && !wanted.eq_ignore_ascii_case("none"));
+            let choice = chosen(resolve_global(&names(&wanted), &states).unwrap());
             // Every CPU's state of that name stays allowed under the limit, or is the one that set it.
             for list in states.values() {
                 for s in list.iter().filter(|s| s.name.trim().eq_ignore_ascii_case(&wanted)) {

@@ -85,14 +85,7 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
     let x_end = largest.min((p99 * 3).max(20)).max(1) + 1;
     let y_end = (all().map(|&(_, n)| n).max().unwrap_or(1) * 2).max(2);
     let s = &report.settings;
-    let request = match &s.cpus {
-        Some(cpus) => format!(
-            "{} us on {}",
-            s.latency_us,
-            crate::measure::describe_cpus(cpus)
-        ),
-        None => format!("{} us on /dev/cpu_dma_latency", s.latency_us),
-    };
+    let request = crate::measure::describe_request(s);
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, (900, 520)).into_drawing_area();

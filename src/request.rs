@@ -2,48 +2,66 @@
 //! `--cpu`'s CPUs. Everything is resolved, and every bad value reported, before anything is
 //! placed: the wrapper, the hold and `measure` all start from a [`Request`].
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::CpuSpec;
-use lllqos::idle::{self, StateNames};
+use lllqos::idle::{self, Fallback, Resolution, StateNames};
 use lllqos::{CpuConstraint, CpuLimits, CpuList, Latency};
 
-/// What to place: the global request, or a limit per CPU.
+/// What to place: the global request, a limit per CPU, or nothing.
 #[derive(Debug, Clone)]
 pub enum Request {
     /// One limit, on the global node.
     Global(Latency),
     /// Each CPU its limit, through its resume latency.
     PerCpu(CpuLimits),
+    /// No request: `--max-state` matched no state and its list ends with `none`. The CPUs of
+    /// `--cpu`, when it was given (`measure` still runs its loop there).
+    Nothing(Option<CpuList>),
 }
 
 impl Request {
-    /// The CPUs of a per-CPU request.
+    /// The CPUs of a per-CPU request (or of `--cpu`, for no request).
     pub fn cpus(&self) -> Option<&CpuList> {
         match self {
             Request::Global(_) => None,
             Request::PerCpu(limits) => Some(limits.cpus()),
+            Request::Nothing(cpus) => cpus.as_ref(),
         }
     }
 
-    /// The limit, or the strictest of the per-CPU ones.
-    pub fn latency(&self) -> Latency {
+    /// The limit, or the strictest of the per-CPU ones; `None` for no request.
+    pub fn latency(&self) -> Option<Latency> {
         match self {
-            Request::Global(latency) => *latency,
-            Request::PerCpu(limits) => limits.strictest(),
+            Request::Global(latency) => Some(*latency),
+            Request::PerCpu(limits) => Some(limits.strictest()),
+            Request::Nothing(_) => None,
         }
     }
 }
 
+/// What [`resolve`] says on stderr as it resolves `--max-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chatter {
+    /// Nothing (`--quiet`).
+    Quiet,
+    /// That a `none` fallback leaves CPUs without a request (a warning).
+    Warnings,
+    /// That, and which state or fallback each CPU got (`--verbose`).
+    Verbose,
+}
+
 /// Turns `--latency` or `--max-state`, with `--cpu`, into what to place. The CPUs of `--cpu` are
 /// checked here, once, before any idle state is looked up or anything placed (placing them later
-/// reads each CPU's value before writing any, which finds a CPU taken away since). With `verbose`,
-/// says which state `--max-state` chose.
+/// reads each CPU's value before writing any, which finds a CPU taken away since). `chatter`: what
+/// to say about `--max-state`'s choice.
 pub fn resolve(
     latency: Latency,
     max_state: Option<&StateNames>,
     cpu: Option<&CpuSpec>,
-    verbose: bool,
+    chatter: Chatter,
 ) -> Result<Request> {
     let cpus = match cpu {
         Some(spec) => Some(
@@ -60,19 +78,30 @@ pub fn resolve(
         CpuConstraint::validate_each(&limits).with_context(|| format!("--cpu {cpus}"))?;
         return Ok(Request::PerCpu(limits));
     };
-    let Some(cpus) = cpus else {
-        let choice = idle::resolve_global(names, &idle::all_states())
-            .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
-        if verbose {
-            say!(
-                "lllqos: --max-state {names}: '{}', exit latency {} ({})",
-                choice.name,
-                choice.latency,
-                choice.cpus.describe()
-            );
-        }
-        return Ok(Request::Global(choice.latency));
+    match cpus {
+        None => resolve_global(names, chatter),
+        Some(cpus) => resolve_per_cpu(names, cpus, chatter),
+    }
+}
+
+/// `--max-state` for the global request.
+fn resolve_global(names: &StateNames, chatter: Chatter) -> Result<Request> {
+    let resolution = idle::resolve_global(names, &idle::all_states())
+        .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
+    let everywhere = CpuList::listed();
+    let cpus = everywhere
+        .as_ref()
+        .map_or_else(String::new, CpuList::describe);
+    let request = match resolution.latency() {
+        Some(latency) => Request::Global(latency),
+        None => Request::Nothing(None),
     };
+    tell(names, &resolution, &cpus, chatter);
+    Ok(request)
+}
+
+/// `--max-state` per CPU: each CPU its own state, or the list's fallback.
+fn resolve_per_cpu(names: &StateNames, cpus: CpuList, chatter: Chatter) -> Result<Request> {
     CpuConstraint::check_cpus(&cpus).with_context(|| format!("--cpu {cpus}"))?;
     if let Some(cpu) = (cpus.cpus().iter()).find(|&&cpu| !lllqos::cpulist::is_online(cpu)) {
         bail!(
@@ -82,26 +111,97 @@ pub fn resolve(
     let states = (cpus.cpus().iter())
         .map(|&cpu| (cpu, idle::cpu_states(cpu)))
         .collect();
-    let chosen = idle::resolve_per_cpu(names, &cpus, &states)
+    let resolved = idle::resolve_per_cpu(names, &cpus, &states)
         .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
-    if verbose {
-        let mut groups: std::collections::BTreeMap<(&str, Latency), Vec<u32>> = Default::default();
-        for (&cpu, choice) in &chosen {
-            groups
-                .entry((&choice.name, choice.latency))
-                .or_default()
-                .push(cpu);
-        }
-        for ((name, latency), cpus) in groups {
-            let list = CpuList::new(cpus).map(|l| l.describe());
-            say!(
-                "lllqos: --max-state {names}: '{name}', exit latency {latency} ({})",
-                list.unwrap_or_default()
-            );
+    // CPUs that got the same, said once.
+    let mut groups: BTreeMap<Outcome, Vec<u32>> = BTreeMap::new();
+    for (&cpu, resolution) in &resolved {
+        let outcome = match resolution {
+            Resolution::State(choice) => Outcome::State(&choice.name, choice.latency),
+            Resolution::Fallback { fallback, missing } => {
+                Outcome::Fallback(*fallback, missing.available())
+            }
+        };
+        groups.entry(outcome).or_default().push(cpu);
+    }
+    for (outcome, group) in groups {
+        let Some(list) = CpuList::new(group) else {
+            continue;
+        };
+        let cpus = list.describe();
+        match outcome {
+            Outcome::State(name, latency) if chatter == Chatter::Verbose => {
+                say!("lllqos: --max-state {names}: '{name}', exit latency {latency} ({cpus})");
+            }
+            Outcome::State(..) => {}
+            Outcome::Fallback(fallback, available) => {
+                let lacking = missing_on(names, &list, available);
+                fell_back(names, &lacking, fallback, &cpus, chatter);
+            }
         }
     }
     // Exit latencies are far below the files' largest limit (placing refuses one that is not).
-    let limits = CpuLimits::new(chosen.iter().map(|(&cpu, choice)| (cpu, choice.latency)))
-        .ok_or_else(|| anyhow!("--cpu {cpus}: no CPU"))?;
-    Ok(Request::PerCpu(limits))
+    let limits = (resolved.iter()).filter_map(|(&cpu, r)| Some((cpu, r.latency()?)));
+    Ok(match CpuLimits::new(limits) {
+        Some(limits) => Request::PerCpu(limits),
+        None => Request::Nothing(Some(cpus)),
+    })
+}
+
+/// What a CPU got from `--max-state`, for saying it once for all CPUs that got the same.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome<'a> {
+    /// A state, by name, and its exit latency.
+    State(&'a str, Latency),
+    /// The list's fallback, and the states the CPU has instead.
+    Fallback(Fallback, &'a str),
+}
+
+/// Says what the global `names` resolved to: a `none` fallback as a warning, the rest with
+/// `--verbose`.
+fn tell(names: &StateNames, resolution: &Resolution, cpus: &str, chatter: Chatter) {
+    match resolution {
+        Resolution::State(choice) if chatter == Chatter::Verbose => say!(
+            "lllqos: --max-state {names}: '{}', exit latency {} ({cpus})",
+            choice.name,
+            choice.latency
+        ),
+        Resolution::State(_) => {}
+        Resolution::Fallback { fallback, missing } => {
+            fell_back(names, &missing.to_string(), *fallback, cpus, chatter);
+        }
+    }
+}
+
+/// Says that no name matched on `cpus` (`missing`: why) and what applies instead.
+fn fell_back(names: &StateNames, missing: &str, fallback: Fallback, cpus: &str, chatter: Chatter) {
+    match fallback {
+        Fallback::Latency(latency) if chatter == Chatter::Verbose => {
+            say!("lllqos: --max-state {names}: {missing}: {latency} instead ({cpus})");
+        }
+        Fallback::Nothing if chatter != Chatter::Quiet => {
+            say!("lllqos: warning: --max-state {names}: {missing}: no request on {cpus}");
+        }
+        _ => {}
+    }
+}
+
+/// `CPUs 0-1 have no idle state 'C6'; states: POLL (0 us)`, for CPUs where no name matched.
+fn missing_on(names: &StateNames, cpus: &CpuList, available: &str) -> String {
+    let quoted: Vec<String> = names.names().iter().map(|n| format!("'{n}'")).collect();
+    let have = if cpus.cpus().len() == 1 {
+        "has"
+    } else {
+        "have"
+    };
+    let states = if available.is_empty() {
+        "this kernel lists no idle states (no cpuidle driver)".to_owned()
+    } else {
+        format!("states: {available}")
+    };
+    format!(
+        "{} {have} no idle state {}; {states}",
+        cpus.describe(),
+        quoted.join(" or ")
+    )
 }

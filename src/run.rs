@@ -39,9 +39,25 @@
 //!   blocked, so lllqos ignores it and the child inherits SIG_IGN across exec.
 //! - As PID 1 of a PID namespace, lllqos also reaps the orphans that are reparented to it, as an
 //!   init must (tini does the same).
+//!
+//! # `--descendants`
+//!
+//! A daemon that forks and whose first process exits (`Type=forking`), or a script that leaves
+//! work in the background, would end lllqos while the work goes on. With `--descendants`, lllqos
+//! is a child subreaper (`PR_SET_CHILD_SUBREAPER`, as systemd and tini `-s` are): every process the
+//! command leaves behind is reparented to lllqos when its parent exits, and lllqos reaps it. The
+//! request is held until `waitpid` says no child is left, then lllqos exits with the command's
+//! own status (what a caller waits for). Signals follow the same rules: while the command runs,
+//! they are relayed to it alone, as without the option (passing them on to its workers is its
+//! business, as it is a shell script's or a daemon's main process's). Once the command has exited,
+//! lllqos stands for the work it left: a relayed signal goes to every process below lllqos, as
+//! systemd's default `KillMode=control-group` sends a stop to every process of a service (each
+//! through a pidfd, checked against the start time found, so that a reused pid is never hit). A
+//! signal one of them sent is not relayed back. Job control is unchanged: Ctrl-Z stops lllqos once
+//! one of its children has stopped.
 
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -251,27 +267,90 @@ fn poll_child(pid: i32) -> io::Result<(i32, ChildEvent)> {
     }
 }
 
-/// As PID 1, reaps every exited child that is not `child` (orphans reparented to lllqos).
-fn reap_orphans(child: Pid) {
-    loop {
-        // SAFETY: waitpid on any child with WNOHANG; only exited children other than `child` can
-        // be returned, since `child` has just been polled and is polled again before any wait.
-        let mut status = 0;
-        let ret = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
-        if ret <= 0 || ret == child.as_raw() {
+/// Makes lllqos the child subreaper of what it starts next (`--descendants`).
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One process found in /proc: its pid and start time (which, together, no other process has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Process {
+    pid: Pid,
+    start_time: u64,
+}
+
+impl Process {
+    /// Its parent and itself, from `/proc/PID/stat` (fields 4 and 22).
+    fn read(pid: i32) -> Option<(i32, Process)> {
+        let stat = crate::file::read_small(format!("/proc/{pid}/stat")).ok()?;
+        let fields = crate::file::stat_fields(&stat)?;
+        let parent = fields.get(4 - 3)?.parse().ok()?;
+        let start_time = fields.get(22 - 3)?.parse().ok()?;
+        let pid = Pid::from_raw(pid);
+        Some((parent, Process { pid, start_time }))
+    }
+
+    /// Sends `signal` to this process, if it is still the one found (a pidfd pins it, and its
+    /// start time says it was not replaced between the scan and the pidfd).
+    fn signal(self, signal: i32) {
+        let Ok(pidfd) = PidFd::open(self.pid.as_raw()) else {
+            return; // gone
+        };
+        if Process::read(self.pid.as_raw()).map(|(_, p)| p) != Some(self) {
             return;
         }
+        // SAFETY: pidfd_send_signal on our descriptor, a signal number from the kernel and no
+        // siginfo.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.fd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
     }
 }
 
+/// Every process below lllqos (children, their children, ...), but `not` (the sentinel): where a
+/// signal is relayed once the command has exited under `--descendants`.
+fn below(me: Pid, not: Option<Pid>) -> Vec<Process> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<(i32, Process)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(Process::read)
+        .filter(|(_, p)| Some(p.pid) != not)
+        .collect();
+    let mut found: Vec<Process> = Vec::new();
+    let mut parents = vec![me.as_raw()];
+    while let Some(parent) = parents.pop() {
+        for &(of, process) in &all {
+            if of == parent && !found.contains(&process) {
+                found.push(process);
+                parents.push(process.pid.as_raw());
+            }
+        }
+    }
+    found
+}
+
 /// Relays signals to `child` until it has exited, and returns its status. Returns the moment the
-/// child is reaped, so the caller can release the request at once.
-pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
+/// child is reaped, so the caller can release the request at once; with `descendants`, the moment
+/// the last process lllqos is the subreaper of has been reaped (see the module documentation).
+pub fn supervise(signals: &mut Signals, child: Pid, descendants: bool) -> io::Result<ExitStatus> {
     // The witness of group-wide signals is made now that the command runs, off its start: a fork
     // takes a few hundred microseconds that the command spends starting on another CPU (or that
     // are saved, when it has exited already). A signal that came before the witness was there is
-    // relayed: it was not seen by the group.
-    if !SignalSet::pending().contains(libc::SIGCHLD) {
+    // relayed: it was not seen by the group. (With --descendants the wait may go on after the
+    // command, and the witness is always made.)
+    if descendants || !SignalSet::pending().contains(libc::SIGCHLD) {
         match Sentinel::spawn() {
             Ok(sentinel) => signals.sentinel = Some(sentinel),
             Err(e) => say!(
@@ -281,7 +360,12 @@ pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
         }
     }
     let me = getpid();
-    let init = me.as_raw() == 1;
+    // As PID 1, or as a subreaper, lllqos reaps orphans too: it waits for any child. (The sentinel
+    // is a clone child, which a wait without __WALL does not see.)
+    let any_child = descendants || me.as_raw() == 1;
+    // The command's status, once reaped, while descendants still run.
+    let mut ended: Option<ExitStatus> = None;
+    // The command or (once it has exited) a descendant is stopped.
     let mut child_stopped = false;
     // lllqos stopped itself because the child stopped; the SIGCONT that resumes it may have reached
     // the child too (a shell's `fg` signals the whole group).
@@ -300,11 +384,32 @@ pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
         // continue already reached it.
         if signal == libc::SIGCHLD || signal == libc::SIGCONT {
             loop {
-                match poll_child(child.as_raw())?.1 {
-                    ChildEvent::Exited(code) => return Ok(signals.ended(ExitStatus::Exited(code))),
-                    ChildEvent::Signaled(signal) => {
-                        return Ok(signals.ended(ExitStatus::Signaled(signal)));
+                let polled = poll_child(if any_child { -1 } else { child.as_raw() });
+                // No child left: the command has exited (it is a child until reaped), and so has
+                // everything it left.
+                if let (Err(e), Some(status)) = (&polled, ended)
+                    && e.raw_os_error() == Some(libc::ECHILD)
+                {
+                    return Ok(signals.ended(status));
+                }
+                let (pid, event) = polled?;
+                let status = match event {
+                    ChildEvent::Exited(code) => Some(ExitStatus::Exited(code)),
+                    ChildEvent::Signaled(signal) => Some(ExitStatus::Signaled(signal)),
+                    _ => None,
+                };
+                match event {
+                    // The command; with --descendants, the wait goes on for what it left.
+                    ChildEvent::Exited(_) | ChildEvent::Signaled(_) if pid == child.as_raw() => {
+                        if !descendants {
+                            return Ok(signals.ended(status.unwrap_or(ExitStatus::Failure)));
+                        }
+                        ended = status;
+                        child_stopped = false;
                     }
+                    // An orphan, reaped.
+                    ChildEvent::Exited(_) | ChildEvent::Signaled(_) => {}
+                    ChildEvent::Stopped if pid != child.as_raw() && ended.is_none() => {}
                     ChildEvent::Stopped => {
                         child_stopped = true;
                         if stop_asked || SignalSet::pending().contains(libc::SIGTSTP) {
@@ -313,12 +418,10 @@ pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
                             suspended = true;
                         }
                     }
+                    ChildEvent::Continued if pid != child.as_raw() && ended.is_none() => {}
                     ChildEvent::Continued => child_stopped = false,
                     ChildEvent::Nothing => break,
                 }
-            }
-            if init {
-                reap_orphans(child);
             }
         }
         match signal {
@@ -331,10 +434,21 @@ pub fn supervise(signals: &mut Signals, child: Pid) -> io::Result<ExitStatus> {
             }
             _ => {}
         }
-        if should_relay(&info, child, me) && !group_wide(signals, &info) {
-            // ESRCH: the child is exiting; its SIGCHLD is on the way.
-            // SAFETY: kill on integers; the signal number came from the kernel.
-            unsafe { libc::kill(child.as_raw(), signal) };
+        if ended.is_none() {
+            if should_relay(&info, &[child], me) && !group_wide(signals, &info) {
+                // ESRCH: the child is exiting; its SIGCHLD is on the way.
+                // SAFETY: kill on integers; the signal number came from the kernel.
+                unsafe { libc::kill(child.as_raw(), signal) };
+            }
+            continue;
+        }
+        // --descendants, the command gone: to every process it left.
+        let left = below(me, signals.sentinel.as_ref().map(Sentinel::pid));
+        let pids: Vec<Pid> = left.iter().map(|p| p.pid).collect();
+        if should_relay(&info, &pids, me) && !group_wide(signals, &info) {
+            for process in left {
+                process.signal(signal);
+            }
         }
     }
 }
@@ -379,8 +493,10 @@ fn runnable_on_this_cpu(pid: i32) -> bool {
     })
 }
 
-/// Whether a signal lllqos received should be passed on to the child.
-fn should_relay(info: &libc::signalfd_siginfo, child: Pid, me: Pid) -> bool {
+/// Whether a signal lllqos received should be passed on to `targets` (the child, or the
+/// descendants left): not when one of them, or lllqos, sent it, or a process in a group one of
+/// them leads.
+fn should_relay(info: &libc::signalfd_siginfo, targets: &[Pid], me: Pid) -> bool {
     // Only signals a process sent with kill(2), tgkill(2) or sigqueue(3). SI_KERNEL (the terminal's
     // signals to the foreground group) and kernel subsystems' codes already did what they do.
     if !matches!(
@@ -393,11 +509,12 @@ fn should_relay(info: &libc::signalfd_siginfo, child: Pid, me: Pid) -> bool {
     if sender.as_raw() == 0 {
         return true; // sent from outside our PID namespace: it cannot be the child
     }
-    if sender == child || sender == me {
+    let ours = |pid: Pid| pid == me || targets.contains(&pid);
+    if ours(sender) {
         return false;
     }
     match getpgid(Some(sender)) {
-        Ok(group) => group != child && group != me,
+        Ok(group) => !ours(group),
         Err(_) => true,
     }
 }

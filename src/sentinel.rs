@@ -99,6 +99,11 @@ impl Sentinel {
 }
 
 impl Sentinel {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> Pid {
+        self.witness.pid
+    }
+
     /// Kills the sentinel without waiting for it: it dies while lllqos goes on, and is reaped when
     /// dropped.
     pub(crate) fn kill(&self) {
@@ -150,7 +155,9 @@ impl Witness {
             libc::clone(
                 witness,
                 stack.as_ptr().cast::<u8>().add(STACK).cast(),
-                libc::CLONE_VM | libc::SIGCHLD,
+                // No exit signal: a clone child, which lllqos's waits for any child (as PID 1,
+                // or as a subreaper) do not see; only the wait for its own pid reaps it.
+                libc::CLONE_VM,
                 parent as usize as *mut libc::c_void,
             )
         };
@@ -170,7 +177,7 @@ impl Witness {
 impl Drop for Witness {
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-        if nix::sys::wait::waitpid(self.pid, None).is_ok() {
+        if nix::sys::wait::waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::__WALL)).is_ok() {
             // SAFETY: the child that ran on this stack has been reaped.
             unsafe { libc::munmap(self.stack.as_ptr(), STACK) };
         }

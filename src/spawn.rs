@@ -7,7 +7,8 @@
 //! exactly that:
 //!
 //! - **The environment** is the raw `environ` block, in order, duplicates and entries without `=`
-//!   included (as `env` passes them), with `LLLQOS_LATENCY_US` and `LLLQOS_CPUS` set or removed.
+//!   included (as `env` passes them), with `LLLQOS_LATENCY_US`, `LLLQOS_CPUS` and `LLLQOS_FD` set
+//!   or removed.
 //! - **Signals.** The command starts with an empty mask (lllqos blocks signals to read them from a
 //!   signalfd). SIGPIPE gets the disposition lllqos inherited, which [`init_process`] records
 //!   before lllqos ignores it for itself; glibc's `posix_spawn` would leave its reserved signals 32
@@ -18,7 +19,8 @@
 //! - **File descriptors.** lllqos is built without Rust's runtime start-up (`main.rs`), which would
 //!   open /dev/null on a closed fd 0, 1 or 2. [`init_process`] puts a close-on-exec /dev/null there
 //!   instead, so that nothing lllqos opens lands on a standard fd and the command still finds it
-//!   closed.
+//!   closed. Everything lllqos opens is close-on-exec; the one exception is the copy of the
+//!   request's descriptor that `--pass-fd` makes for the command (and closes once it is started).
 //!
 //! The usual path is `posix_spawnp(3)`, which glibc and musl implement with `CLONE_VFORK`: no
 //! copy of lllqos's page tables, so lllqos starts a command about as fast as `chrt` execs one.

@@ -168,13 +168,19 @@ fn killed(status: std::process::ExitStatus) -> bool {
     status.signal() == Some(libc::SIGKILL) || status.code() == Some(128 + libc::SIGKILL)
 }
 
-/// The first child of `pid`, once it has one.
+/// The child of `pid` that runs lllqos, once there is one.
 fn wait_for_child(pid: i32) -> i32 {
     let mut child = None;
+    // By name: strace forks a short-lived child of its own first, to probe ptrace.
     wait_until("strace to start lllqos", || {
         child = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .ok()
-            .and_then(|c| c.split_whitespace().next()?.parse().ok());
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+            .find(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "lllqos")
+            });
         child.is_some()
     });
     child.unwrap_or(0)

@@ -226,6 +226,38 @@ fn the_command_runs_as_the_real_user_with_no_capability_and_the_request_placed()
 }
 
 #[test]
+fn pass_fd_lets_the_unprivileged_command_change_its_request_and_nothing_else() {
+    let (kernel, setup) = setup!();
+    let bytes: String = 13i32
+        .to_ne_bytes()
+        .iter()
+        .map(|b| format!("\\{b:03o}"))
+        .collect();
+    for copy in setup.copies() {
+        // The command cannot open the node, yet changes the request through the descriptor.
+        let script =
+            format!("id -u; printf '{bytes}' >&$LLLQOS_FD && echo changed; read line || true");
+        let mut child = setup
+            .as_user(&copy, &["-l", "40", "--pass-fd", "--", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), setup.uid.to_string(), "{copy:?}");
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "changed", "{copy:?}");
+        assert_eq!(read_node(), kernel.expect(13), "{copy:?}");
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        assert_eq!(read_node(), kernel.baseline);
+    }
+}
+
+#[test]
 fn device_cannot_name_a_file_the_user_could_not_use() {
     let (_kernel, setup) = setup!();
     // A root-only directory with a root-only file in it, and a user-owned symlink to it.

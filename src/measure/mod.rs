@@ -44,9 +44,9 @@ use crate::run::{Mode, Signals};
 use histogram::Histogram;
 use lllqos::lease::{CPU_DMA_LATENCY, Lease, read_limit};
 use lllqos::percpu::ResumeLatency;
-use lllqos::{CpuConstraint, CpuList};
+use lllqos::{CpuConstraint, CpuList, Latency};
 use report::{CpuStats, Ratios, ReportSettings, Summary};
-pub use report::{Histograms, Report, describe_cpus, render};
+pub use report::{Histograms, Report, describe_cpus, describe_request, render};
 use residency::{CpuResidency, IdleSnapshot};
 
 /// What to measure.
@@ -131,8 +131,8 @@ fn watch(signals: Signals, stop: &Stop, done: OwnedFd) {
 
 /// Both phases: set-up checked first, phase one, the request, phase two, the report.
 fn phases(settings: &Settings, stop: &Stop) -> Result<Measured> {
-    if let Request::PerCpu(limits) = &settings.request {
-        loops::pin(limits.cpus().cpus())?;
+    if let Some(cpus) = settings.request.cpus() {
+        loops::pin(cpus.cpus())?;
     }
     let places = loops::places(settings.smp, settings.request.cpus())?;
     let policy = match settings.priority {
@@ -144,10 +144,14 @@ fn phases(settings: &Settings, stop: &Stop) -> Result<Measured> {
     };
     // Phase two must be possible before phase one is spent: a missing node or permission is
     // reported now, not after the first --duration.
-    match settings.request.cpus() {
-        Some(cpus) => CpuConstraint::check_access(cpus).with_context(|| format!("--cpu {cpus}"))?,
-        None => lllqos::lease::check_access(CPU_DMA_LATENCY)
+    match &settings.request {
+        Request::PerCpu(limits) => {
+            let cpus = limits.cpus();
+            CpuConstraint::check_access(cpus).with_context(|| format!("--cpu {cpus}"))?;
+        }
+        Request::Global(_) => lllqos::lease::check_access(CPU_DMA_LATENCY)
             .map_err(|e| anyhow::anyhow!("{e}: phase two needs the request (run as root)"))?,
+        Request::Nothing(_) => {}
     }
     // Page faults in the loop would be measured as latency. Failure (no CAP_IPC_LOCK, a low
     // RLIMIT_MEMLOCK) leaves memory unlocked, as cyclictest -m does: the measurement still runs.
@@ -189,6 +193,8 @@ fn phases(settings: &Settings, stop: &Stop) -> Result<Measured> {
             drop(lease);
             with?
         }
+        // --max-state fell back to `none`: phase two measures the same machine again.
+        Request::Nothing(_) => measured_phase(|| loops::run(&places, phase(2)))?,
     };
     drop(progress);
     let settings_report = ReportSettings {
@@ -197,7 +203,7 @@ fn phases(settings: &Settings, stop: &Stop) -> Result<Measured> {
         policy,
         priority: settings.priority,
         timer_slack_ns,
-        latency_us: settings.request.latency().as_micros(),
+        latency_us: settings.request.latency().map(Latency::as_micros),
         cpus: settings.request.cpus().map(ToString::to_string),
         smp: settings.smp,
         baseline_limit_us: baseline_limit,

@@ -71,7 +71,9 @@ pub struct ReportSettings {
     pub priority: Option<u8>,
     /// The thread's timer slack; SCHED_FIFO threads are not subject to it.
     pub timer_slack_ns: u64,
-    pub latency_us: u32,
+    /// The request of phase two (the strictest, per CPU); `null` when `--max-state` fell back to
+    /// `none` and phase two ran without one.
+    pub latency_us: Option<u32>,
     /// The CPUs of a per-CPU request (and of the loops' affinity), `null` for the global one.
     pub cpus: Option<String>,
     /// One loop per CPU (`--smp`).
@@ -89,6 +91,17 @@ pub fn describe_cpus(list: &str) -> String {
         .map_or_else(|_| format!("CPUs {list}"), |l| l.describe())
 }
 
+/// Phase two's request for people: `20 us on CPUs 0-1`, `0 us on /dev/cpu_dma_latency`, or
+/// `no request` (`--max-state` fell back to `none`).
+pub fn describe_request(s: &ReportSettings) -> String {
+    match (s.latency_us, &s.cpus) {
+        (None, None) => "no request".to_owned(),
+        (None, Some(cpus)) => format!("no request on {}", describe_cpus(cpus)),
+        (Some(us), Some(cpus)) => format!("{us} us on {}", describe_cpus(cpus)),
+        (Some(us), None) => format!("{us} us on {CPU_DMA_LATENCY}"),
+    }
+}
+
 /// The human report.
 pub fn render(report: &Report) -> String {
     let s = &report.settings;
@@ -97,15 +110,12 @@ pub fn render(report: &Report) -> String {
         Some(p) => format!("SCHED_FIFO priority {p} (no timer slack)"),
         None => format!("SCHED_OTHER (timer slack {} us)", s.timer_slack_ns / 1000),
     };
-    let request = match &s.cpus {
-        Some(cpus) if s.smp => format!("{} us on {}", s.latency_us, describe_cpus(cpus)),
-        Some(cpus) => format!(
-            "{} us on {} (the loop pinned there)",
-            s.latency_us,
-            describe_cpus(cpus)
-        ),
-        None => format!("{} us on {CPU_DMA_LATENCY}", s.latency_us),
+    let pinned = if s.cpus.is_some() && !s.smp {
+        " (the loop pinned there)"
+    } else {
+        ""
     };
+    let request = format!("{}{pinned}", describe_request(s));
     let _ = writeln!(
         out,
         "lllqos measure: {} s per phase, interval {} us, {policy}",

@@ -387,6 +387,10 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
+        "With --descendants, lllqos is the child subreaper of COMMAND: the processes COMMAND leaves running are reparented to lllqos as their parents exit, and lllqos reaps them. While COMMAND runs, signals are relayed to it alone; once it has exited, a relayed signal goes to every process below lllqos (through a pidfd each, so a reused pid is never signalled), and lllqos exits with COMMAND's status when the last of them has exited. Under systemd, a forking daemon runs as Type=exec with lllqos --descendants as the main process: systemd would wait for a Type=forking start process to exit.",
+    );
+    para(
+        &mut r,
         "Without COMMAND, SIGTERM, SIGINT and SIGHUP end the hold (status 0); any other signal whose default is to end a process (real-time signals included) ends it too, and lllqos then dies of that signal after releasing the request. SIGINT and SIGTERM end a hold even when they were ignored when lllqos started (lllqos -l 0 & in a script starts with SIGINT ignored, and kill -INT $! must still end it): there is no command to inherit their disposition. SIGHUP ignored at start (nohup) stays ignored, and other ignored signals too. lllqos measure and lllqos trace do the same.",
     );
 
@@ -400,6 +404,11 @@ fn sections() -> Roff {
         &mut r,
         "LLLQOS_CPUS",
         "With --cpu: the CPUs constrained, as a cpulist. Removed otherwise.",
+    );
+    item(
+        &mut r,
+        "LLLQOS_FD",
+        "With --pass-fd, while a global request is in force: the number of the request's descriptor, which COMMAND inherits. Writing a 4-byte native-endian s32 to it changes the value in force; closing it in every process that has it ends the request. Removed otherwise, and the descriptor is not inherited.",
     );
 
     r.control("SH", ["FILES"]);
