@@ -26,6 +26,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('--max-state', '--max-state', [CompletionResultType]::ParameterName, 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state''s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). The list may end with a fallback for machines that have none of the names (a VM, a host without a cpuidle driver): a latency (C6,C1,20us) to request that, or `none` to request nothing, warn once and run COMMAND anyway. Without a fallback, no match is an error. With --cpu, each CPU gets its own state''s exit latency (or the fallback)')
             [CompletionResult]::new('--cpu', '--cpu', [CompletionResultType]::ParameterName, 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends')
             [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name this lllqos after what it holds the request for (a service, a container): the kernel keeps the first 15 bytes as its command, which lllqos trace shows and --command matches; lllqos status shows its whole command line, this option included')
             [CompletionResult]::new('--pid', '--pid', [CompletionResultType]::ParameterName, 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)')
             [CompletionResult]::new('--strict', '--strict', [CompletionResultType]::ParameterName, 'Exit with status 125, running nothing, when the request cannot be placed (by default lllqos warns and runs COMMAND anyway)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no warnings')
@@ -42,6 +43,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('measure', 'measure', [CompletionResultType]::ParameterValue, 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)')
             [CompletionResult]::new('trace', 'trace', [CompletionResultType]::ParameterValue, 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root')
             [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)')
+            [CompletionResult]::new('oci-hook', 'oci-hook', [CompletionResultType]::ParameterValue, 'Run as an OCI runtime hook: hold a request for a container''s lifetime, chosen by its annotations')
             break
         }
         'lllqos;status' {
@@ -79,6 +81,11 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
         'lllqos;recover' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'lllqos;oci-hook' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
     })

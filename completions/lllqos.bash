@@ -19,6 +19,9 @@ _lllqos() {
             lllqos,measure)
                 cmd="lllqos__subcmd__measure"
                 ;;
+            lllqos,oci-hook)
+                cmd="lllqos__subcmd__oci__subcmd__hook"
+                ;;
             lllqos,recover)
                 cmd="lllqos__subcmd__recover"
                 ;;
@@ -35,7 +38,7 @@ _lllqos() {
 
     case "${cmd}" in
         lllqos)
-            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --pid --pass-fd --descendants --help --version status measure trace recover"
+            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --name --pid --pass-fd --descendants --help --version status measure trace recover oci-hook"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,6 +73,10 @@ _lllqos() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o filenames
                     fi
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --pid)
@@ -133,6 +140,20 @@ _lllqos() {
                     fi
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lllqos__subcmd__oci__subcmd__hook)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -218,7 +239,7 @@ _lllqos_with_command() {
     while (( i < COMP_CWORD )); do
         case "${COMP_WORDS[i]}" in
             --) (( i++ )); break ;;
-            -l|--latency|--max-state|--cpu|--device|--pid) (( i += 2 )) ;;
+            -l|--latency|--max-state|--cpu|--device|--name|--pid) (( i += 2 )) ;;
             -*) (( i++ )) ;;
             *) break ;;
         esac
@@ -229,14 +250,14 @@ _lllqos_with_command() {
     fi
     if (( i == 1 && COMP_CWORD > 1 )); then
         case "${COMP_WORDS[1]}" in
-            status|measure|trace|recover) _lllqos "$@"; return ;;    # a subcommand's options
+            status|measure|trace|recover|oci-hook) _lllqos "$@"; return ;;    # a subcommand's options
         esac
     fi
     if declare -F _command_offset >/dev/null; then
         _command_offset "$i"
     elif (( i == COMP_CWORD )); then
         COMPREPLY=( $(compgen -c -- "${COMP_WORDS[COMP_CWORD]}") )
-        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace recover" -- "${COMP_WORDS[1]}") )
+        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace recover oci-hook" -- "${COMP_WORDS[1]}") )
     else
         COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
     fi

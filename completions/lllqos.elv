@@ -23,6 +23,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --max-state 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state''s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). The list may end with a fallback for machines that have none of the names (a VM, a host without a cpuidle driver): a latency (C6,C1,20us) to request that, or `none` to request nothing, warn once and run COMMAND anyway. Without a fallback, no match is an error. With --cpu, each CPU gets its own state''s exit latency (or the fallback)'
             cand --cpu 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends'
             cand --device 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)'
+            cand --name 'Name this lllqos after what it holds the request for (a service, a container): the kernel keeps the first 15 bytes as its command, which lllqos trace shows and --command matches; lllqos status shows its whole command line, this option included'
             cand --pid 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)'
             cand --strict 'Exit with status 125, running nothing, when the request cannot be placed (by default lllqos warns and runs COMMAND anyway)'
             cand -q 'Print no warnings'
@@ -39,6 +40,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand measure 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)'
             cand trace 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
             cand recover 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
+            cand oci-hook 'Run as an OCI runtime hook: hold a request for a container''s lifetime, chosen by its annotations'
         }
         &'lllqos;status'= {
             cand --json 'Print JSON (a stable interface: see the README) instead of the summary'
@@ -72,6 +74,10 @@ set edit:completion:arg-completer[lllqos] = {|@words|
         &'lllqos;recover'= {
             cand -h 'Print help'
             cand --help 'Print help'
+        }
+        &'lllqos;oci-hook'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
     ]
     $completions[$command]

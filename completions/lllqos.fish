@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_lllqos_global_optspecs
-    string join \n l/latency= max-state= cpu= device= strict q/quiet v/verbose pid= pass-fd descendants h/help V/version
+    string join \n l/latency= max-state= cpu= device= strict q/quiet v/verbose name= pid= pass-fd descendants h/help V/version
 end
 
 function __fish_lllqos_needs_command
@@ -28,6 +28,7 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -s l -l latency -d 'Latency 
 complete -c lllqos -n "__fish_lllqos_needs_command" -l max-state -d 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state\'s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). The list may end with a fallback for machines that have none of the names (a VM, a host without a cpuidle driver): a latency (C6,C1,20us) to request that, or `none` to request nothing, warn once and run COMMAND anyway. Without a fallback, no match is an error. With --cpu, each CPU gets its own state\'s exit latency (or the fallback)' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l cpu -d 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l device -d 'PM QoS node to place the request on, e.g. /dev/cpu_wakeup_latency (Linux 6.19+)' -r -F
+complete -c lllqos -n "__fish_lllqos_needs_command" -l name -d 'Name this lllqos after what it holds the request for (a service, a container): the kernel keeps the first 15 bytes as its command, which lllqos trace shows and --command matches; lllqos status shows its whole command line, this option included' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l pid -d 'Without COMMAND: hold until process PID has exited (may be repeated: until all have)' -r
 complete -c lllqos -n "__fish_lllqos_needs_command" -l strict -d 'Exit with status 125, running nothing, when the request cannot be placed (by default lllqos warns and runs COMMAND anyway)'
 complete -c lllqos -n "__fish_lllqos_needs_command" -s q -l quiet -d 'Print no warnings'
@@ -40,6 +41,7 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -a "status" -d 'Show the CPU
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wake-up latency without and then with the request, side by side (a periodic loop on absolute time, as cyclictest does)'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "oci-hook" -d 'Run as an OCI runtime hook: hold a request for a container\'s lifetime, chosen by its annotations'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see the README) instead of the summary'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'The request of phase two (as for lllqos --latency)' -r
@@ -59,8 +61,9 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l command -d 'Only
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l json -d 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand recover" -s h -l help -d 'Print help'
+complete -c lllqos -n "__fish_lllqos_using_subcommand oci-hook" -s h -l help -d 'Print help (see more with \'--help\')'
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
-complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace recover" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --pid)"
+complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace recover oci-hook" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --name --pid)"
 # --max-state: the idle-state names this machine lists.
 complete -c lllqos -l max-state -x -a "(sort -u /sys/devices/system/cpu/cpu*/cpuidle/state*/name 2>/dev/null)"

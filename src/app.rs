@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::{Cli, HoldArgs, MeasureArgs, StatusArgs, Subcommand, TraceArgs};
 use crate::exit::ExitStatus;
 use crate::oserror::os_message;
-use crate::request::{self, Chatter, Request};
+use crate::request::{self, Chatter, Naming, Request};
 use crate::run::{self, Mode, PidFd, Signals};
 use crate::spawn::{self, EnvChange};
 use lllqos::latency::Latency;
@@ -99,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitStatus> {
         Some(Subcommand::Measure(args)) => measure(&args),
         Some(Subcommand::Trace(args)) => trace(&args),
         Some(Subcommand::Recover) => recover(),
+        Some(Subcommand::OciHook) => crate::ocihook::oci_hook(),
     }
 }
 
@@ -137,6 +138,7 @@ fn measure(args: &MeasureArgs) -> Result<ExitStatus> {
             args.max_state.as_ref(),
             args.cpu.as_ref(),
             Chatter::Warnings,
+            Naming::Options,
         )?,
         histogram: args.histogram,
         smp: args.smp,
@@ -193,6 +195,9 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
                 .map_err(|e| anyhow::anyhow!("--pid {pid}: {}", os_message(&e).to_lowercase()))
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(name) = &args.name {
+        run::set_name(name);
+    }
     let request = request::resolve(
         args.latency,
         args.max_state.as_ref(),
@@ -204,6 +209,7 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         } else {
             Chatter::Warnings
         },
+        Naming::Options,
     )?;
     let mode = if args.command.is_empty() {
         Mode::Hold
@@ -235,6 +241,7 @@ fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
         if !args.quiet && std::io::stderr().is_terminal() {
             announce_hold(&held, &pids);
         }
+        run::notify_ready();
         run::hold(&signals, &pids).context("waiting failed")
     } else {
         let passed = if args.pass_fd {

@@ -3,7 +3,8 @@
 //!
 //! lllqos reads like `nice`, `chrt` or `timeout`: options, then the command and its arguments, which
 //! are never parsed as lllqos's own (`lllqos -l 0 ./app -l 5` passes `-l 5` to the app). A command
-//! whose name is also a subcommand's (`status`, `measure`, `trace`, `recover`) runs after `--`.
+//! whose name is also a subcommand's (`status`, `measure`, `trace`, `recover`, `oci-hook`) runs after
+//! `--`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -156,6 +157,19 @@ pub enum Subcommand {
     /// Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs
     /// does the same; run it when none will come (ExecStopPost= of a unit).
     Recover,
+    /// Run as an OCI runtime hook: hold a request for a container's lifetime, chosen by its
+    /// annotations.
+    ///
+    /// As a createRuntime (or prestart) hook, lllqos reads the container's state on stdin and,
+    /// when its annotations ask for it, holds a request while the container's init lives.
+    /// lllqos.io/latency (--latency syntax) or lllqos.io/max-state (--max-state syntax,
+    /// fallbacks included) choose the request; lllqos.io/cpus makes it per CPU: a cpulist, or
+    /// `container` for the container's cpuset (linux.resources.cpu.cpus in the bundle's
+    /// config.json). A detached holder places the request before the hook exits 0, and releases it
+    /// when the init exits; a bad annotation, or a request that cannot be placed, fails the hook
+    /// (status 125), which stops the container from starting. status and trace name the holder
+    /// after the container id. Needs root, on the host, as runtimes run hooks.
+    OciHook,
 }
 
 /// Options of `lllqos trace`.
@@ -302,6 +316,12 @@ pub struct HoldArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
+    /// Name this lllqos after what it holds the request for (a service, a container): the kernel
+    /// keeps the first 15 bytes as its command, which lllqos trace shows and --command matches;
+    /// lllqos status shows its whole command line, this option included.
+    #[arg(long, value_name = "NAME", value_parser = process_name)]
+    pub name: Option<String>,
+
     /// Without COMMAND: hold until process PID has exited (may be repeated: until all have).
     #[arg(
         long,
@@ -335,6 +355,17 @@ pub struct HoldArgs {
         value_hint = ValueHint::CommandWithArguments
     )]
     pub command: Vec<OsString>,
+}
+
+/// `--name`: printable text, not empty.
+fn process_name(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("an empty name names nothing".to_owned());
+    }
+    if text.chars().any(char::is_control) {
+        return Err("a name with control characters would garble ps, status and trace".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// `--device`: any path but an empty one (clap would call an empty value a missing one).

@@ -11,7 +11,8 @@
 //!   relaying signals, reaping, holding; [`relayed`]: which signals are relayed (the xtask includes
 //!   it too, for the man page).
 //! - [`exit`]: the wrapper's exit statuses (125, 126, 127, the child's, the child's signal).
-//! - [`status`], [`measure`] and [`trace`]: the subcommands; [`plot`]: `measure --plot`'s chart.
+//! - [`status`], [`measure`], [`trace`] and [`ocihook`]: the subcommands; [`plot`]: `measure
+//!   --plot`'s chart; [`request`]: what to place, from options or a container's annotations.
 //!
 //! `no_main`: Rust's runtime start-up would ignore SIGPIPE and open /dev/null on closed standard
 //! descriptors before `main`, and the command lllqos runs must inherit neither change (a direct
@@ -43,6 +44,7 @@ mod file;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod libm;
 mod measure;
+mod ocihook;
 mod oserror;
 mod plot;
 mod privilege;

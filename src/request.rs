@@ -42,6 +42,34 @@ impl Request {
     }
 }
 
+/// Where the request was asked for, as messages name it: lllqos's options, or the annotations an
+/// OCI hook read (`lllqos oci-hook`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// `--max-state C6`, `--cpu 2-3`.
+    Options,
+    /// `lllqos.io/max-state=C6`, `lllqos.io/cpus=2-3`.
+    Annotations,
+}
+
+impl Naming {
+    /// How messages name `--max-state` and its value.
+    fn max_state(self, names: &StateNames) -> String {
+        match self {
+            Naming::Options => format!("--max-state {names}"),
+            Naming::Annotations => format!("{}={names}", crate::ocihook::MAX_STATE),
+        }
+    }
+
+    /// How messages name `--cpu` and its CPUs.
+    fn cpu(self, cpus: &CpuList) -> String {
+        match self {
+            Naming::Options => format!("--cpu {cpus}"),
+            Naming::Annotations => format!("{}={cpus}", crate::ocihook::CPUS),
+        }
+    }
+}
+
 /// What [`resolve`] says on stderr as it resolves `--max-state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chatter {
@@ -62,6 +90,7 @@ pub fn resolve(
     max_state: Option<&StateNames>,
     cpu: Option<&CpuSpec>,
     chatter: Chatter,
+    naming: Naming,
 ) -> Result<Request> {
     let cpus = match cpu {
         Some(spec) => Some(
@@ -75,19 +104,20 @@ pub fn resolve(
             return Ok(Request::Global(latency));
         };
         let limits = CpuLimits::uniform(&cpus, latency);
-        CpuConstraint::validate_each(&limits).with_context(|| format!("--cpu {cpus}"))?;
+        CpuConstraint::validate_each(&limits).with_context(|| naming.cpu(&cpus))?;
         return Ok(Request::PerCpu(limits));
     };
+    let label = naming.max_state(names);
     match cpus {
-        None => resolve_global(names, chatter),
-        Some(cpus) => resolve_per_cpu(names, cpus, chatter),
+        None => resolve_global(names, &label, chatter),
+        Some(cpus) => resolve_per_cpu(names, &label, cpus, chatter, naming),
     }
 }
 
 /// `--max-state` for the global request.
-fn resolve_global(names: &StateNames, chatter: Chatter) -> Result<Request> {
-    let resolution = idle::resolve_global(names, &idle::all_states())
-        .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
+fn resolve_global(names: &StateNames, label: &str, chatter: Chatter) -> Result<Request> {
+    let resolution =
+        idle::resolve_global(names, &idle::all_states()).map_err(|e| anyhow!("{label}: {e}"))?;
     let everywhere = CpuList::listed();
     let cpus = everywhere
         .as_ref()
@@ -96,23 +126,29 @@ fn resolve_global(names: &StateNames, chatter: Chatter) -> Result<Request> {
         Some(latency) => Request::Global(latency),
         None => Request::Nothing(None),
     };
-    tell(names, &resolution, &cpus, chatter);
+    tell(label, &resolution, &cpus, chatter);
     Ok(request)
 }
 
 /// `--max-state` per CPU: each CPU its own state, or the list's fallback.
-fn resolve_per_cpu(names: &StateNames, cpus: CpuList, chatter: Chatter) -> Result<Request> {
-    CpuConstraint::check_cpus(&cpus).with_context(|| format!("--cpu {cpus}"))?;
+fn resolve_per_cpu(
+    names: &StateNames,
+    label: &str,
+    cpus: CpuList,
+    chatter: Chatter,
+    naming: Naming,
+) -> Result<Request> {
+    CpuConstraint::check_cpus(&cpus).with_context(|| naming.cpu(&cpus))?;
     if let Some(cpu) = (cpus.cpus().iter()).find(|&&cpu| !lllqos::cpulist::is_online(cpu)) {
         bail!(
-            "--max-state {names}: cpu{cpu} is offline: the kernel lists a CPU's idle states only while it is online"
+            "{label}: cpu{cpu} is offline: the kernel lists a CPU's idle states only while it is online"
         );
     }
     let states = (cpus.cpus().iter())
         .map(|&cpu| (cpu, idle::cpu_states(cpu)))
         .collect();
-    let resolved = idle::resolve_per_cpu(names, &cpus, &states)
-        .map_err(|e| anyhow!("--max-state {names}: {e}"))?;
+    let resolved =
+        idle::resolve_per_cpu(names, &cpus, &states).map_err(|e| anyhow!("{label}: {e}"))?;
     // CPUs that got the same, said once.
     let mut groups: BTreeMap<Outcome, Vec<u32>> = BTreeMap::new();
     for (&cpu, resolution) in &resolved {
@@ -131,12 +167,12 @@ fn resolve_per_cpu(names: &StateNames, cpus: CpuList, chatter: Chatter) -> Resul
         let cpus = list.describe();
         match outcome {
             Outcome::State(name, latency) if chatter == Chatter::Verbose => {
-                say!("lllqos: --max-state {names}: '{name}', exit latency {latency} ({cpus})");
+                say!("lllqos: {label}: '{name}', exit latency {latency} ({cpus})");
             }
             Outcome::State(..) => {}
             Outcome::Fallback(fallback, available) => {
                 let lacking = missing_on(names, &list, available);
-                fell_back(names, &lacking, fallback, &cpus, chatter);
+                fell_back(label, &lacking, fallback, &cpus, chatter);
             }
         }
     }
@@ -157,30 +193,30 @@ enum Outcome<'a> {
     Fallback(Fallback, &'a str),
 }
 
-/// Says what the global `names` resolved to: a `none` fallback as a warning, the rest with
-/// `--verbose`.
-fn tell(names: &StateNames, resolution: &Resolution, cpus: &str, chatter: Chatter) {
+/// Says what the global `--max-state` (`label`) resolved to: a `none` fallback as a warning, the
+/// rest with `--verbose`.
+fn tell(label: &str, resolution: &Resolution, cpus: &str, chatter: Chatter) {
     match resolution {
         Resolution::State(choice) if chatter == Chatter::Verbose => say!(
-            "lllqos: --max-state {names}: '{}', exit latency {} ({cpus})",
+            "lllqos: {label}: '{}', exit latency {} ({cpus})",
             choice.name,
             choice.latency
         ),
         Resolution::State(_) => {}
         Resolution::Fallback { fallback, missing } => {
-            fell_back(names, &missing.to_string(), *fallback, cpus, chatter);
+            fell_back(label, &missing.to_string(), *fallback, cpus, chatter);
         }
     }
 }
 
 /// Says that no name matched on `cpus` (`missing`: why) and what applies instead.
-fn fell_back(names: &StateNames, missing: &str, fallback: Fallback, cpus: &str, chatter: Chatter) {
+fn fell_back(label: &str, missing: &str, fallback: Fallback, cpus: &str, chatter: Chatter) {
     match fallback {
         Fallback::Latency(latency) if chatter == Chatter::Verbose => {
-            say!("lllqos: --max-state {names}: {missing}: {latency} instead ({cpus})");
+            say!("lllqos: {label}: {missing}: {latency} instead ({cpus})");
         }
         Fallback::Nothing if chatter != Chatter::Quiet => {
-            say!("lllqos: warning: --max-state {names}: {missing}: no request on {cpus}");
+            say!("lllqos: warning: {label}: {missing}: no request on {cpus}");
         }
         _ => {}
     }

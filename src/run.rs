@@ -568,6 +568,34 @@ pub fn hold(signals: &Signals, pids: &[PidFd]) -> io::Result<ExitStatus> {
     }
 }
 
+/// Names this process `name` as the kernel keeps it (`comm`: its first 15 bytes), which `ps`,
+/// `top` and trace events show.
+pub fn set_name(name: &str) {
+    let comm: Vec<u8> = (name.bytes().take(15)).chain(std::iter::once(0)).collect();
+    // SAFETY: prctl reads the NUL-terminated name from our buffer.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr(), 0, 0, 0) };
+}
+
+/// Tells the service manager that the request is in force (`READY=1` on `$NOTIFY_SOCKET`, the
+/// sd_notify protocol): a `Type=notify` hold unit becomes active only then, and `lllqos oci-hook`
+/// waits for it. Without the variable, or when the socket cannot be reached, nothing happens.
+pub fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    // `@name`: an abstract socket (systemd's own notation).
+    let address = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&path),
+    };
+    if let (Ok(socket), Ok(address)) = (UnixDatagram::unbound(), address) {
+        let _ = socket.send_to_addr(b"READY=1", &address);
+    }
+}
+
 /// A process to wait for without being its parent: a pidfd becomes readable when it exits.
 #[derive(Debug)]
 pub struct PidFd {

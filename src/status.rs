@@ -160,6 +160,8 @@ pub struct RegistryHolder {
     pub latency_us: u32,
     /// False for a holder that died without releasing (the next lllqos run drops it).
     pub live: bool,
+    /// A live holder's command line (`null` for a dead one, or one that cannot be read).
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,23 +342,27 @@ fn char_device(path: &Path) -> Option<u64> {
     meta.file_type().is_char_device().then(|| meta.rdev())
 }
 
-fn describe_process(pid: i32, users: &UserNames) -> Process {
-    let cmdline = crate::file::read_small_bytes(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+/// A process's command line, words joined by spaces; `None` when it has none to read (gone, or a
+/// kernel thread).
+fn command_line(pid: i32) -> Option<String> {
+    let cmdline = crate::file::read_small_bytes(format!("/proc/{pid}/cmdline")).ok()?;
     let words: Vec<String> = cmdline
         .split(|&b| b == 0)
         .filter(|w| !w.is_empty())
         .map(|w| String::from_utf8_lossy(w).into_owned())
         .collect();
-    let command = if words.is_empty() {
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+fn describe_process(pid: i32, users: &UserNames) -> Process {
+    let command = command_line(pid).unwrap_or_else(|| {
         format!(
             "[{}]",
             crate::file::read_small(format!("/proc/{pid}/comm"))
                 .map(|comm| comm.trim_end().to_owned())
                 .unwrap_or_default()
         )
-    } else {
-        words.join(" ")
-    };
+    });
     let uid = crate::file::read_small(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -405,6 +411,7 @@ fn registry_status() -> Option<RegistryStatus> {
                     cpus: h.cpus.to_string(),
                     latency_us: h.latency.as_micros(),
                     live: h.live,
+                    command: h.live.then(|| command_line(h.pid)).flatten(),
                 })
                 .collect(),
             cpus: (registered.cpus.iter())
@@ -568,8 +575,12 @@ fn render_registry(out: &mut Summary, registry: Option<&RegistryStatus>) {
             "stale: exited without releasing"
         };
         let cpus = crate::measure::describe_cpus(&h.cpus);
+        let by = match &h.command {
+            Some(command) => format!(" ({})", crate::printable(command)),
+            None => String::new(),
+        };
         let text = format!(
-            "pid {} holds {} us on {cpus} ({state})",
+            "pid {}{by} holds {} us on {cpus} ({state})",
             h.pid, h.latency_us
         );
         out.line("", &text);

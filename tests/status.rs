@@ -267,13 +267,19 @@ fn registry_entries_live_and_stale() {
         status["registry"]["cpus"][cpu.to_string()]["written"],
         "n/a"
     );
+    let command = format!("{} --cpu {cpu} -l 0", common::bin().display());
+    assert_eq!(holder["command"], command.as_str());
     assert!(status_text().contains(&format!(
-        "pid {} holds 0 us on CPU {cpu} (live)",
+        "pid {} ({command}) holds 0 us on CPU {cpu} (live)",
         hold.pid()
     )));
     hold.signal(Signal::SIGKILL);
     hold.wait();
     assert_eq!(status_json()["registry"]["holders"][0]["live"], false);
+    assert_eq!(
+        status_json()["registry"]["holders"][0]["command"],
+        serde_json::Value::Null
+    );
     assert!(status_text().contains("stale"));
     // The next lllqos drops it and restores the CPU.
     lllqos(["--cpu", &cpu.to_string(), "-l", "5", "true"])

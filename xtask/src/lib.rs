@@ -407,6 +407,11 @@ fn sections() -> Roff {
     );
     item(
         &mut r,
+        "NOTIFY_SOCKET",
+        "Without COMMAND: once the request is in force, lllqos sends READY=1 there (the sd_notify protocol), so that a Type=notify unit becomes active only then. With COMMAND it is left to COMMAND.",
+    );
+    item(
+        &mut r,
         "LLLQOS_FD",
         "With --pass-fd, while a global request is in force: the number of the request's descriptor, which COMMAND inherits. Writing a 4-byte native-endian s32 to it changes the value in force; closing it in every process that has it ends the request. Removed otherwise, and the descriptor is not inherited.",
     );

@@ -1,0 +1,317 @@
+//! `lllqos oci-hook` under a real OCI runtime: runc runs a bundle whose root file system holds a
+//! static busybox, with the hook in `config.json`'s `hooks.createRuntime`, as podman and CRI-O
+//! put it there from `contrib/oci/lllqos.json`. runc keeps its state in a directory of the test's
+//! (`--root`), so nothing of it is left on the machine.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Kernel, bin, lllqos, read_cpu, read_node, wait_until};
+use serde_json::{Value, json};
+
+/// Where Debian's busybox-static puts its binary.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A bundle and a runc state directory, removed when dropped.
+struct Bundle {
+    dir: tempfile::TempDir,
+    id: String,
+}
+
+impl Bundle {
+    /// A bundle whose container prints `started` and waits for a line on stdin, with these
+    /// annotations and, when given, this cpuset. `None` (the test skipped) without runc or a
+    /// static busybox.
+    fn new(test: &str, annotations: Value, cpuset: Option<&str>) -> Option<Bundle> {
+        if !common::have_or_skip(test, "runc", "runc") {
+            return None;
+        }
+        if !Path::new(BUSYBOX).exists() || !common::is_static(Path::new(BUSYBOX)) {
+            common::skip(
+                test,
+                "needs a static /bin/busybox (Debian package busybox-static)",
+            );
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("lllqos-oci-")
+            .tempdir()
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        let spec = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(spec.success(), "runc spec");
+        let path = dir.path().join("config.json");
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(["sh", "-c", "echo started; read line"]);
+        config["root"]["readonly"] = json!(true);
+        config["annotations"] = annotations;
+        // The hook as the shipped hooks.d file gives it, run from this build.
+        let mut hook = hooks_d()["hook"].clone();
+        hook["path"] = json!(bin());
+        config["hooks"] = json!({ "createRuntime": [hook] });
+        if let Some(cpus) = cpuset {
+            config["linux"]["resources"]["cpu"] = json!({"cpus": cpus});
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let id = format!("lllqos-test-{}", std::process::id());
+        Some(Bundle { dir, id })
+    }
+
+    /// `runc run` of the bundle, its stdin and stdout piped.
+    fn run(&self) -> Container {
+        let child = Command::new("runc")
+            .arg("--root")
+            .arg(self.state_dir())
+            .args(["run", "--bundle"])
+            .arg(self.dir.path())
+            .arg(&self.id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Container { child }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("runc-state")
+    }
+}
+
+/// A running `runc run`; killed (the container with it) if the test ends early.
+struct Container {
+    child: Child,
+}
+
+impl Container {
+    /// Waits for the container's `started`: its process runs, after the hook.
+    fn started(&mut self) {
+        let mut line = String::new();
+        let stdout = self.child.stdout.as_mut().unwrap();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(line, "started\n", "{}", self.stderr_if_exited());
+    }
+
+    fn stderr_if_exited(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(Some(_)) => {
+                let mut text = String::new();
+                let _ =
+                    std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut text);
+                text
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Lets the container's process end, and waits for runc.
+    fn finish(mut self) -> std::process::Output {
+        let _ = self.child.stdin.take().unwrap().write_all(b"go\n");
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `contrib/oci/lllqos.json`, the hooks.d file the package installs for podman and CRI-O.
+fn hooks_d() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/oci/lllqos.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_hooks_d_file_runs_the_hook_at_create_runtime_for_lllqos_annotations() {
+    let file = hooks_d();
+    assert_eq!(file["version"], "1.0.0");
+    assert_eq!(file["hook"]["path"], "/usr/bin/lllqos");
+    assert_eq!(file["hook"]["args"], json!(["lllqos", "oci-hook"]));
+    assert_eq!(file["when"]["annotations"], json!({"^lllqos\\.io/": ".*"}));
+    assert_eq!(file["stages"], json!(["createRuntime"]));
+}
+
+/// `lllqos status --json`.
+fn status() -> Value {
+    let out = lllqos(["status", "--json"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_request_is_in_force_while_the_container_runs_and_gone_within_a_second_after() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let Some(bundle) = Bundle::new(
+        common::test_name!(),
+        json!({"lllqos.io/latency": "17us"}),
+        None,
+    ) else {
+        return;
+    };
+    let mut container = bundle.run();
+    container.started();
+    assert_eq!(read_node(), kernel.expect(17));
+    // status names the holder after the container, and so does the command trace shows.
+    let status = status();
+    let holders = status["holders"].as_array().unwrap();
+    let holder = holders
+        .iter()
+        .find(|h| {
+            h["command"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("--name {}", bundle.id))
+        })
+        .unwrap_or_else(|| panic!("no holder named after {}: {status}", bundle.id));
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", holder["pid"])).unwrap();
+    assert_eq!(comm.trim_end(), &bundle.id[..15]);
+    let text = lllqos(["status"]).output().unwrap().stdout;
+    assert!(String::from_utf8_lossy(&text).contains(&bundle.id));
+
+    let output = container.finish();
+    let ended = Instant::now();
+    assert!(output.status.success(), "{output:?}");
+    wait_until("the request to be released", || {
+        read_node() == kernel.baseline
+    });
+    assert!(
+        ended.elapsed() < Duration::from_secs(1),
+        "released {:?} after the container exited",
+        ended.elapsed()
+    );
+}
+
+#[test]
+fn a_bad_annotation_stops_the_container_from_starting_and_names_the_value() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    for (annotations, named) in [
+        (
+            json!({"lllqos.io/latency": "fast"}),
+            "lllqos.io/latency=fast",
+        ),
+        (
+            json!({"lllqos.io/max-state": "NoSuchState"}),
+            "lllqos.io/max-state=NoSuchState",
+        ),
+        (json!({"lllqos.io/latncy": "0"}), "lllqos.io/latncy=0"),
+        (json!({"lllqos.io/cpus": "4095"}), "lllqos.io/cpus=4095"),
+        (
+            json!({"lllqos.io/cpus": "container"}),
+            "lllqos.io/cpus=container",
+        ),
+    ] {
+        let Some(bundle) = Bundle::new(common::test_name!(), annotations, None) else {
+            return;
+        };
+        let output = bundle.run().finish();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{named}: the container ran");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{named}");
+        assert!(stderr.contains(named), "{named}: {stderr}");
+        assert_eq!(read_node(), kernel.baseline);
+        assert!(!Path::new(common::REGISTRY_DIR).exists());
+    }
+}
+
+#[test]
+fn per_cpu_on_the_containers_cpuset_is_placed_and_restored() {
+    let Some(_kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let cpu = common::last_cpu();
+    let before = read_cpu(cpu);
+    let Some(bundle) = Bundle::new(
+        common::test_name!(),
+        json!({"lllqos.io/latency": "9", "lllqos.io/cpus": "container"}),
+        Some(&cpu.to_string()),
+    ) else {
+        return;
+    };
+    let mut container = bundle.run();
+    container.started();
+    assert_eq!(read_cpu(cpu), "9");
+    let registry = &status()["registry"]["holders"][0];
+    assert_eq!(registry["cpus"], cpu.to_string().as_str());
+    assert!(
+        (registry["command"].as_str().unwrap()).contains(&bundle.id),
+        "{registry}"
+    );
+    let output = container.finish();
+    assert!(output.status.success(), "{output:?}");
+    wait_until("the CPU to be restored", || read_cpu(cpu) == before);
+    wait_until("the registry to be removed", || {
+        !Path::new(common::REGISTRY_DIR).exists()
+    });
+}
+
+#[test]
+fn a_container_without_lllqos_annotations_is_left_alone() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let Some(bundle) = Bundle::new(common::test_name!(), json!({"other.io/x": "1"}), None) else {
+        return;
+    };
+    let mut container = bundle.run();
+    container.started();
+    assert_eq!(read_node(), kernel.baseline);
+    assert!(container.finish().status.success());
+}
+
+#[test]
+fn a_none_fallback_starts_the_container_without_a_request() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let Some(bundle) = Bundle::new(
+        common::test_name!(),
+        json!({"lllqos.io/max-state": "NoSuchState,none"}),
+        None,
+    ) else {
+        return;
+    };
+    let mut container = bundle.run();
+    container.started();
+    assert_eq!(read_node(), kernel.baseline);
+    let output = container.finish();
+    assert!(output.status.success());
+}
+
+#[test]
+fn the_hook_refuses_input_that_is_not_a_container_state() {
+    lllqos(["oci-hook"])
+        .write_stdin("not json")
+        .assert()
+        .code(125)
+        .stderr(predicates::str::starts_with(
+            "lllqos: stdin is not an OCI container state",
+        ));
+    lllqos(["oci-hook"])
+        .write_stdin(r#"{"id":"c1","annotations":{"lllqos.io/latency":"0"}}"#)
+        .assert()
+        .code(125)
+        .stderr(predicates::str::contains(
+            "container c1: the state names no running process",
+        ));
+}
