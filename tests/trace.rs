@@ -414,6 +414,29 @@ fn command_filter_shows_only_that_command() {
     assert!(commands.iter().all(|c| c == "lllqos"), "{commands:?}");
 }
 
+/// How `lllqos oci-hook` names its holders after their container: `--name`.
+#[test]
+fn a_named_holder_shows_under_its_name() {
+    let _kernel = kernel!();
+    let mut trace = Trace::start(&["--json"]);
+    let mut run = Reaped::spawn(&mut lllqos_std([
+        "--name",
+        "container-0123456789abcdef",
+        "-l",
+        "33",
+        "--",
+        "true",
+    ]));
+    assert!(run.wait().success());
+    let lines = trace.lines_of(run.pid(), 3);
+    trace.stop(Signal::SIGINT);
+    // The kernel keeps 15 bytes.
+    for line in &lines {
+        assert_eq!(line["command"], "container-01234", "{line}");
+    }
+    assert_eq!(lines[1]["value_us"], 33);
+}
+
 #[test]
 fn pid_filter_shows_only_that_process() {
     let _kernel = kernel!();

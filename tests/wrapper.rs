@@ -1177,3 +1177,31 @@ except ProcessLookupError: pass' $pid &
     assert_eq!(run(false), "status 0");
     assert_eq!(run(true), "status 0");
 }
+
+#[test]
+fn a_name_must_be_printable_and_not_empty() {
+    for name in ["", "a\u{1b}[2Jb"] {
+        lllqos(["--name", name, "true"])
+            .assert()
+            .code(125)
+            .stderr(predicate::str::starts_with("lllqos: invalid value"))
+            .stderr(predicate::str::is_match("\\A[^\n]*\n\\z").unwrap());
+    }
+}
+
+#[test]
+fn a_named_lllqos_carries_the_name_and_its_command_does_not() {
+    let _kernel = kernel!();
+    // lllqos's own name (its parent, seen from the command), and the command's.
+    lllqos([
+        "--name",
+        "named-holder",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/$PPID/comm /proc/self/comm",
+    ])
+    .assert()
+    .success()
+    .stdout("named-holder\ncat\n");
+}
