@@ -75,15 +75,19 @@ const WITHOUT: RGBColor = RGBColor(200, 60, 40);
 const WITH: RGBColor = RGBColor(30, 90, 200);
 
 /// The chart as SVG text.
+///
+/// Honest to the data: each 1 us bucket that has samples is drawn as its own step, from the
+/// bottom of the count axis (which starts below 1, so that a single sample shows) to its count,
+/// and an empty bucket is left empty. The x axis ends a little past the larger p99 so that the
+/// bulk stays readable; what lies beyond it is not hidden: the legend says, per phase, how many
+/// samples are past the axis and the largest one.
 pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
     let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw the chart: {e}");
     let all = || histograms.without.iter().chain(&histograms.with);
-    // The x axis ends a little past the larger p99's, or at the largest sample when that is
-    // small: the bulk and the tail both stay readable.
     let largest = all().map(|&(us, _)| us).max().unwrap_or(1);
     let p99 = report.without.stats.p99_us.max(report.with.stats.p99_us);
-    let x_end = largest.min((p99 * 3).max(20)).max(1) + 1;
-    let y_end = (all().map(|&(_, n)| n).max().unwrap_or(1) * 2).max(2);
+    let x_end = x_axis_end(largest, p99);
+    let y_end = (all().map(|&(_, n)| n).max().unwrap_or(1) * 2).max(2) as f64;
     let s = &report.settings;
     let request = crate::measure::describe_request(s);
     let mut text = String::new();
@@ -98,35 +102,60 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0u64..x_end, (1u64..y_end).log_scale())
+            .build_cartesian_2d(0u64..x_end, (BOTTOM..y_end).log_scale())
             .map_err(|e| fail(&e))?;
         chart
             .configure_mesh()
-            .x_desc("wake-up latency (us)")
+            .x_desc("wake-up latency (us), 1 us buckets")
             .y_desc("samples")
+            .y_label_formatter(&|n| {
+                if *n < 1.0 {
+                    String::new()
+                } else {
+                    format!("{n}")
+                }
+            })
             .draw()
             .map_err(|e| fail(&e))?;
-        for (name, counts, p99, colour) in [
+        for (name, counts, stats, colour) in [
             (
                 "without",
                 &histograms.without,
-                report.without.stats.p99_us,
+                &report.without.stats,
                 WITHOUT,
             ),
-            ("with", &histograms.with, report.with.stats.p99_us, WITH),
+            ("with", &histograms.with, &report.with.stats, WITH),
         ] {
-            // Steps: each 1 us bucket is a flat segment, so sparse tails stay visible.
-            let points = counts
-                .iter()
-                .filter(|&&(us, _)| us < x_end)
-                .flat_map(|&(us, n)| [(us, n), (us + 1, n)]);
+            let steps = (counts.iter())
+                .filter(|&&(us, n)| us < x_end && n > 0)
+                .map(|&(us, n)| {
+                    let n = n as f64;
+                    PathElement::new(
+                        vec![(us, BOTTOM), (us, n), (us + 1, n), (us + 1, BOTTOM)],
+                        colour.stroke_width(2),
+                    )
+                });
+            let past = beyond(counts, x_end);
+            let label = if past == 0 {
+                format!("{name}: p99 {} us, max {} us", stats.p99_us, stats.max_us)
+            } else {
+                format!(
+                    "{name}: p99 {} us; {past} sample(s) past {x_end} us, max {} us",
+                    stats.p99_us, stats.max_us
+                )
+            };
             chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .draw_series(steps)
                 .map_err(|e| fail(&e))?
-                .label(format!("{name} (p99 {p99} us)"))
+                .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-            if p99 < x_end {
-                let marker = DashedLineSeries::new([(p99, 1), (p99, y_end)], 6, 4, colour.into());
+            if stats.p99_us < x_end {
+                let marker = DashedLineSeries::new(
+                    [(stats.p99_us, BOTTOM), (stats.p99_us, y_end)],
+                    6,
+                    4,
+                    colour.into(),
+                );
                 chart.draw_series(marker).map_err(|e| fail(&e))?;
             }
         }
@@ -140,4 +169,40 @@ pub fn svg(report: &Report, histograms: &Histograms) -> Result<String> {
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(text)
+}
+
+/// The bottom of the count axis: below 1, so that a bucket of one sample is a visible step.
+const BOTTOM: f64 = 0.5;
+
+/// Where the x axis ends (exclusive): a little past the larger p99, at least 20 us, or just past
+/// the largest sample when that comes first.
+fn x_axis_end(largest: u64, p99: u64) -> u64 {
+    largest.min((p99 * 3).max(20)).max(1) + 1
+}
+
+/// How many samples of `counts` (`[us, n]` buckets) lie at or past `x_end`.
+fn beyond(counts: &[(u64, u64)], x_end: u64) -> u64 {
+    (counts.iter())
+        .filter(|&&(us, _)| us >= x_end)
+        .map(|&(_, n)| n)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_axis_ends_past_the_p99_or_at_the_largest_sample() {
+        assert_eq!(x_axis_end(2730, 60), 181);
+        assert_eq!(x_axis_end(12, 10), 13);
+        assert_eq!(x_axis_end(500, 2), 21);
+    }
+
+    #[test]
+    fn samples_past_the_axis_are_counted() {
+        let counts = [(5, 100), (180, 2), (181, 1), (2730, 1), (10_000, 3)];
+        assert_eq!(beyond(&counts, 181), 5);
+        assert_eq!(beyond(&counts, 20_000), 0);
+    }
 }

@@ -76,6 +76,20 @@ fn the_hold_template_unit_verifies() {
 }
 
 #[test]
+fn the_per_cpu_hold_template_unit_verifies() {
+    let dir = unit_dir();
+    let unit = localize(&contrib("systemd/lllqos-hold-cpus@.service"), dir.path());
+    write(dir.path().join("lllqos-hold-cpus@.service"), &unit);
+    if let Some(warnings) = verify(
+        common::test_name!(),
+        dir.path(),
+        "lllqos-hold-cpus@0-1.service",
+    ) {
+        assert_eq!(warnings, "");
+    }
+}
+
+#[test]
 fn the_drop_in_verifies_on_a_notify_service() {
     let dir = unit_dir();
     let service = "[Service]\nType=notify\nExecStart=/bin/sleep infinity\n";

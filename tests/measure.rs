@@ -219,6 +219,15 @@ fn any_terminating_signal_restores_the_cpu_prints_the_partial_result_and_kills_l
             "7",
         ]);
         cmd.stdout(std::process::Stdio::piped());
+        // Each with its default disposition, whatever this test inherited (under nohup, SIGHUP
+        // is ignored, and measure rightly keeps it so).
+        // SAFETY: signal(2) with SIG_DFL in the child before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(signal as i32, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut run = Reaped::spawn(&mut cmd);
         wait_for_cpu(cpu, "7");
         run.signal(signal);
@@ -388,10 +397,10 @@ fn plot_writes_an_svg_with_both_phases() {
     assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(200)]);
     assert!(text.trim_end().ends_with("</svg>"));
     assert!(
-        words.iter().any(|w| w.starts_with("without (p99 ")),
+        words.iter().any(|w| w.starts_with("without: p99 ")),
         "{text}"
     );
-    assert!(words.iter().any(|w| w.starts_with("with (p99 ")), "{text}");
+    assert!(words.iter().any(|w| w.starts_with("with: p99 ")), "{text}");
     // Parses as XML (Python's parser: an independent reader).
     if common::python_or_skip(common::test_name!()) {
         let parsed = std::process::Command::new("python3")

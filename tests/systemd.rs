@@ -1,0 +1,601 @@
+//! The units and the drop-in under a booted systemd, not only `systemd-analyze verify`.
+//!
+//! This machine's PID 1 need not be systemd: each test boots one in a container. A Debian root
+//! made by `debootstrap` (once, then cached under the target directory) runs under
+//! `systemd-nspawn --register=no --keep-unit -b`, with a volatile overlay (nothing the test does
+//! stays in the cached root), the binary under test as `/usr/bin/lllqos`, the host's PM QoS node
+//! passed in, and the test's units in `/usr/local/lib/systemd/system`. `nsenter` into the
+//! container's systemd drives it. Requests made inside reach the host's kernel, where the test
+//! reads them. Each machine is powered off (killed, if it does not go) when its test ends.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Kernel, NODE, bin, read_cpu, read_node, wait_until};
+
+/// The cached Debian root, made on first use.
+fn root(test: &str) -> Option<PathBuf> {
+    for (tool, package) in [
+        ("debootstrap", "debootstrap"),
+        ("systemd-nspawn", "systemd-container"),
+        ("nsenter", "util-linux"),
+    ] {
+        if !common::have_or_skip(test, tool, package) {
+            return None;
+        }
+    }
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("systemd-root");
+    std::fs::create_dir_all(&cache).unwrap();
+    let root = cache.join("bookworm");
+    // One test makes it; the others wait for it (a lock shared by every test binary).
+    let lock = std::fs::File::create(cache.join("lock")).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    if root.join("usr/lib/systemd/systemd").exists() {
+        return Some(root);
+    }
+    // Made aside and renamed when complete: an interrupted run leaves no half root behind.
+    let partial = cache.join("bookworm.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let output = Command::new("debootstrap")
+        .args([
+            "--variant=minbase",
+            "--include=systemd,systemd-sysv,dbus,python3",
+            "bookworm",
+        ])
+        .arg(&partial)
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        let why = format!(
+            "debootstrap could not make a Debian root (no network?): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        let _ = std::fs::remove_dir_all(&partial);
+        common::skip(test, &why);
+        return None;
+    }
+    std::fs::rename(&partial, &root).unwrap();
+    Some(root)
+}
+
+/// How to boot.
+#[derive(Default)]
+struct Boot {
+    /// Leave the host's node out of the container.
+    no_node: bool,
+    /// Mount /sys writable in the container (per-CPU units).
+    writable_sys: bool,
+}
+
+/// A booted systemd in a container, and the directory of units it sees.
+struct Machine {
+    nspawn: Child,
+    /// The container's PID 1 (systemd), as this machine sees it.
+    init: i32,
+    units: tempfile::TempDir,
+}
+
+impl Machine {
+    /// Boots a machine with these units (name, text) installed; `None` when the test skipped.
+    fn boot(test: &str, units: &[(&str, &str)], boot: Boot) -> Option<Machine> {
+        let root = root(test)?;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        for (name, text) in units {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+        }
+        let mut nspawn = Command::new("systemd-nspawn");
+        nspawn
+            .args([
+                "--register=no",
+                "--keep-unit",
+                "--quiet",
+                "--console=passive",
+            ])
+            .args(["--volatile=overlay", "-D"])
+            .arg(&root)
+            .arg(format!("--bind-ro={}:/usr/bin/lllqos", bin().display()))
+            .arg(format!(
+                "--bind-ro={}:/usr/local/lib/systemd/system",
+                dir.path().display()
+            ))
+            .arg("-b")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if !boot.no_node {
+            nspawn.arg(format!("--bind={NODE}"));
+        }
+        if boot.writable_sys {
+            nspawn.env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1");
+        }
+        let nspawn = nspawn.spawn().unwrap();
+        let mut machine = Machine {
+            init: 0,
+            nspawn,
+            units: dir,
+        };
+        let pid = machine.nspawn.id();
+        wait_until("the container's systemd to start", || {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            machine.init = (children.split_whitespace().next())
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            machine.init != 0
+                && std::fs::read_to_string(format!("/proc/{}/comm", machine.init))
+                    .is_ok_and(|comm| comm.trim() == "systemd")
+        });
+        // Until boot is done (`degraded`: a unit this container cannot run, which is fine); until
+        // systemd listens, systemctl cannot connect and says nothing.
+        // (`offline` too: systemctl's word for a manager it cannot reach yet.)
+        let start = Instant::now();
+        let mut state = String::new();
+        while start.elapsed() < Duration::from_secs(120) {
+            let output = machine.run(&["systemctl", "is-system-running", "--wait"]);
+            state = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            if !["", "offline", "initializing", "starting"].contains(&state.as_str()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            state == "running" || state == "degraded",
+            "the container's systemd is {state}"
+        );
+        Some(machine)
+    }
+
+    /// Runs a command in the container (all its namespaces).
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.init.to_string(), "-a"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `systemctl ARGS`, which must succeed.
+    fn systemctl(&self, args: &[&str]) {
+        let mut all = vec!["systemctl"];
+        all.extend_from_slice(args);
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "systemctl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `systemctl show -p PROPERTY --value UNIT`.
+    fn property(&self, unit: &str, property: &str) -> String {
+        let output = self.run(&["systemctl", "show", "-p", property, "--value", unit]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// A file's text in the container ("" when it is not there).
+    fn read(&self, path: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["cat", path]).stdout).into_owned()
+    }
+
+    /// Waits for UNIT to reach `state` (`systemctl is-active`'s word).
+    fn wait_for(&self, unit: &str, state: &str) {
+        wait_until(&format!("{unit} to be {state}"), || {
+            let output = self.run(&["systemctl", "is-active", unit]);
+            String::from_utf8_lossy(&output.stdout).trim() == state
+        });
+    }
+
+    /// Adds a unit (or drop-in) after boot.
+    fn install(&self, name: &str, text: &str) {
+        let path = self.units.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self.systemctl(&["daemon-reload"]);
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // Power off (SIGRTMIN+4 to systemd), and kill the container if it does not go.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.init),
+            nix::sys::signal::Signal::try_from(libc::SIGRTMIN() + 4).ok(),
+        );
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.nspawn.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.init),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+        // Its processes (and the requests they hold) are gone once its PID 1 is.
+        let init = format!("/proc/{}", self.init);
+        let start = Instant::now();
+        while Path::new(&init).exists() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A file of contrib/.
+fn contrib(path: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib")
+            .join(path),
+    )
+    .unwrap()
+}
+
+/// A service that counts the signals it gets (one line each in /run/signals), says READY=1 once
+/// its handlers are in place (it runs as Type=notify: a signal sent before would kill it), and
+/// exits 3 on SIGTERM.
+const COUNTER: &str = r#"
+import os, signal, socket, sys
+def log(number, frame):
+    with open("/run/signals", "a") as f:
+        f.write(signal.Signals(number).name + "\n")
+    if number == signal.SIGTERM:
+        sys.exit(3)
+for number in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(number, log)
+address = os.environ.get("NOTIFY_SOCKET")
+if address:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b"READY=1", "\0" + address[1:] if address.startswith("@") else address)
+while True:
+    signal.pause()
+"#;
+
+/// The counting service's unit.
+fn counter_unit(kind: &str) -> String {
+    format!(
+        "[Service]\nType={kind}\nExecStart=/usr/bin/python3 /usr/local/lib/systemd/system/counter.py\n"
+    )
+}
+
+/// The package's drop-in with the service's command after `--`, as its comment says to do.
+fn drop_in(latency: &str) -> String {
+    let drop_in = contrib("systemd/lllqos.conf");
+    let service = "/usr/bin/python3 /usr/local/lib/systemd/system/counter.py";
+    let line = "ExecStart=lllqos --latency 50 -- /usr/bin/myapp --its-own --options";
+    assert!(drop_in.contains(line));
+    drop_in.replace(
+        line,
+        &format!("ExecStart=lllqos --latency {latency} -- {service}"),
+    )
+}
+
+/// Boots with the counter service, as it is or under the drop-in; starts it.
+fn counter(test: &str, kind: &str, drop_in: Option<String>) -> Option<Machine> {
+    let mut units = vec![
+        ("counter.py".to_owned(), COUNTER.to_owned()),
+        ("counter.service".to_owned(), counter_unit(kind)),
+    ];
+    if let Some(text) = drop_in {
+        units.push(("counter.service.d/lllqos.conf".to_owned(), text));
+    }
+    let units: Vec<(&str, &str)> = units
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let machine = Machine::boot(test, &units, Boot::default())?;
+    machine.systemctl(&["start", "counter.service"]);
+    Some(machine)
+}
+
+/// What the counter got, and how its unit ended, after `systemctl kill -s HUP --kill-whom=main`
+/// and `systemctl stop`.
+fn hup_then_stop(machine: &Machine) -> (String, Vec<String>) {
+    machine.systemctl(&["kill", "-s", "HUP", "--kill-whom=main", "counter.service"]);
+    wait_until("the HUP to be logged", || {
+        machine.read("/run/signals").contains("SIGHUP")
+    });
+    machine.systemctl(&["stop", "counter.service"]);
+    let signals = machine.read("/run/signals");
+    let end = ["Result", "ExecMainCode", "ExecMainStatus"]
+        .iter()
+        .map(|p| format!("{p}={}", machine.property("counter.service", p)))
+        .collect();
+    (signals, end)
+}
+
+#[test]
+fn the_hold_unit_holds_while_active_and_releases_on_stop() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let unit = contrib("systemd/lllqos-hold@.service");
+    let Some(machine) = Machine::boot(
+        common::test_name!(),
+        &[("lllqos-hold@.service", &unit)],
+        Boot::default(),
+    ) else {
+        return;
+    };
+    // Type=notify: active only once the request is in force.
+    machine.systemctl(&["start", "lllqos-hold@7us.service"]);
+    assert_eq!(read_node(), kernel.expect(7));
+    machine.systemctl(&["stop", "lllqos-hold@7us.service"]);
+    assert_eq!(read_node(), kernel.baseline);
+    assert_eq!(
+        machine.property("lllqos-hold@7us.service", "Result"),
+        "success"
+    );
+}
+
+#[test]
+fn the_hold_unit_fails_without_the_node() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let unit = contrib("systemd/lllqos-hold@.service");
+    let Some(machine) = Machine::boot(
+        common::test_name!(),
+        &[("lllqos-hold@.service", &unit)],
+        Boot {
+            no_node: true,
+            ..Boot::default()
+        },
+    ) else {
+        return;
+    };
+    let start = machine.run(&["systemctl", "start", "lllqos-hold@7us.service"]);
+    assert!(!start.status.success());
+    let failed = machine.run(&["systemctl", "is-failed", "lllqos-hold@7us.service"]);
+    assert_eq!(String::from_utf8_lossy(&failed.stdout).trim(), "failed");
+    assert_eq!(
+        machine.property("lllqos-hold@7us.service", "ExecMainStatus"),
+        "125"
+    );
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+#[test]
+fn the_drop_in_holds_while_the_service_runs_and_signals_arrive_once() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let Some(direct) = counter(common::test_name!(), "notify", None) else {
+        return;
+    };
+    let (direct_signals, direct_end) = hup_then_stop(&direct);
+    drop(direct);
+    let Some(wrapped) = counter(common::test_name!(), "notify", Some(drop_in("23"))) else {
+        return;
+    };
+    wait_until("the request", || read_node() == kernel.expect(23));
+    let (signals, end) = hup_then_stop(&wrapped);
+    assert_eq!(signals, "SIGHUP\nSIGTERM\n");
+    assert_eq!(signals, direct_signals);
+    // The service's own exit status (3 on SIGTERM), and the Result= it gives without lllqos.
+    assert_eq!(end, direct_end);
+    assert!(end.contains(&"ExecMainStatus=3".to_owned()), "{end:?}");
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+#[test]
+fn a_notify_service_becomes_active_through_the_drop_in() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    // `systemctl start` returns once the service has said READY=1 (through lllqos, its parent).
+    let Some(machine) = counter(common::test_name!(), "notify", Some(drop_in("24"))) else {
+        return;
+    };
+    assert_eq!(machine.property("counter.service", "ActiveState"), "active");
+    assert_eq!(read_node(), kernel.expect(24));
+    machine.systemctl(&["stop", "counter.service"]);
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+/// With the default KillMode=control-group (the drop-in's KillMode=mixed left out), systemd sends
+/// SIGTERM to every process of the unit, the service included, and lllqos relays the one it got:
+/// the service gets SIGTERM from systemd and, unless lllqos's witness had already seen systemd's
+/// (see README, "systemd"), a second time from lllqos.
+#[test]
+fn without_kill_mode_mixed_the_service_may_get_sigterm_twice() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let text = drop_in("25").replace("KillMode=mixed\n", "");
+    assert!(!text.lines().any(|l| l.starts_with("KillMode=")));
+    let Some(machine) = counter(common::test_name!(), "notify", Some(text)) else {
+        return;
+    };
+    machine.systemctl(&["stop", "counter.service"]);
+    let signals = machine.read("/run/signals");
+    let terms = signals.lines().filter(|l| *l == "SIGTERM").count();
+    assert!((1..=2).contains(&terms), "{signals}");
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+#[test]
+fn a_service_user_in_the_packages_group_places_its_request_without_root() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let service = "[Service]\nType=notify\nUser=nobody\nSupplementaryGroups=lllqos\n\
+                   ExecStart=/usr/bin/lllqos --strict --latency 11\n";
+    let sysusers = contrib("debian/lllqos.sysusers");
+    let Some(machine) = Machine::boot(
+        common::test_name!(),
+        &[
+            ("user-hold.service", service),
+            ("lllqos.sysusers", &sysusers),
+        ],
+        Boot::default(),
+    ) else {
+        return;
+    };
+    // The group as the package makes it, and the node as its udev rule sets it (the node is the
+    // host's: its owner and mode are put back when the test ends).
+    let sysusers_path = "/usr/local/lib/systemd/system/lllqos.sysusers";
+    let made = machine.run(&["systemd-sysusers", sysusers_path]);
+    assert!(made.status.success(), "{made:?}");
+    let group = machine.run(&["getent", "group", "lllqos"]);
+    let gid: u32 = String::from_utf8_lossy(&group.stdout)
+        .split(':')
+        .nth(2)
+        .and_then(|g| g.parse().ok())
+        .expect("the lllqos group");
+    let _node = NodeAccess::set(gid, 0o660);
+    machine.systemctl(&["start", "user-hold.service"]);
+    assert_eq!(read_node(), kernel.expect(11));
+    // Held by lllqos running as nobody, with the group.
+    let pid = machine.property("user-hold.service", "MainPID");
+    let status = machine.read(&format!("/proc/{pid}/status"));
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+    assert_eq!(uid.split_whitespace().nth(1), Some("65534"), "{status}");
+    machine.systemctl(&["stop", "user-hold.service"]);
+    assert_eq!(read_node(), kernel.baseline);
+    // Without the group, the same service fails (--strict): the group is what grants it.
+    machine.install(
+        "user-hold.service",
+        &service.replace("SupplementaryGroups=lllqos\n", ""),
+    );
+    assert!(
+        !machine
+            .run(&["systemctl", "start", "user-hold.service"])
+            .status
+            .success()
+    );
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+/// The host node's group and mode, set for a test and put back when dropped.
+struct NodeAccess {
+    owner: (u32, u32),
+    mode: u32,
+}
+
+impl NodeAccess {
+    fn set(gid: u32, mode: u32) -> NodeAccess {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(NODE).unwrap();
+        let saved = NodeAccess {
+            owner: (meta.uid(), meta.gid()),
+            mode: meta.mode() & 0o7777,
+        };
+        std::os::unix::fs::chown(NODE, None, Some(gid)).unwrap();
+        std::fs::set_permissions(NODE, PermissionsExt::from_mode(mode)).unwrap();
+        saved
+    }
+}
+
+impl Drop for NodeAccess {
+    fn drop(&mut self) {
+        let _ = std::os::unix::fs::chown(NODE, Some(self.owner.0), Some(self.owner.1));
+        let _ = std::fs::set_permissions(NODE, PermissionsExt::from_mode(self.mode));
+    }
+}
+
+#[test]
+fn a_per_cpu_unit_killed_with_sigkill_is_restored_by_exec_stop_post() {
+    let Some(_kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    let cpu = common::last_cpu();
+    let before = read_cpu(cpu);
+    let unit = contrib("systemd/lllqos-hold-cpus@.service");
+    let Some(machine) = Machine::boot(
+        common::test_name!(),
+        &[("lllqos-hold-cpus@.service", &unit)],
+        Boot {
+            writable_sys: true,
+            ..Boot::default()
+        },
+    ) else {
+        return;
+    };
+    let instance = format!("lllqos-hold-cpus@{cpu}.service");
+    machine.install(
+        &format!("{instance}.d/latency.conf"),
+        "[Service]\nEnvironment=LATENCY=13us\n",
+    );
+    machine.systemctl(&["start", &instance]);
+    assert_eq!(read_cpu(cpu), "13");
+    // Every process of the unit, lllqos included, with no chance to restore anything.
+    machine.systemctl(&["kill", "-s", "KILL", &instance]);
+    machine.wait_for(&instance, "failed");
+    assert_eq!(
+        read_cpu(cpu),
+        before,
+        "ExecStopPost=-lllqos recover restored it"
+    );
+    assert!(machine.read("/run/lllqos/registry.json").is_empty());
+}
+
+#[test]
+fn a_forking_daemon_under_descendants_holds_until_the_daemon_exits() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    // A classic daemon: forks, the child starts a session and forks again, the first two exit;
+    // the daemon writes its pid and waits for a signal. As the README says, the unit is
+    // Type=exec with lllqos --descendants as its main process.
+    let daemon = r#"
+import os, signal
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+with open("/run/daemon.pid", "w") as f:
+    f.write(str(os.getpid()))
+signal.pause()
+"#;
+    let service = "[Service]\nType=exec\nKillMode=mixed\nExecStart=/usr/bin/lllqos --latency 19 \
+                   --descendants -- /usr/bin/python3 /usr/local/lib/systemd/system/daemon.py\n";
+    let Some(machine) = Machine::boot(
+        common::test_name!(),
+        &[("daemon.py", daemon), ("daemon.service", service)],
+        Boot::default(),
+    ) else {
+        return;
+    };
+    for ending in ["kill", "stop"] {
+        machine.run(&["rm", "-f", "/run/daemon.pid"]);
+        machine.systemctl(&["start", "daemon.service"]);
+        wait_until("the daemon's pid file", || {
+            !machine.read("/run/daemon.pid").is_empty()
+        });
+        // The process systemd started has exited; its daemon holds the request.
+        assert_eq!(read_node(), kernel.expect(19));
+        assert_eq!(machine.property("daemon.service", "ActiveState"), "active");
+        let pid = machine.read("/run/daemon.pid");
+        match ending {
+            // The daemon ends by itself: the unit ends, and the request with it.
+            "kill" => assert!(
+                machine
+                    .run(&["sh", "-c", &format!("kill {}", pid.trim())])
+                    .status
+                    .success()
+            ),
+            // systemctl stop: lllqos relays SIGTERM to the daemon.
+            _ => machine.systemctl(&["stop", "daemon.service"]),
+        }
+        machine.wait_for("daemon.service", "inactive");
+        assert_eq!(read_node(), kernel.baseline, "{ending}");
+    }
+}
