@@ -47,7 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             break
         }
         'lllqos;status' {
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (a stable interface: see the README) instead of the summary')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (a stable interface: see docs/json.md) instead of the summary')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -73,7 +73,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP')
             [CompletionResult]::new('--pid', '--pid', [CompletionResultType]::ParameterName, 'Only changes made by process PID (may be repeated)')
             [CompletionResult]::new('--command', '--command', [CompletionResultType]::ParameterName, 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break

@@ -43,7 +43,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand oci-hook 'Run as an OCI runtime hook: hold a request for a container''s lifetime, chosen by its annotations'
         }
         &'lllqos;status'= {
-            cand --json 'Print JSON (a stable interface: see the README) instead of the summary'
+            cand --json 'Print JSON (a stable interface: see docs/json.md) instead of the summary'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -67,7 +67,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --duration 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP'
             cand --pid 'Only changes made by process PID (may be repeated)'
             cand --command 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)'
-            cand --json 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
+            cand --json 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

@@ -42,7 +42,7 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wak
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "oci-hook" -d 'Run as an OCI runtime hook: hold a request for a container\'s lifetime, chosen by its annotations'
-complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see the README) instead of the summary'
+complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see docs/json.md) instead of the summary'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'The request of phase two (as for lllqos --latency)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l max-state -d 'The request of phase two named by idle state, with the fallbacks of lllqos --max-state (with `none` and no match, phase two runs without a request)' -r
@@ -58,7 +58,7 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d '
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l duration -d 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l pid -d 'Only changes made by process PID (may be repeated)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l command -d 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)' -r
-complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l json -d 'Print JSON Lines (a stable interface: see the README): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
+complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l json -d 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand recover" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand oci-hook" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -23,8 +23,8 @@ use crate::decimal::{Scan, scan};
 /// by a test): the command, and what it does.
 pub const EXAMPLES: &[(&str, &str)] = &[
     (
-        "lllqos -l 0 -- cyclictest --laptop -p 80",
-        "Run cyclictest while 0 us is requested",
+        "lllqos -l 0 -- ./control-loop",
+        "Run ./control-loop while 0 us is requested",
     ),
     (
         "lllqos -l 50us chrt -f 80 ./app",
@@ -59,7 +59,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
 ];
 
 /// The keys of each line of `lllqos trace --json`, and what they hold: the man page and the
-/// README list them from here, and a test checks that trace prints exactly these.
+/// JSON page of docs/ list them from here, and a test checks that trace prints exactly these.
 pub const TRACE_JSON_KEYS: &[(&str, &str)] = &[
     (
         "time",
@@ -188,7 +188,7 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NAME")]
     pub command: Vec<String>,
 
-    /// Print JSON Lines (a stable interface: see the README): time, pid, command, target, action,
+    /// Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action,
     /// value_us, limit_before_us, limit_after_us.
     #[arg(long)]
     pub json: bool,
@@ -254,7 +254,7 @@ pub struct MeasureArgs {
 /// Options of `lllqos status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print JSON (a stable interface: see the README) instead of the summary.
+    /// Print JSON (a stable interface: see docs/json.md) instead of the summary.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,6 +1,6 @@
 //! The C math functions lllqos's chart (`measure --plot`, drawn by plotters) calls, from the
 //! pure-Rust `libm` crate, so that the binary does not load glibc's `libm.so.6` at every start
-//! for a chart few runs draw: about 0.05 ms of each wrapper's start-up (README, "Performance";
+//! for a chart few runs draw: about 0.05 ms of each wrapper's start-up (docs/benchmarks.md;
 //! `build.rs` keeps out `libgcc_s` the same way). Defined here, they are what the linker binds
 //! plotters' calls to, and `libm.so.6` is left out (rustc links with `--as-needed`);
 //! `tests/linking.rs` fails when a new math function brings it back.

@@ -6,7 +6,7 @@
 //! still enter, and lllqos's own registry, that answers "who is holding what?" in one command.
 //!
 //! Everything is collected into [`Status`], which is both the `--json` document (a stable interface,
-//! documented in the README) and the source of the human summary. What cannot be read is said in
+//! documented in docs/json.md) and the source of the human summary. What cannot be read is said in
 //! place of the value, and `status` still succeeds: a diagnosis tool must not fail when the
 //! situation is unusual.
 

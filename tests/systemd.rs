@@ -278,11 +278,11 @@ fn counter_unit(kind: &str) -> String {
 fn drop_in(latency: &str) -> String {
     let drop_in = contrib("systemd/lllqos.conf");
     let service = "/usr/bin/python3 /usr/local/lib/systemd/system/counter.py";
-    let line = "ExecStart=lllqos --latency 50 -- /usr/bin/myapp --its-own --options";
+    let line = "ExecStart=lllqos --strict --latency 50 -- /usr/bin/myapp --its-own --options";
     assert!(drop_in.contains(line));
     drop_in.replace(
         line,
-        &format!("ExecStart=lllqos --latency {latency} -- {service}"),
+        &format!("ExecStart=lllqos --strict --latency {latency} -- {service}"),
     )
 }
 

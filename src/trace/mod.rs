@@ -451,7 +451,7 @@ fn comm(pid: i32) -> Option<String> {
     Some(text.trim_end_matches('\n').to_owned())
 }
 
-/// One line of `--json`: the keys the README documents as a stable interface.
+/// One line of `--json`: the keys docs/json.md documents as a stable interface.
 #[derive(Debug, Serialize)]
 struct JsonLine<'a> {
     time: f64,

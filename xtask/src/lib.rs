@@ -226,7 +226,11 @@ fn subcommand_page(name: &str) -> Vec<u8> {
     let sub = (command.find_subcommand(name).expect("subcommand").clone())
         .after_long_help(None::<&str>)
         .after_help(None::<&str>);
-    let man = clap_mangen::Man::new(sub).manual("User Commands");
+    // The footer carries the package's version, as lllqos(1)'s does.
+    let source = format!("lllqos {}", command.get_version().unwrap_or_default());
+    let man = clap_mangen::Man::new(sub)
+        .manual("User Commands")
+        .source(source);
     let mut out = Vec::new();
     man.render(&mut out).unwrap();
     if name == "trace" {

@@ -1,16 +1,22 @@
-//! The README against the clap definition: every option lllqos (and each subcommand with a table)
-//! has is in its table, and the table names no option lllqos lacks; the README's trace keys are
-//! the documented ones; the examples and the relayed signals are the code's.
+//! The README and docs/ against the code: every option lllqos (and each subcommand with a table)
+//! has is in its table in docs/reference.md, and the table names no option lllqos lacks; the trace
+//! keys of docs/json.md are the documented ones; the examples (README), the relayed signals
+//! (docs/reference.md) and the Rust example (docs/library.md) are the code's.
 
 use std::collections::BTreeSet;
 
-/// A section of the README, from its `## ` heading to the next.
-fn section(title: &str) -> String {
-    let readme = std::fs::read_to_string(xtask::root().join("README.md")).unwrap();
-    let found = readme
+/// A file of the repository (`README.md`, `docs/reference.md`).
+fn read(path: &str) -> String {
+    std::fs::read_to_string(xtask::root().join(path)).unwrap()
+}
+
+/// A section of a file, from its `## ` heading to the next.
+fn section(path: &str, title: &str) -> String {
+    let text = read(path);
+    let found = text
         .split("\n## ")
         .find(|section| section.starts_with(title))
-        .unwrap_or_else(|| panic!("a section {title}"));
+        .unwrap_or_else(|| panic!("a section {title} in {path}"));
     found.to_owned()
 }
 
@@ -24,9 +30,10 @@ fn first_cells(section: &str) -> Vec<String> {
         .collect()
 }
 
-/// The long options of a section's option table (rows starting with an option in backticks).
-fn readme_options(title: &str) -> BTreeSet<String> {
-    first_cells(&section(title))
+/// The long options of a docs/reference.md section's option table (rows starting with an
+/// option in backticks).
+fn documented_options(title: &str) -> BTreeSet<String> {
+    first_cells(&section("docs/reference.md", title))
         .iter()
         .flat_map(|cell| {
             cell.split([',', ' '])
@@ -48,24 +55,24 @@ fn options(command: &clap::Command) -> BTreeSet<String> {
 }
 
 #[test]
-fn the_readme_option_tables_match_the_command_line() {
+fn the_option_tables_match_the_command_line() {
     let command = xtask::cli::command();
-    assert_eq!(readme_options("Usage"), options(&command));
+    assert_eq!(documented_options("Options"), options(&command));
     for sub in ["measure", "trace"] {
         let found = command.find_subcommand(sub).unwrap();
         assert_eq!(
-            readme_options(&format!("lllqos {sub}\n")),
+            documented_options(&format!("lllqos {sub}\n")),
             options(found),
             "lllqos {sub}"
         );
     }
 }
 
-/// The README's table of `lllqos trace --json` keys says what `cli::TRACE_JSON_KEYS` says (from
+/// docs/json.md's table of `lllqos trace --json` keys says what `cli::TRACE_JSON_KEYS` says (from
 /// which --help and the man page render theirs), key for key.
 #[test]
-fn the_readme_trace_keys_are_the_documented_keys() {
-    let trace = section("lllqos trace\n");
+fn the_documented_trace_keys_are_the_codes() {
+    let trace = section("docs/json.md", "lllqos trace --json");
     let rows: Vec<(String, String)> = trace
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
@@ -85,11 +92,12 @@ fn the_readme_trace_keys_are_the_documented_keys() {
     assert_eq!(rows, documented);
 }
 
-/// The README's Rust example is the body of `readme()` in examples/library.rs, which `cargo test`
-/// compiles and `tests/library.rs` runs: the README cannot show code that does not build.
+/// docs/library.md's Rust example is the body of `readme()` in examples/library.rs, which
+/// `cargo test` compiles and `tests/library.rs` runs: the docs cannot show code that does not
+/// build.
 #[test]
-fn the_readme_rust_example_is_the_compiled_example() {
-    let readme = std::fs::read_to_string(xtask::root().join("README.md")).unwrap();
+fn the_library_example_is_the_compiled_example() {
+    let readme = read("docs/library.md");
     let block = readme
         .split("```rust,no_run\n")
         .nth(1)
@@ -118,22 +126,39 @@ fn words(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The README says which signals are relayed in the words the man page renders from the code.
+/// The reference says which signals are relayed in the words the man page renders from the code.
 #[test]
-fn the_readme_names_the_relayed_signals_as_the_code_does() {
-    let readme = std::fs::read_to_string(xtask::root().join("README.md")).unwrap();
+fn the_reference_names_the_relayed_signals_as_the_code_does() {
+    let reference = read("docs/reference.md");
     let sentence = xtask::relayed_signals();
     assert!(
-        words(&readme).contains(&sentence),
-        "README.md must say: {sentence}"
+        words(&reference).contains(&sentence),
+        "docs/reference.md must say: {sentence}"
     );
 }
 
 /// Every example of `lllqos --help` (and so of the man page) is in the README, word for word.
 #[test]
 fn the_readme_has_every_example_of_the_help() {
-    let readme = words(&std::fs::read_to_string(xtask::root().join("README.md")).unwrap());
+    let readme = words(&read("README.md"));
     for (example, _) in xtask::cli::EXAMPLES {
         assert!(readme.contains(example), "README.md lacks: {example}");
+    }
+}
+
+/// Every man page names the package and its version in its footer (`.TH`).
+#[test]
+fn every_man_page_carries_the_version() {
+    let version = xtask::cli::command().get_version().unwrap().to_owned();
+    let pages = std::fs::read_dir(xtask::root().join("man")).unwrap();
+    for page in pages {
+        let path = page.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let th = text.lines().find(|l| l.starts_with(".TH ")).unwrap();
+        assert!(
+            th.contains(&format!("\"lllqos {version}\"")),
+            "{}: {th}",
+            path.display()
+        );
     }
 }
