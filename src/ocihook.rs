@@ -16,24 +16,24 @@
 //!    with a message naming the annotation and the value, and the runtime refuses to start the
 //!    container. An unknown `lllqos.io/` annotation is refused too: a typo must not silently
 //!    leave a container without its request.
-//! 2. Forks the holder, which leaves the runtime's session (`setsid`), lets go of the runtime's
-//!    stdin, stdout and stderr (runc waits for a hook's output to close), places the request
-//!    (strictly) and tells the hook through a pipe whether it did. The hook exits at once: 0, or
-//!    125 with the holder's error, by which time the holder has placed nothing and is gone.
-//! 3. The holder keeps the request while the container's init lives, as `lllqos --pid` does (a
-//!    pidfd opened by the hook, before the fork, on the pid the runtime named), and releases it
-//!    the moment the init exits, or on SIGTERM, SIGINT or SIGHUP. A holder killed with SIGKILL
-//!    loses nothing: the kernel drops a global request with its descriptor, and the per-CPU
-//!    registry restores what the holder changed (at the next lllqos, or `lllqos recover`).
+//! 2. Starts the holder: lllqos itself, as `lllqos --name ID --strict --quiet --pid INIT` with the
+//!    request in its own options' terms (`--latency` or `--max-state`, and `--cpu`), in a session
+//!    of its own (`setsid`), with /dev/null for stdin and stdout and every descriptor the runtime
+//!    passed made close-on-exec (runc waits for a hook's output to close). The holder says
+//!    `READY=1` on a notification socket of the hook's once the request is in force, as it does
+//!    under systemd; its stderr is a pipe to the hook. The hook exits 0 on `READY=1`, or 125 with
+//!    the holder's error once the holder has exited, having placed nothing.
+//! 3. The holder keeps the request while the container's init lives (`--pid`: a pidfd on the pid
+//!    the runtime named) and releases it the moment the init exits, or on SIGTERM, SIGINT or
+//!    SIGHUP. A holder killed with SIGKILL loses nothing: the kernel drops a global request with
+//!    its descriptor, and the per-CPU registry restores what the holder changed (at the next
+//!    lllqos, or `lllqos recover`).
 //!
 //! # Naming the holder after the container
 //!
-//! `lllqos status` shows a holder's command line and `lllqos trace` the command the kernel keeps
-//! for it (`comm`, 15 bytes). The holder sets both: its `comm` is the container id's first 15
-//! bytes, and its command line reads `lllqos oci-hook: container ID`. The command line is moved
-//! to memory of the holder's own with `prctl(PR_SET_MM_ARG_START/END)`, as systemd renames its
-//! processes; it needs `CAP_SYS_RESOURCE`, which a hook run as root has (without it the command
-//! line stays as the runtime gave it, and `comm` still names the container).
+//! `lllqos status` shows a holder's command line, which holds `--name ID`; `lllqos trace` shows the
+//! command the kernel keeps for it (`comm`, 15 bytes), which `--name` sets to the id's first 15
+//! bytes (`trace --command` matches it).
 
 use std::collections::BTreeMap;
 use std::io::Read;
