@@ -231,7 +231,7 @@ fn start_holder(
     wanted: &Wanted,
     cpus: Option<&CpuList>,
 ) -> Result<ExitStatus> {
-    let dir = tempfile_dir().map_err(|e| {
+    let dir = TempDir::new().map_err(|e| {
         anyhow!(
             "cannot make a directory for the holder's socket: {}",
             os_message(&e)
@@ -346,10 +346,12 @@ impl Drop for TempDir {
     }
 }
 
-fn tempfile_dir() -> std::io::Result<TempDir> {
-    let template = std::env::temp_dir().join("lllqos-oci-hook.XXXXXX");
-    let path = nix::unistd::mkdtemp(&template)?;
-    Ok(TempDir { path })
+impl TempDir {
+    fn new() -> std::io::Result<TempDir> {
+        let template = std::env::temp_dir().join("lllqos-oci-hook.XXXXXX");
+        let path = nix::unistd::mkdtemp(&template)?;
+        Ok(TempDir { path })
+    }
 }
 
 #[cfg(test)]

@@ -345,9 +345,9 @@ fn below(me: Pid, not: Option<Pid>) -> Vec<Process> {
 /// child is reaped, so the caller can release the request at once; with `descendants`, the moment
 /// the last process lllqos is the subreaper of has been reaped (see the module documentation).
 pub fn supervise(signals: &mut Signals, child: Pid, descendants: bool) -> io::Result<ExitStatus> {
-    // The witness of group-wide signals is made now that the command runs, off its start: a fork
-    // takes a few hundred microseconds that the command spends starting on another CPU (or that
-    // are saved, when it has exited already). A signal that came before the witness was there is
+    // The witness of group-wide signals is made now that the command runs, off its start: the
+    // command spends the clone's cost starting on another CPU (or it is saved, when the command
+    // has exited already). A signal that came before the witness was there is
     // relayed: it was not seen by the group. (With --descendants the wait may go on after the
     // command, and the witness is always made.)
     if descendants || !SignalSet::pending().contains(libc::SIGCHLD) {

@@ -104,7 +104,7 @@ fn a_process_that_keeps_the_passed_descriptor_keeps_the_request() {
         .unwrap();
     assert!(status.success());
     let kept = pid_in(&pid_file);
-    let _reaped = scopeguard(kept);
+    let _reaped = common::KillOnDrop(kept);
     assert_eq!(
         read_node(),
         kernel.expect(31),
@@ -114,15 +114,28 @@ fn a_process_that_keeps_the_passed_descriptor_keeps_the_request() {
     common::wait_for_node(kernel.baseline);
 }
 
-/// Kills `pid` when dropped (a process left by a test's command).
-fn scopeguard(pid: i32) -> impl Drop {
-    struct Kill(i32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
-        }
+/// A request that could not be placed (no node here) has no descriptor to pass: the command runs
+/// as it would without --pass-fd and a request, with neither variable set.
+#[test]
+fn pass_fd_without_a_request_in_force_passes_nothing() {
+    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
+        return;
     }
-    Kill(pid)
+    let script = "mount -t tmpfs tmpfs /dev && \"$B\" -l 5 --pass-fd -- sh -c \
+                  'echo \"latency=${LLLQOS_LATENCY_US-unset} fd=${LLLQOS_FD-unset}\"'";
+    let output = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env("B", common::bin())
+        .env("LLLQOS_FD", "3")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(lines(&output), ["latency=unset fd=unset"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("running without a latency request"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -358,7 +371,7 @@ fn descendants_holds_until_the_last_process_left_has_exited() {
         pid_in(&dir.path().join("command")),
         pid_in(&dir.path().join("left")),
     );
-    let _left = scopeguard(left);
+    let _left = common::KillOnDrop(left);
     wait_until("the command to exit", || !alive(command));
     assert!(
         lllqos.0.try_wait().unwrap().is_none(),
@@ -379,7 +392,7 @@ fn without_descendants_lllqos_ends_with_the_command_as_a_direct_run_does() {
         .status()
         .unwrap();
     let left = pid_in(&dir.path().join("left"));
-    let _left = scopeguard(left);
+    let _left = common::KillOnDrop(left);
     assert_eq!(status.code(), Some(3));
     assert!(alive(left));
     assert_eq!(read_node(), kernel.baseline);
@@ -407,7 +420,7 @@ fn descendants_relays_to_the_command_alone_while_it_runs() {
         pid_in(&dir.path().join("command")),
         pid_in(&dir.path().join("left")),
     );
-    let _left = scopeguard(left);
+    let _left = common::KillOnDrop(left);
     common::wait_until_waiting(lllqos.pid());
     lllqos.signal(Signal::SIGTERM);
     wait_until("the command to exit", || !alive(command));
@@ -445,7 +458,7 @@ fn descendants_relays_to_every_process_left_once_the_command_has_exited() {
         pid_in(&dir.path().join("left")),
         pid_in(&dir.path().join("deep")),
     );
-    let _guards = (scopeguard(left), scopeguard(deep));
+    let _guards = (common::KillOnDrop(left), common::KillOnDrop(deep));
     wait_until("the command to exit", || !alive(command));
     assert_eq!(read_node(), kernel.expect(9));
     lllqos.signal(Signal::SIGTERM);

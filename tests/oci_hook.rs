@@ -315,3 +315,56 @@ fn the_hook_refuses_input_that_is_not_a_container_state() {
             "container c1: the state names no running process",
         ));
 }
+
+#[test]
+fn a_container_whose_process_is_gone_is_refused() {
+    // A pid past the kernel's largest (pid_max is at most 4194304): no such process.
+    lllqos(["oci-hook"])
+        .write_stdin(r#"{"id":"c2","pid":4194305,"annotations":{"lllqos.io/latency":"0"}}"#)
+        .assert()
+        .code(125)
+        .stderr(predicates::str::starts_with(
+            "lllqos: container c2: its process 4194305: ",
+        ));
+}
+
+/// The holder's own failure (here: no node, as on a host whose /dev lacks it) fails the hook with
+/// the holder's reason after the annotation, and nothing is left placed or running.
+#[test]
+fn a_request_the_holder_cannot_place_fails_the_hook_with_its_reason() {
+    let Some(kernel) = Kernel::take(common::test_name!()) else {
+        return;
+    };
+    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
+        return;
+    }
+    let init = common::Reaped::spawn(Command::new("sleep").arg("60"));
+    let state = format!(
+        r#"{{"id":"c3","pid":{},"annotations":{{"lllqos.io/latency":"5"}}}}"#,
+        init.pid()
+    );
+    let output = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        // A /dev with /dev/null but without the PM QoS node.
+        .arg(r#"mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && exec "$B" oci-hook"#)
+        .env("B", bin())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(state.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.starts_with("lllqos: container c3: lllqos.io/latency=5: ")
+            && stderr.contains("cannot open /dev/cpu_dma_latency"),
+        "{stderr}"
+    );
+    assert_eq!(read_node(), kernel.baseline);
+    let holders = status()["holders"].to_string();
+    assert!(!holders.contains("--name c3"), "{holders}");
+}

@@ -415,24 +415,13 @@ fn the_command_and_its_descendants_do_not_inherit_the_request() {
         .stdout
         .clone();
     let grandchild: i32 = String::from_utf8(out).unwrap().trim().parse().unwrap();
-    let _cleanup = scopeguard(grandchild);
+    let _cleanup = common::KillOnDrop(grandchild);
     assert!(std::path::Path::new(&format!("/proc/{grandchild}")).exists());
     assert_eq!(read_node(), kernel.baseline);
     for fd in std::fs::read_dir(format!("/proc/{grandchild}/fd")).unwrap() {
         let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
         assert_ne!(target, std::path::Path::new(common::NODE));
     }
-}
-
-/// Kills a stray pid when dropped.
-fn scopeguard(pid: i32) -> impl Drop {
-    struct Kill(i32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
-        }
-    }
-    Kill(pid)
 }
 
 #[test]

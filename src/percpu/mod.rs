@@ -323,18 +323,7 @@ impl CpuConstraint {
         locked
             .store(&change.staged)
             .map_err(|e| abandon(&locked, e, &before))?;
-        if let Err((applied, error)) = write_all(&change) {
-            return Err(undo(
-                &locked,
-                error,
-                &change,
-                applied,
-                &before,
-                Some(&holder),
-            ));
-        }
-        if let Err(error) = locked.store(&change.done) {
-            let applied = change.writes.len();
+        if let Err((applied, error)) = write_and_store(&locked, &change) {
             return Err(undo(
                 &locked,
                 error,
@@ -421,11 +410,7 @@ impl CpuConstraint {
             BTreeSet::new()
         })?;
         locked.store(&change.staged)?;
-        if let Err((applied, error)) = write_all(&change) {
-            return Err(undo(&locked, error, &change, applied, &before, None));
-        }
-        if let Err(error) = locked.store(&change.done) {
-            let applied = change.writes.len();
+        if let Err((applied, error)) = write_and_store(&locked, &change) {
             return Err(undo(&locked, error, &change, applied, &before, None));
         }
         self.saved = (limits.cpus().cpus().iter())
@@ -761,6 +746,15 @@ fn prepare(
     );
     change.notices = notices;
     Ok(change)
+}
+
+/// The second and third steps of a change: its writes, then the registry that records them done.
+/// A failure says how many writes were made (all of them, when the store failed), for [`undo`].
+fn write_and_store(locked: &Locked, change: &Change) -> std::result::Result<(), (usize, CpuError)> {
+    write_all(change)?;
+    locked
+        .store(&change.done)
+        .map_err(|error| (change.writes.len(), error))
 }
 
 /// The second step of a change: its writes, in order; stops at the first that fails, and then

@@ -405,6 +405,18 @@ impl Drop for Reaped {
     }
 }
 
+/// A process a test's command left running (by pid), killed when dropped, however the test ends.
+pub struct KillOnDrop(pub i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// The state letter of a process (`S` sleeping, `T` stopped, ...), `?` when it is gone.
 pub fn state(pid: i32) -> char {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
