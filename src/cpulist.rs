@@ -53,7 +53,7 @@ impl CpuList {
 
     /// The CPUs present on this machine (`/sys/devices/system/cpu/present`).
     pub fn present() -> Option<CpuList> {
-        crate::file::read_small(format!("{SYSFS_CPU}/present"))
+        crate::internal::file::read_small(format!("{SYSFS_CPU}/present"))
             .ok()?
             .trim()
             .parse()
@@ -83,7 +83,7 @@ pub(crate) fn listed_cpus() -> Vec<u32> {
 /// Whether CPU `cpu` is online (a CPU without an `online` file, such as CPU 0 on many machines,
 /// cannot be taken offline, and is).
 pub fn is_online(cpu: u32) -> bool {
-    crate::file::read_small(format!("{SYSFS_CPU}/cpu{cpu}/online"))
+    crate::internal::file::read_small(format!("{SYSFS_CPU}/cpu{cpu}/online"))
         .map_or(true, |text| text.trim() == "1")
 }
 

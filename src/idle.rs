@@ -98,7 +98,7 @@ fn state_dirs(cpu: u32) -> Vec<std::path::PathBuf> {
 
 /// A state's file, without its newline.
 fn read(state: &std::path::Path, file: &str) -> Option<String> {
-    crate::file::read_small(state.join(file))
+    crate::internal::file::read_small(state.join(file))
         .ok()
         .map(|text| text.trim_end_matches('\n').to_owned())
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::decimal::{Scan, scan};
+use crate::internal::decimal::{Scan, scan};
 
 /// A CPU wake-up latency limit in whole microseconds, `0..=i32::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

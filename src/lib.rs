@@ -57,14 +57,8 @@ pub mod idle;
 #[cfg(target_os = "linux")]
 pub mod percpu;
 
-// Private to the library (the binary declares the same files as modules of its own).
-mod decimal;
-#[cfg(target_os = "linux")]
-mod file;
-#[cfg(target_os = "linux")]
-mod oserror;
-#[cfg(target_os = "linux")]
-mod privilege;
+#[doc(hidden)]
+pub mod internal;
 
 /// This crate's version, which the `lllqos` command reports (its command line is also compiled
 /// into the xtask, whose own version is not lllqos's).

@@ -2,12 +2,12 @@
 //! syntax check against the real device (udevadm 252 has no `verify`, and `udevadm test` would
 //! apply the permissions to the real node).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::common::Missing;
 
 fn contrib(path: &str) -> String {
     std::fs::read_to_string(
@@ -22,10 +22,8 @@ fn contrib(path: &str) -> String {
 ///
 /// As root it runs as `nobody`: run as root, systemd-analyze leaves a file of its own in
 /// /run/systemd, and a test must not change the machine.
-fn verify(test: &str, dir: &Path, unit: &str) -> Option<String> {
-    if !common::have_or_skip(test, "systemd-analyze", "systemd") {
-        return None;
-    }
+fn verify(dir: &Path, unit: &str) -> Result<String, Missing> {
+    crate::common::program("systemd-analyze", "systemd")?;
     let mut cmd = Command::new("systemd-analyze");
     cmd.args(["verify", "--man=no"])
         .arg(dir.join(unit))
@@ -39,14 +37,14 @@ fn verify(test: &str, dir: &Path, unit: &str) -> Option<String> {
         "{unit}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(String::from_utf8(out.stderr).unwrap())
+    Ok(String::from_utf8(out.stderr).unwrap())
 }
 
 /// A world-readable directory for the units, with a copy of the binary under test in it.
 fn unit_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::copy(common::bin(), dir.path().join("lllqos")).unwrap();
+    std::fs::copy(crate::common::bin(), dir.path().join("lllqos")).unwrap();
     dir
 }
 
@@ -70,9 +68,8 @@ fn the_hold_template_unit_verifies() {
     let dir = unit_dir();
     let unit = localize(&contrib("systemd/lllqos-hold@.service"), dir.path());
     write(dir.path().join("lllqos-hold@.service"), &unit);
-    if let Some(warnings) = verify(common::test_name!(), dir.path(), "lllqos-hold@50us.service") {
-        assert_eq!(warnings, "");
-    }
+    let warnings = given!(verify(dir.path(), "lllqos-hold@50us.service"));
+    assert_eq!(warnings, "");
 }
 
 #[test]
@@ -80,13 +77,8 @@ fn the_per_cpu_hold_template_unit_verifies() {
     let dir = unit_dir();
     let unit = localize(&contrib("systemd/lllqos-hold-cpus@.service"), dir.path());
     write(dir.path().join("lllqos-hold-cpus@.service"), &unit);
-    if let Some(warnings) = verify(
-        common::test_name!(),
-        dir.path(),
-        "lllqos-hold-cpus@0-1.service",
-    ) {
-        assert_eq!(warnings, "");
-    }
+    let warnings = given!(verify(dir.path(), "lllqos-hold-cpus@0-1.service"));
+    assert_eq!(warnings, "");
 }
 
 #[test]
@@ -100,9 +92,8 @@ fn the_drop_in_verifies_on_a_notify_service() {
     let drop_in = localize(&contrib("systemd/lllqos.conf"), dir.path())
         .replace("/usr/bin/myapp --its-own --options", "/bin/sleep infinity");
     write(drop_ins.join("lllqos.conf"), &drop_in);
-    if let Some(warnings) = verify(common::test_name!(), dir.path(), "myapp.service") {
-        assert_eq!(warnings, "");
-    }
+    let warnings = given!(verify(dir.path(), "myapp.service"));
+    assert_eq!(warnings, "");
     for setting in ["ExecStart=\n", "KillMode=mixed", "NotifyAccess=all"] {
         assert!(drop_in.contains(setting), "{setting}");
     }

@@ -6,15 +6,11 @@
 //! The kills are deterministic: strace kills lllqos on entering the Nth `renameat` (a registry
 //! store) or the Nth write to the CPU's file, which is before that step happens.
 
-mod common;
-
-use common::kernel;
-
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     REGISTRY, REGISTRY_DIR, Reaped, cpu_file, last_cpu as cpu, lllqos, lllqos_std, read_cpu,
     wait_for_cpu, wait_until, write_cpu,
 };
@@ -57,12 +53,10 @@ fn killed_at(step: Step, cpu: u32, args: &[&str]) -> Command {
             &format!("inject=write:signal=SIGKILL:when={n}"),
         ]),
     };
-    cmd.arg(common::bin()).args(args).stdin(Stdio::null());
+    cmd.arg(crate::common::bin())
+        .args(args)
+        .stdin(Stdio::null());
     cmd
-}
-
-fn strace_or_skip(test: &str) -> bool {
-    common::have_or_skip(test, "strace", "strace")
 }
 
 /// A holder `lllqos --cpu CPU -l US` that has placed its value.
@@ -102,9 +96,7 @@ fn finish_round(a: Option<Reaped>, cpu: u32, before: &str, round: &str) {
 #[test]
 fn killed_at_each_step_of_acquiring_no_original_is_lost() {
     let _kernel = kernel!();
-    if !strace_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("strace", "strace");
     let cpu = cpu();
     let before = read_cpu(cpu);
     for alone in [false, true] {
@@ -124,9 +116,7 @@ fn killed_at_each_step_of_acquiring_no_original_is_lost() {
 #[test]
 fn killed_at_each_step_of_releasing_no_original_is_lost() {
     let _kernel = kernel!();
-    if !strace_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("strace", "strace");
     let cpu = cpu();
     let before = read_cpu(cpu);
     for alone in [false, true] {
@@ -322,9 +312,7 @@ fn registry_files_that_are_not_files_are_refused_at_once() {
 #[test]
 fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
     let _kernel = kernel!();
-    if !strace_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("strace", "strace");
     let cpu = cpu();
     let before = read_cpu(cpu);
     let mut strace = Reaped(
@@ -338,7 +326,7 @@ fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
                 "trace=renameat,renameat2",
             ])
             .args(["-e", "inject=renameat,renameat2:signal=SIGSTOP:when=1"])
-            .arg(common::bin())
+            .arg(crate::common::bin())
             .args(["--cpu", &cpu.to_string(), "-l", "7"])
             .stdin(Stdio::null())
             .spawn()
@@ -408,15 +396,13 @@ impl Drop for Stopped {
 #[test]
 fn a_holder_in_another_pid_namespace_is_not_taken_for_dead() {
     let _kernel = kernel!();
-    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
-        return;
-    }
+    require_program!("unshare", "util-linux");
     let cpu = cpu();
     let before = read_cpu(cpu);
     let mut inner = Reaped::spawn(
         Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc"])
-            .arg(common::bin())
+            .arg(crate::common::bin())
             .args(["--cpu", &cpu.to_string(), "-l", "6"]),
     );
     wait_for_cpu(cpu, "6");
@@ -461,7 +447,7 @@ fn a_release_that_fails_is_exit_125_unless_the_command_failed() {
         ))
         .stderr(predicate::str::contains(format!(
             "cpu{cpu} stays at 12 us, it was {}",
-            common::describe(&before)
+            crate::common::describe(&before)
         )));
         assert_eq!(read_cpu(cpu), "12");
         write_cpu(cpu, &before);

@@ -5,15 +5,13 @@
 //! The failures are made for real: a 4 KiB tmpfs mounted on /run/lllqos (full after one registry
 //! file), a FIFO where the lock belongs, a directory anyone may write, a read-only bind mount.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{
-    REGISTRY, REGISTRY_DIR, Reaped, describe, kernel, last_cpu, lllqos, lllqos_std, read_cpu,
-    wait_for_cpu, write_cpu,
+use crate::common::{
+    REGISTRY, REGISTRY_DIR, Reaped, describe, last_cpu, lllqos, lllqos_std, read_cpu, wait_for_cpu,
+    write_cpu,
 };
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
@@ -108,7 +106,7 @@ fn an_acquire_whose_last_store_fails_undoes_its_writes_and_leaves_no_file() {
     // Best effort: the command runs without the request, and sees the CPU as it was.
     let script = format!(
         "echo \"${{LLLQOS_LATENCY_US-unset}} $(cat {})\"",
-        common::cpu_file(cpu).display()
+        crate::common::cpu_file(cpu).display()
     );
     lllqos([
         "--cpu",

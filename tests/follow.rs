@@ -2,13 +2,11 @@
 //! request), `--max-state` fallbacks (`C6,C1,20us`, `...,none`), and `--descendants` (a command
 //! that leaves processes running). Each compares with what a direct run of the command does.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Reaped, kernel, lllqos, lllqos_std, read_node, wait_until};
+use crate::common::{Reaped, lllqos, lllqos_std, read_node, wait_until};
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
 
@@ -26,7 +24,7 @@ fn lines(output: &std::process::Output) -> Vec<String> {
 
 /// Whether process `pid` exists (a zombie counts as gone).
 fn alive(pid: i32) -> bool {
-    !matches!(common::state(pid), '?' | 'Z')
+    !matches!(crate::common::state(pid), '?' | 'Z')
 }
 
 /// Reads a pid a shell wrote to `path`, once it is there.
@@ -104,28 +102,26 @@ fn a_process_that_keeps_the_passed_descriptor_keeps_the_request() {
         .unwrap();
     assert!(status.success());
     let kept = pid_in(&pid_file);
-    let _reaped = common::KillOnDrop(kept);
+    let _reaped = crate::common::KillOnDrop(kept);
     assert_eq!(
         read_node(),
         kernel.expect(31),
         "the request ended with lllqos"
     );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(kept), Signal::SIGKILL).unwrap();
-    common::wait_for_node(kernel.baseline);
+    crate::common::wait_for_node(kernel.baseline);
 }
 
 /// A request that could not be placed (no node here) has no descriptor to pass: the command runs
 /// as it would without --pass-fd and a request, with neither variable set.
 #[test]
 fn pass_fd_without_a_request_in_force_passes_nothing() {
-    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
-        return;
-    }
+    require_program!("unshare", "util-linux");
     let script = "mount -t tmpfs tmpfs /dev && \"$B\" -l 5 --pass-fd -- sh -c \
                   'echo \"latency=${LLLQOS_LATENCY_US-unset} fd=${LLLQOS_FD-unset}\"'";
     let output = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", script])
-        .env("B", common::bin())
+        .env("B", crate::common::bin())
         .env("LLLQOS_FD", "3")
         .output()
         .unwrap();
@@ -247,11 +243,11 @@ fn a_latency_fallback_is_placed_where_no_name_matches() {
 #[test]
 fn per_cpu_fallbacks_place_the_latency_or_nothing_and_restore() {
     let kernel = kernel!();
-    let cpu = common::last_cpu();
-    let before = common::read_cpu(cpu);
+    let cpu = crate::common::last_cpu();
+    let before = crate::common::read_cpu(cpu);
     let script = format!(
         "cat {}; echo \"${{LLLQOS_CPUS-unset}}\"",
-        common::cpu_file(cpu).display()
+        crate::common::cpu_file(cpu).display()
     );
     let cpu_arg = cpu.to_string();
     lllqos([
@@ -266,7 +262,7 @@ fn per_cpu_fallbacks_place_the_latency_or_nothing_and_restore() {
     .assert()
     .success()
     .stdout(format!("25\n{cpu}\n"));
-    assert_eq!(common::read_cpu(cpu), before);
+    assert_eq!(crate::common::read_cpu(cpu), before);
     lllqos([
         "--cpu",
         &cpu_arg,
@@ -280,7 +276,7 @@ fn per_cpu_fallbacks_place_the_latency_or_nothing_and_restore() {
     .success()
     .stdout(format!("{before}\nunset\n"))
     .stderr(predicate::str::contains(format!("no request on CPU {cpu}")));
-    assert_eq!(common::read_cpu(cpu), before);
+    assert_eq!(crate::common::read_cpu(cpu), before);
     assert_eq!(read_node(), kernel.baseline);
 }
 
@@ -297,8 +293,8 @@ fn a_hold_with_a_none_fallback_holds_nothing_until_sigterm() {
     )
     .unwrap();
     assert!(warning.contains("no request on"), "{warning}");
-    common::wait_until("the hold to wait for a signal", || {
-        common::state(hold.pid()) == 'S'
+    crate::common::wait_until("the hold to wait for a signal", || {
+        crate::common::state(hold.pid()) == 'S'
     });
     assert_eq!(read_node(), kernel.baseline);
     hold.signal(Signal::SIGTERM);
@@ -371,7 +367,7 @@ fn descendants_holds_until_the_last_process_left_has_exited() {
         pid_in(&dir.path().join("command")),
         pid_in(&dir.path().join("left")),
     );
-    let _left = common::KillOnDrop(left);
+    let _left = crate::common::KillOnDrop(left);
     wait_until("the command to exit", || !alive(command));
     assert!(
         lllqos.0.try_wait().unwrap().is_none(),
@@ -392,7 +388,7 @@ fn without_descendants_lllqos_ends_with_the_command_as_a_direct_run_does() {
         .status()
         .unwrap();
     let left = pid_in(&dir.path().join("left"));
-    let _left = common::KillOnDrop(left);
+    let _left = crate::common::KillOnDrop(left);
     assert_eq!(status.code(), Some(3));
     assert!(alive(left));
     assert_eq!(read_node(), kernel.baseline);
@@ -420,8 +416,8 @@ fn descendants_relays_to_the_command_alone_while_it_runs() {
         pid_in(&dir.path().join("command")),
         pid_in(&dir.path().join("left")),
     );
-    let _left = common::KillOnDrop(left);
-    common::wait_until_waiting(lllqos.pid());
+    let _left = crate::common::KillOnDrop(left);
+    crate::common::wait_until_waiting(lllqos.pid());
     lllqos.signal(Signal::SIGTERM);
     wait_until("the command to exit", || !alive(command));
     assert!(
@@ -458,7 +454,10 @@ fn descendants_relays_to_every_process_left_once_the_command_has_exited() {
         pid_in(&dir.path().join("left")),
         pid_in(&dir.path().join("deep")),
     );
-    let _guards = (common::KillOnDrop(left), common::KillOnDrop(deep));
+    let _guards = (
+        crate::common::KillOnDrop(left),
+        crate::common::KillOnDrop(deep),
+    );
     wait_until("the command to exit", || !alive(command));
     assert_eq!(read_node(), kernel.expect(9));
     lllqos.signal(Signal::SIGTERM);

@@ -2,19 +2,8 @@
 //! answers a bad value with one line naming it and status 125. (Each parser has its own property
 //! tests next to it: latency values, CPU lists, durations, sysfs and /proc text, the registry.)
 
-mod common;
-
-// The binary's command-line definition, included from its source (it is private to the binary).
-// The parsed values are not read here, only whether parsing succeeds.
-#[allow(dead_code)]
-#[path = "../src/cli.rs"]
-mod cli;
-#[allow(dead_code)]
-#[path = "../src/decimal.rs"]
-mod decimal;
-
 use clap::Parser;
-use cli::Cli;
+use lllqos::internal::cli::Cli;
 use proptest::prelude::*;
 
 fn word() -> impl Strategy<Value = String> {
@@ -40,9 +29,19 @@ fn word() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// Parsing never panics; what parses has its COMMAND exactly as given, at the end of the line
+    /// (never read as lllqos's own options); what does not is a usage error that says something.
     #[test]
     fn any_command_line_parses_or_is_a_usage_error(args in proptest::collection::vec(word(), 0..8)) {
-        let _ = Cli::try_parse_from(std::iter::once("lllqos".to_owned()).chain(args));
+        match Cli::try_parse_from(std::iter::once("lllqos".to_owned()).chain(args.clone())) {
+            Ok(cli) => {
+                let command: Vec<String> = (cli.hold.command.iter())
+                    .map(|word| word.to_string_lossy().into_owned())
+                    .collect();
+                prop_assert!(args.ends_with(&command), "{args:?} gave COMMAND {command:?}");
+            }
+            Err(error) => prop_assert!(!error.to_string().trim().is_empty(), "{args:?}"),
+        }
     }
 }
 
@@ -51,7 +50,7 @@ proptest! {
 
     #[test]
     fn the_binary_refuses_bad_latencies_and_pids_with_one_line(value in "[-+0-9a-zµ. ]{0,14}") {
-        let out = common::lllqos(["-q", "--device", "/nonexistent/node", "-l", &value, "true"]).output().unwrap();
+        let out = crate::common::lllqos(["-q", "--device", "/nonexistent/node", "-l", &value, "true"]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         match out.status.code() {
             Some(0) => prop_assert!(value.parse::<lllqos::Latency>().is_ok()),
@@ -65,7 +64,7 @@ proptest! {
         }
         // (A valid pid of a live process would hold until it exits: only invalid ones here.)
         if !value.parse::<i64>().is_ok_and(|pid| pid > 0) {
-            let out = common::lllqos(["--pid", &value]).output().unwrap();
+            let out = crate::common::lllqos(["--pid", &value]).output().unwrap();
             prop_assert_eq!(out.status.code(), Some(125));
             prop_assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
         }
@@ -82,7 +81,7 @@ fn control_characters_in_arguments_are_escaped_in_the_one_line_error() {
         &["--max-state", "C1,\u{7}", "true"],
         &["--pid", "12\r34"],
     ] {
-        let out = common::lllqos(args).output().unwrap();
+        let out = crate::common::lllqos(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
@@ -97,13 +96,13 @@ fn control_characters_in_arguments_are_escaped_in_the_one_line_error() {
 /// than the millisecond durations are counted in is not "must be more than zero".
 #[test]
 fn empty_device_and_too_short_duration_are_named_for_what_they_are() {
-    common::lllqos(["--device", "", "true"])
+    crate::common::lllqos(["--device", "", "true"])
         .assert()
         .code(125)
         .stderr(
             "lllqos: invalid value '' for '--device <PATH>': an empty path is not a PM QoS node\n",
         );
-    common::lllqos(["measure", "--duration", "0.0001"])
+    crate::common::lllqos(["measure", "--duration", "0.0001"])
         .assert()
         .code(125)
         .stderr(predicates::str::contains("less than a millisecond"));

@@ -1,21 +1,17 @@
 //! The library from outside the crate: `examples/library.rs` (built by `cargo test`, public API
 //! only) run against the real kernel, its output read back and the machine left as it was.
 
-mod common;
-
-use common::{Kernel, read_cpu};
+use crate::common::read_cpu;
 
 #[test]
 fn an_outside_program_places_and_releases_both_kinds_of_request() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    let example = common::bin()
+    let kernel = kernel!();
+    let example = crate::common::bin()
         .parent()
         .unwrap()
         .join("examples")
         .join("library");
-    let cpu = common::resume_latency_files().len() as u32 - 1;
+    let cpu = crate::common::last_cpu();
     let before = read_cpu(cpu);
     let output = std::process::Command::new(&example)
         .arg(cpu.to_string())
@@ -45,5 +41,5 @@ fn an_outside_program_places_and_releases_both_kinds_of_request() {
         "{stdout}"
     );
     assert_eq!(read_cpu(cpu), before);
-    assert_eq!(common::read_node(), kernel.baseline);
+    assert_eq!(crate::common::read_node(), kernel.baseline);
 }

@@ -1,26 +1,19 @@
 //! `--max-state NAME[,NAME...]`: limits named by idle state, placed on the real kernel and read back.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Kernel, lllqos, read_cpu};
+use crate::common::{lllqos, read_cpu};
 use predicates::prelude::*;
 
 /// Takes the kernel, or skips (with a line saying why) where it or the idle states are missing.
 macro_rules! kernel_with_states {
     () => {{
-        let Some(kernel) = Kernel::take(common::test_name!()) else {
-            return;
-        };
+        let kernel = kernel!();
         let states = states();
-        if states.is_empty() {
-            common::inapplicable(
-                common::test_name!(),
-                "this kernel lists no cpuidle states (no cpuidle driver)",
-            );
-            return;
-        }
+        applicable!(
+            !states.is_empty(),
+            "this kernel lists no cpuidle states (no cpuidle driver)"
+        );
         (kernel, states)
     }};
 }
@@ -28,11 +21,8 @@ macro_rules! kernel_with_states {
 /// Every CPU's idle states as sysfs lists them: cpu -> [(name, exit latency us)].
 fn states() -> BTreeMap<u32, Vec<(String, u32)>> {
     let mut all = BTreeMap::new();
-    for cpu in 0..4096u32 {
+    for cpu in crate::common::cpus() {
         let dir = format!("/sys/devices/system/cpu/cpu{cpu}/cpuidle");
-        if !std::path::Path::new(&format!("/sys/devices/system/cpu/cpu{cpu}")).exists() {
-            break;
-        }
         let mut list = Vec::new();
         for index in 0.. {
             let state = format!("{dir}/state{index}");
@@ -101,7 +91,7 @@ fn names_match_case_insensitively() {
             "-An",
             "-td4",
             "-N4",
-            common::NODE,
+            crate::common::NODE,
         ])
         .assert()
         .success()
@@ -142,7 +132,7 @@ fn per_cpu_each_cpu_gets_its_own_states_latency_and_is_restored() {
             us.to_string()
         };
         lllqos(["--cpu", &cpu.to_string(), "--max-state", name, "cat"])
-            .arg(common::cpu_file(cpu))
+            .arg(crate::common::cpu_file(cpu))
             .assert()
             .success()
             .stdout(format!("{text}\n"));
@@ -171,7 +161,7 @@ fn an_unknown_state_lists_the_states_and_changes_nothing() {
             .stderr(predicate::str::is_match("\\A[^\n]*\n\\z").unwrap());
         assert!(!ran.exists(), "the command ran");
         assert_eq!(read_cpu(cpu), before);
-        assert_eq!(common::read_node(), kernel.baseline);
+        assert_eq!(crate::common::read_node(), kernel.baseline);
     }
 }
 

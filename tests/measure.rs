@@ -1,11 +1,9 @@
 //! `lllqos measure`: short real runs (a fraction of a second per phase), their JSON, bad arguments.
 //! The statistics themselves are unit-tested on known inputs in src/measure.rs.
 
-mod common;
-
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
-use common::{Reaped, kernel, lllqos, lllqos_std, read_cpu, wait_for_cpu, wait_for_node};
+use crate::common::{Missing, Reaped, lllqos, lllqos_std, read_cpu, wait_for_cpu, wait_for_node};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -55,16 +53,16 @@ fn a_short_run_gives_consistent_json() {
     assert!(settings["timer_slack_ns"].is_u64());
     assert_eq!(
         settings["baseline_clean"],
-        kernel.baseline == common::UNCONSTRAINED
+        kernel.baseline == crate::common::UNCONSTRAINED
     );
     assert!(report["ratio"]["avg"].is_f64() || report["ratio"]["avg"].is_null());
-    assert_eq!(common::read_node(), kernel.baseline);
+    assert_eq!(crate::common::read_node(), kernel.baseline);
 }
 
 #[test]
 fn per_cpu_fifo_run_is_pinned_and_restores_the_cpu() {
     let _kernel = kernel!();
-    let cpu = (common::resume_latency_files().len() - 1).to_string();
+    let cpu = crate::common::last_cpu().to_string();
     let before = read_cpu(cpu.parse().unwrap());
     let report = measure_json(&[
         "--duration",
@@ -159,8 +157,8 @@ fn a_request_already_held_makes_the_baseline_not_clean() {
 #[test]
 fn a_constrained_cpu_makes_the_baseline_not_clean_however_it_is_measured() {
     let _kernel = kernel!();
-    let cpu = common::last_cpu();
-    common::write_cpu(cpu, "n/a");
+    let cpu = crate::common::last_cpu();
+    crate::common::write_cpu(cpu, "n/a");
     let cpu_text = cpu.to_string();
     for args in [
         &["--duration", "0.2"][..],
@@ -179,7 +177,7 @@ fn a_constrained_cpu_makes_the_baseline_not_clean_however_it_is_measured() {
 #[test]
 fn interrupted_measurement_restores_the_cpu_and_dies_of_the_signal() {
     let _kernel = kernel!();
-    let cpu: u32 = (common::resume_latency_files().len() - 1) as u32;
+    let cpu: u32 = crate::common::last_cpu();
     let before = read_cpu(cpu);
     let mut run = Reaped::spawn(&mut lllqos_std([
         "measure",
@@ -199,7 +197,7 @@ fn interrupted_measurement_restores_the_cpu_and_dies_of_the_signal() {
 #[test]
 fn any_terminating_signal_restores_the_cpu_prints_the_partial_result_and_kills_lllqos() {
     let _kernel = kernel!();
-    let cpu: u32 = (common::resume_latency_files().len() - 1) as u32;
+    let cpu: u32 = crate::common::last_cpu();
     let before = read_cpu(cpu);
     for signal in [
         Signal::SIGQUIT,
@@ -289,27 +287,23 @@ fn a_priority_that_cannot_be_had_exits_125() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run at SCHED_FIFO priority 80"));
 }
 
-/// The exit latency of this machine's deepest idle state, or `None` (the test inapplicable) when the
-/// kernel has no cpuidle driver or only states that a 0 us request allows.
-fn deep_states_or_skip(test: &str) -> Option<u32> {
+/// The exit latency of this machine's deepest idle state, or what is missing when the kernel has
+/// no cpuidle driver or only states that a 0 us request allows.
+fn deep_states() -> Result<u32, Missing> {
     let deepest = lllqos::idle::all_states()
         .values()
         .flatten()
         .map(|s| s.exit_latency_us)
         .max();
     match deepest {
-        Some(us) if us > 0 => Some(us),
+        Some(us) if us > 0 => Ok(us),
         _ => {
             let driver = std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver")
                 .unwrap_or_else(|_| "none".into());
-            common::inapplicable(
-                test,
-                &format!(
-                    "no idle state deeper than 0 us here (cpuidle driver: {})",
-                    driver.trim()
-                ),
-            );
-            None
+            Err(Missing::Hardware(format!(
+                "no idle state deeper than 0 us here (cpuidle driver: {})",
+                driver.trim()
+            )))
         }
     }
 }
@@ -319,9 +313,7 @@ fn deep_states_or_skip(test: &str) -> Option<u32> {
 #[test]
 fn idle_residency_per_cpu_and_nothing_deeper_than_the_request() {
     let _kernel = kernel!();
-    if deep_states_or_skip(common::test_name!()).is_none() {
-        return;
-    }
+    given!(deep_states());
     let report = measure_json(&["--duration", "1", "-l", "0"]);
     let cpus = lllqos::idle::all_states()
         .values()
@@ -402,17 +394,16 @@ fn plot_writes_an_svg_with_both_phases() {
     );
     assert!(words.iter().any(|w| w.starts_with("with: p99 ")), "{text}");
     // Parses as XML (Python's parser: an independent reader).
-    if common::python_or_skip(common::test_name!()) {
-        let parsed = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
-            ])
-            .arg(&svg)
-            .status()
-            .unwrap();
-        assert!(parsed.success(), "not XML");
-    }
+    require_program!("python3", "python3");
+    let parsed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
+        ])
+        .arg(&svg)
+        .status()
+        .unwrap();
+    assert!(parsed.success(), "not XML");
 }
 
 /// A chart that cannot be written is an error before anything is measured: exit 125 at once.
@@ -465,13 +456,13 @@ fn smp_gives_one_row_per_cpu_with_the_expected_samples_and_their_total() {
         assert_eq!(report[phase]["max_us"].as_u64(), max.max());
     }
     assert_eq!(report["settings"]["smp"], true);
-    assert_eq!(common::read_node(), kernel.baseline);
+    assert_eq!(crate::common::read_node(), kernel.baseline);
 }
 
 #[test]
 fn smp_with_cpu_measures_only_those_cpus_and_restores_them() {
     let _kernel = kernel!();
-    let cpu = common::last_cpu();
+    let cpu = crate::common::last_cpu();
     let before = read_cpu(cpu);
     let list = cpu.to_string();
     let report = measure_json(&[
@@ -513,7 +504,7 @@ fn without_smp_there_is_no_per_cpu_key() {
 #[test]
 fn ctrl_c_stops_every_smp_loop_restores_the_cpus_and_reports_each() {
     let _kernel = kernel!();
-    let cpus = common::cpus();
+    let cpus = crate::common::cpus();
     let list = cpus
         .iter()
         .map(u32::to_string)
@@ -526,7 +517,7 @@ fn ctrl_c_stops_every_smp_loop_restores_the_cpus_and_reports_each() {
     let mut run = Reaped::spawn(&mut cmd);
     // Phase one would take a minute: the signal, once every loop runs, ends both phases at once.
     let pid = run.pid();
-    common::wait_until("a measuring thread on every CPU", || {
+    crate::common::wait_until("a measuring thread on every CPU", || {
         let names = std::fs::read_dir(format!("/proc/{pid}/task"))
             .into_iter()
             .flatten()
@@ -555,13 +546,10 @@ fn ctrl_c_stops_every_smp_loop_restores_the_cpus_and_reports_each() {
 fn root_refused_real_time_is_told_why_and_no_plot_file_is_left() {
     let _kernel = kernel!();
     let controller = std::path::Path::new("/sys/fs/cgroup/cpu");
-    if !controller.join("cpu.rt_runtime_us").exists() {
-        common::inapplicable(
-            common::test_name!(),
-            "no cgroup v1 cpu controller with real-time group scheduling here",
-        );
-        return;
-    }
+    applicable!(
+        controller.join("cpu.rt_runtime_us").exists(),
+        "no cgroup v1 cpu controller with real-time group scheduling here"
+    );
     let group = controller.join(format!("lllqos-test-{}", std::process::id()));
     std::fs::create_dir(&group).unwrap();
     // Removed however the test ends (its processes have exited by then).
@@ -584,7 +572,7 @@ fn root_refused_real_time_is_told_why_and_no_plot_file_is_left() {
         .arg("-c")
         .arg(r#"echo $$ > "$G/cgroup.procs" && exec "$B" measure --duration 0.1 --priority 80 --plot "$P""#)
         .env("G", &group)
-        .env("B", common::bin())
+        .env("B", crate::common::bin())
         .env("P", &plot)
         .output()
         .unwrap();
@@ -604,7 +592,7 @@ fn root_refused_real_time_is_told_why_and_no_plot_file_is_left() {
         .arg("-c")
         .arg(r#"echo $$ > "$G/cgroup.procs" && exec "$B" measure --duration 0.1 --priority 80 --plot "$P" 2>/dev/null"#)
         .env("G", &group)
-        .env("B", common::bin())
+        .env("B", crate::common::bin())
         .env("P", &plot)
         .status()
         .unwrap();

@@ -3,13 +3,11 @@
 //! status, a signal death, status). `.ci/run` builds it first:
 //! `cargo build --release --target x86_64-unknown-linux-musl`.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{kernel, read_node};
+use crate::common::read_node;
 
 /// The musl build of this checkout, where `cargo build --release --target ...-musl` puts it.
 fn musl_binary() -> PathBuf {
@@ -23,17 +21,26 @@ fn musl_binary() -> PathBuf {
 fn the_musl_build_is_static_and_wraps_a_command_like_the_glibc_build() {
     let kernel = kernel!();
     let musl = musl_binary();
-    common::require!(
+    require!(
         musl.is_file(),
         "needs the musl build: rustup target add x86_64-unknown-linux-musl && cargo build --release --target x86_64-unknown-linux-musl"
     );
     assert!(
-        common::is_static(&musl),
+        crate::common::is_static(&musl),
         "no program interpreter, no shared library"
     );
 
     let run = |args: &[&str]| Command::new(&musl).args(args).output().unwrap();
-    let out = run(&["-l", "33", "--", "od", "-An", "-td4", "-N4", common::NODE]);
+    let out = run(&[
+        "-l",
+        "33",
+        "--",
+        "od",
+        "-An",
+        "-td4",
+        "-N4",
+        crate::common::NODE,
+    ]);
     assert!(out.status.success(), "{out:?}");
     let seen: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_eq!(seen, kernel.expect(33));

@@ -3,14 +3,12 @@
 //! put it there from `contrib/oci/lllqos.json`. runc keeps its state in a directory of the test's
 //! (`--root`), so nothing of it is left on the machine.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Kernel, bin, lllqos, read_cpu, read_node, wait_until};
+use crate::common::{Missing, bin, lllqos, read_cpu, read_node, wait_until};
 use serde_json::{Value, json};
 
 /// Where Debian's busybox-static puts its binary.
@@ -24,18 +22,13 @@ struct Bundle {
 
 impl Bundle {
     /// A bundle whose container prints `started` and waits for a line on stdin, with these
-    /// annotations and, when given, this cpuset. `None` (the test skipped) without runc or a
-    /// static busybox.
-    fn new(test: &str, annotations: Value, cpuset: Option<&str>) -> Option<Bundle> {
-        if !common::have_or_skip(test, "runc", "runc") {
-            return None;
-        }
-        if !Path::new(BUSYBOX).exists() || !common::is_static(Path::new(BUSYBOX)) {
-            common::skip(
-                test,
-                "needs a static /bin/busybox (Debian package busybox-static)",
-            );
-            return None;
+    /// annotations and, when given, this cpuset; or what is missing (runc, a static busybox).
+    fn new(annotations: Value, cpuset: Option<&str>) -> Result<Bundle, Missing> {
+        crate::common::program("runc", "runc")?;
+        if !Path::new(BUSYBOX).exists() || !crate::common::is_static(Path::new(BUSYBOX)) {
+            return Err(Missing::Setup(
+                "needs a static /bin/busybox (Debian package busybox-static)".into(),
+            ));
         }
         let dir = tempfile::Builder::new()
             .prefix("lllqos-oci-")
@@ -66,7 +59,7 @@ impl Bundle {
         }
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let id = format!("lllqos-test-{}", std::process::id());
-        Some(Bundle { dir, id })
+        Ok(Bundle { dir, id })
     }
 
     /// `runc run` of the bundle, its stdin and stdout piped.
@@ -157,16 +150,8 @@ fn status() -> Value {
 
 #[test]
 fn the_request_is_in_force_while_the_container_runs_and_gone_within_a_second_after() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    let Some(bundle) = Bundle::new(
-        common::test_name!(),
-        json!({"lllqos.io/latency": "17us"}),
-        None,
-    ) else {
-        return;
-    };
+    let kernel = kernel!();
+    let bundle = given!(Bundle::new(json!({"lllqos.io/latency": "17us"}), None));
     let mut container = bundle.run();
     container.started();
     assert_eq!(read_node(), kernel.expect(17));
@@ -202,9 +187,7 @@ fn the_request_is_in_force_while_the_container_runs_and_gone_within_a_second_aft
 
 #[test]
 fn a_bad_annotation_stops_the_container_from_starting_and_names_the_value() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
+    let kernel = kernel!();
     for (annotations, named) in [
         (
             json!({"lllqos.io/latency": "fast"}),
@@ -221,33 +204,26 @@ fn a_bad_annotation_stops_the_container_from_starting_and_names_the_value() {
             "lllqos.io/cpus=container",
         ),
     ] {
-        let Some(bundle) = Bundle::new(common::test_name!(), annotations, None) else {
-            return;
-        };
+        let bundle = given!(Bundle::new(annotations, None));
         let output = bundle.run().finish();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{named}: the container ran");
         assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{named}");
         assert!(stderr.contains(named), "{named}: {stderr}");
         assert_eq!(read_node(), kernel.baseline);
-        assert!(!Path::new(common::REGISTRY_DIR).exists());
+        assert!(!Path::new(crate::common::REGISTRY_DIR).exists());
     }
 }
 
 #[test]
 fn per_cpu_on_the_containers_cpuset_is_placed_and_restored() {
-    let Some(_kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    let cpu = common::last_cpu();
+    let _kernel = kernel!();
+    let cpu = crate::common::last_cpu();
     let before = read_cpu(cpu);
-    let Some(bundle) = Bundle::new(
-        common::test_name!(),
+    let bundle = given!(Bundle::new(
         json!({"lllqos.io/latency": "9", "lllqos.io/cpus": "container"}),
-        Some(&cpu.to_string()),
-    ) else {
-        return;
-    };
+        Some(&cpu.to_string())
+    ));
     let mut container = bundle.run();
     container.started();
     assert_eq!(read_cpu(cpu), "9");
@@ -261,18 +237,14 @@ fn per_cpu_on_the_containers_cpuset_is_placed_and_restored() {
     assert!(output.status.success(), "{output:?}");
     wait_until("the CPU to be restored", || read_cpu(cpu) == before);
     wait_until("the registry to be removed", || {
-        !Path::new(common::REGISTRY_DIR).exists()
+        !Path::new(crate::common::REGISTRY_DIR).exists()
     });
 }
 
 #[test]
 fn a_container_without_lllqos_annotations_is_left_alone() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    let Some(bundle) = Bundle::new(common::test_name!(), json!({"other.io/x": "1"}), None) else {
-        return;
-    };
+    let kernel = kernel!();
+    let bundle = given!(Bundle::new(json!({"other.io/x": "1"}), None));
     let mut container = bundle.run();
     container.started();
     assert_eq!(read_node(), kernel.baseline);
@@ -281,16 +253,11 @@ fn a_container_without_lllqos_annotations_is_left_alone() {
 
 #[test]
 fn a_none_fallback_starts_the_container_without_a_request() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    let Some(bundle) = Bundle::new(
-        common::test_name!(),
+    let kernel = kernel!();
+    let bundle = given!(Bundle::new(
         json!({"lllqos.io/max-state": "NoSuchState,none"}),
-        None,
-    ) else {
-        return;
-    };
+        None
+    ));
     let mut container = bundle.run();
     container.started();
     assert_eq!(read_node(), kernel.baseline);
@@ -332,13 +299,9 @@ fn a_container_whose_process_is_gone_is_refused() {
 /// the holder's reason after the annotation, and nothing is left placed or running.
 #[test]
 fn a_request_the_holder_cannot_place_fails_the_hook_with_its_reason() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
-        return;
-    }
-    let init = common::Reaped::spawn(Command::new("sleep").arg("60"));
+    let kernel = kernel!();
+    require_program!("unshare", "util-linux");
+    let init = crate::common::Reaped::spawn(Command::new("sleep").arg("60"));
     let state = format!(
         r#"{{"id":"c3","pid":{},"annotations":{{"lllqos.io/latency":"5"}}}}"#,
         init.pid()

@@ -1,20 +1,16 @@
 //! Per-CPU constraints against the real sysfs files: encoding, every exit path, overlapping
 //! holders, stale holders, other tools' changes, bad input, the registry's safety.
 
-mod common;
-
-use common::kernel;
-
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
-use common::{
+use crate::common::{
     REGISTRY, REGISTRY_DIR, Reaped, lllqos, lllqos_std, read_cpu, wait_for_cpu, write_cpu,
 };
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
 
-use common::{cpus, last_cpu as cpu};
+use crate::common::{cpus, last_cpu as cpu};
 
 /// Creates the registry by hand, as a crash or another tool could have left it.
 fn plant_registry(contents: &str) {
@@ -50,7 +46,7 @@ fn zero_is_written_as_na_never_as_0_and_restored() {
     let cpu = cpu();
     let before = read_cpu(cpu);
     lllqos(["--cpu", &cpu.to_string(), "-l", "0", "cat"])
-        .arg(common::cpu_file(cpu))
+        .arg(crate::common::cpu_file(cpu))
         .assert()
         .success()
         .stdout("n/a\n");
@@ -62,7 +58,7 @@ fn other_values_are_written_in_decimal() {
     let _kernel = kernel!();
     let cpu = cpu();
     lllqos(["--cpu", &cpu.to_string(), "-l", "0.25ms", "cat"])
-        .arg(common::cpu_file(cpu))
+        .arg(crate::common::cpu_file(cpu))
         .assert()
         .success()
         .stdout("250\n");
@@ -81,7 +77,7 @@ fn only_the_named_cpus_change_and_no_global_request_is_placed() {
         "od -An -td4 -N4 /dev/cpu_dma_latency; {}",
         others
             .iter()
-            .map(|(c, _)| format!("cat {}", common::cpu_file(*c).display()))
+            .map(|(c, _)| format!("cat {}", crate::common::cpu_file(*c).display()))
             .collect::<Vec<_>>()
             .join("; ")
     );
@@ -246,7 +242,7 @@ fn two_holders_the_strictest_wins_and_the_last_restores_either_order() {
     // Stricter first: the looser one changes nothing.
     let a = holder(&list, 0, cpu, "n/a");
     let b = Reaped::spawn(lllqos_std(["--cpu", &list, "-l", "40"]).stderr(Stdio::piped()));
-    common::wait_until("the second holder to register", || {
+    crate::common::wait_until("the second holder to register", || {
         std::fs::read_to_string(REGISTRY)
             .map(|r| r.matches("\"pid\"").count() == 2)
             .unwrap_or(false)
@@ -262,10 +258,7 @@ fn two_holders_the_strictest_wins_and_the_last_restores_either_order() {
 fn three_holders_on_overlapping_cpus() {
     let _kernel = kernel!();
     let all = cpus();
-    if all.len() < 2 {
-        common::inapplicable(common::test_name!(), "needs two CPUs");
-        return;
-    }
+    applicable!(all.len() >= 2, "needs two CPUs");
     let (x, y) = (all[0], all[1]);
     let (bx, by) = (read_cpu(x), read_cpu(y));
     let both = format!("{x},{y}");
@@ -423,13 +416,13 @@ fn auto_takes_the_cpus_lllqos_may_run_on() {
             assert_ne!(values[i], "12");
         }
     }
-    if common::have("taskset") {
+    if crate::common::have("taskset") {
         lllqos(["-v", "--cpu", "auto", "-l", "13", "true"])
             .assert()
             .success();
         let out = Command::new("taskset")
             .args(["-c", &cpu.to_string()])
-            .arg(common::bin())
+            .arg(crate::common::bin())
             .args(["--cpu", "auto", "-l", "13", "sh", "-c", "echo $LLLQOS_CPUS"])
             .output()
             .unwrap();
@@ -586,10 +579,7 @@ fn the_library_guard_restores_on_drop() {
 fn per_cpu_limits_differ_and_two_guards_of_one_process_release_separately() {
     let _kernel = kernel!();
     let all = cpus();
-    if all.len() < 2 {
-        common::inapplicable(common::test_name!(), "needs two CPUs");
-        return;
-    }
+    applicable!(all.len() >= 2, "needs two CPUs");
     let (a, b) = (all[all.len() - 2], all[all.len() - 1]);
     let before = (read_cpu(a), read_cpu(b));
     let us = |n| lllqos::Latency::micros(n);
@@ -627,10 +617,10 @@ fn a_full_stderr_does_not_stop_the_command_and_the_cpu_is_restored() {
             "-c",
             &format!(
                 "\"$0\" -v --cpu {cpu} -l 5 -- cat {} 2>/dev/full",
-                common::cpu_file(cpu).display()
+                crate::common::cpu_file(cpu).display()
             ),
         ])
-        .arg(common::bin())
+        .arg(crate::common::bin())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -2,15 +2,13 @@
 //! unprivileged user created for the test: the command gets nothing of the privilege, the request
 //! is placed, and path options cannot be turned against root's files.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Kernel, read_node};
+use crate::common::{Missing, read_node};
 
 /// A user and the privileged copies of lllqos, removed when dropped.
 struct Setup {
@@ -21,15 +19,13 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(test: &str) -> Option<Setup> {
+    fn new() -> Result<Setup, Missing> {
         for (tool, package) in [
             ("useradd", "passwd"),
             ("userdel", "passwd"),
             ("setcap", "libcap2-bin"),
         ] {
-            if !common::have_or_skip(test, tool, package) {
-                return None;
-            }
+            crate::common::program(tool, package)?;
         }
         // The copies live in /tmp: executable by the test user, and setuid or file capabilities
         // have no effect on a nosuid mount.
@@ -43,8 +39,7 @@ impl Setup {
             .contains(nix::sys::statvfs::FsFlags::ST_NOSUID)
         {
             let why = format!("{} is mounted nosuid", dir.path().display());
-            common::skip(test, &why);
-            return None;
+            return Err(Missing::Setup(why));
         }
         let user = format!("lqt{}", std::process::id() % 100_000_000);
         let status = Command::new("useradd")
@@ -80,12 +75,12 @@ impl Setup {
         assert!(status.success(), "setcap");
         let suid = setup.copy("lllqos-setuid");
         std::fs::set_permissions(&suid, PermissionsExt::from_mode(0o4755)).unwrap();
-        Some(setup)
+        Ok(setup)
     }
 
     fn copy(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
-        std::fs::copy(common::bin(), &path).unwrap();
+        std::fs::copy(crate::common::bin(), &path).unwrap();
         std::fs::set_permissions(&path, PermissionsExt::from_mode(0o755)).unwrap();
         path
     }
@@ -119,13 +114,8 @@ impl Drop for Setup {
 macro_rules! setup {
     () => {{
         // The second only once the first is had: it needs root, and the kernel lock.
-        let Some(kernel) = Kernel::take(common::test_name!()) else {
-            return;
-        };
-        match Setup::new(common::test_name!()) {
-            Some(other) => (kernel, other),
-            None => return,
-        }
+        let kernel = kernel!();
+        (kernel, given!(Setup::new()))
     }};
 }
 
@@ -270,7 +260,7 @@ fn device_cannot_name_a_file_the_user_could_not_use() {
     std::fs::create_dir(&links).unwrap();
     std::os::unix::fs::symlink(&secret, links.join("to-secret")).unwrap();
     std::os::unix::fs::symlink("/etc/shadow", links.join("to-shadow")).unwrap();
-    std::os::unix::fs::symlink(common::NODE, links.join("to-node")).unwrap();
+    std::os::unix::fs::symlink(crate::common::NODE, links.join("to-node")).unwrap();
     let shadow_before = std::fs::read("/etc/shadow").ok();
 
     for copy in setup.copies() {
@@ -326,14 +316,14 @@ fn device_cannot_name_a_file_the_user_could_not_use() {
 #[test]
 fn a_setuid_install_keeps_the_registry_root_owned_and_restores() {
     let (_kernel, setup) = setup!();
-    let cpu = (common::resume_latency_files().len() - 1) as u32;
-    let before = common::read_cpu(cpu);
+    let cpu = crate::common::last_cpu();
+    let before = crate::common::read_cpu(cpu);
     let [_, setuid] = setup.copies();
     let script = format!(
         "stat -c '%u %a' {} {}; cat {}",
-        common::REGISTRY_DIR,
-        common::REGISTRY,
-        common::cpu_file(cpu).display()
+        crate::common::REGISTRY_DIR,
+        crate::common::REGISTRY,
+        crate::common::cpu_file(cpu).display()
     );
     let out = setup
         .as_user(
@@ -353,10 +343,10 @@ fn a_setuid_install_keeps_the_registry_root_owned_and_restores() {
     assert_eq!(stdout.lines().next(), Some("0 700"), "{stdout}");
     assert_eq!(stdout.lines().last(), Some("n/a"), "{stdout}");
     assert!(
-        !Path::new(common::REGISTRY_DIR).exists(),
+        !Path::new(crate::common::REGISTRY_DIR).exists(),
         "registry left behind"
     );
-    assert_eq!(common::read_cpu(cpu), before);
+    assert_eq!(crate::common::read_cpu(cpu), before);
 }
 
 #[test]
@@ -384,8 +374,8 @@ fn an_unprivileged_user_gets_a_warning_not_the_node() {
 fn an_unprivileged_user_cannot_constrain_a_cpu_and_changes_nothing() {
     let (_kernel, setup) = setup!();
     let plain = setup.copy("lllqos-plain");
-    let cpu = (common::resume_latency_files().len() - 1).to_string();
-    let before = common::read_cpu(cpu.parse().unwrap());
+    let cpu = crate::common::last_cpu().to_string();
+    let before = crate::common::read_cpu(cpu.parse().unwrap());
     let out = setup
         .as_user(
             &plain,
@@ -415,8 +405,8 @@ fn an_unprivileged_user_cannot_constrain_a_cpu_and_changes_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
-    assert_eq!(common::read_cpu(cpu.parse().unwrap()), before);
-    assert!(!Path::new(common::REGISTRY_DIR).exists());
+    assert_eq!(crate::common::read_cpu(cpu.parse().unwrap()), before);
+    assert!(!Path::new(crate::common::REGISTRY_DIR).exists());
 }
 
 #[test]
@@ -451,7 +441,7 @@ fn status_without_root_says_what_it_cannot_read_and_succeeds() {
 fn measure_without_permission_fails_before_measuring() {
     let (_kernel, setup) = setup!();
     let plain = setup.copy("lllqos-plain");
-    let cpu = (common::resume_latency_files().len() - 1).to_string();
+    let cpu = crate::common::last_cpu().to_string();
     for args in [
         &["measure", "--duration", "10"][..],
         &["measure", "--duration", "10", "--cpu", &cpu],

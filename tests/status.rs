@@ -1,13 +1,11 @@
 //! `lllqos status` against the real kernel, with requests placed by a process that is not lllqos
 //! as well as by lllqos, and per-CPU values written directly in sysfs.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{
-    Reaped, kernel, lllqos, lllqos_std, read_node, wait_for_cpu, wait_for_node, write_cpu,
+use crate::common::{
+    Reaped, last_cpu, lllqos, lllqos_std, read_node, wait_for_cpu, wait_for_node, write_cpu,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -77,16 +75,10 @@ fn cpu_entry(status: &Value, cpu: u32) -> Value {
         .clone()
 }
 
-fn last_cpu() -> u32 {
-    (common::resume_latency_files().len() - 1) as u32
-}
-
 #[test]
 fn shows_a_foreign_holder_and_its_limit_then_nothing_after_it_exits() {
     let kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let mut holder = foreign_holder(55);
     let status = status_json();
     assert_eq!(status["cpu_latency_us"], kernel.expect(55));
@@ -113,7 +105,7 @@ fn shows_a_foreign_holder_and_its_limit_then_nothing_after_it_exits() {
     holder.wait();
     let status = status_json();
     assert!(!holder_pids(&status).contains(&(holder.pid() as i64)));
-    if kernel.baseline == common::UNCONSTRAINED {
+    if kernel.baseline == crate::common::UNCONSTRAINED {
         // No constraint is null, as everywhere else in the document.
         assert_eq!(status["cpu_latency_us"], Value::Null);
         assert_eq!(status["holders"], serde_json::json!([]));
@@ -133,7 +125,7 @@ fn shows_lllqos_holders_but_not_itself() {
         "-l",
         "67",
         "--",
-        common::bin().to_str().unwrap(),
+        crate::common::bin().to_str().unwrap(),
         "status",
         "--json",
     ])
@@ -245,12 +237,7 @@ fn idle_states_allowed_follow_the_limits() {
     hold.wait();
     write_cpu(cpu, "n/a");
     check_allowed(&status_json());
-    if checked == 0 {
-        common::inapplicable(
-            common::test_name!(),
-            "(in part) this kernel lists no idle states",
-        );
-    }
+    applicable!(checked > 0, "(in part) this kernel lists no idle states");
 }
 
 #[test]
@@ -267,7 +254,7 @@ fn registry_entries_live_and_stale() {
         status["registry"]["cpus"][cpu.to_string()]["written"],
         "n/a"
     );
-    let command = format!("{} --cpu {cpu} -l 0", common::bin().display());
+    let command = format!("{} --cpu {cpu} -l 0", crate::common::bin().display());
     assert_eq!(holder["command"], command.as_str());
     assert!(status_text().contains(&format!(
         "pid {} ({command}) holds 0 us on CPU {cpu} (live)",
@@ -306,7 +293,7 @@ fn json_has_the_documented_shape() {
         status["cpuidle"].get("driver").is_some() && status["cpuidle"].get("governor").is_some()
     );
     let cpus = status["cpus"].as_array().unwrap();
-    assert_eq!(cpus.len(), common::resume_latency_files().len());
+    assert_eq!(cpus.len(), crate::common::resume_latency_files().len());
     for cpu in cpus {
         for key in ["cpu", "online", "resume_latency_us", "idle_states"] {
             assert!(cpu.get(key).is_some(), "missing cpus[].{key}");
@@ -327,7 +314,7 @@ fn a_holder_of_a_node_made_elsewhere_with_mknod_is_found() {
     let kernel = kernel!();
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("qos");
-    let rdev = std::fs::metadata(common::NODE).map(|m| {
+    let rdev = std::fs::metadata(crate::common::NODE).map(|m| {
         use std::os::unix::fs::MetadataExt;
         m.rdev()
     });
@@ -363,20 +350,15 @@ fn a_holder_known_only_to_an_nss_module_is_shown_by_name() {
         "/usr/lib/libnss_extrausers.so.2",
         "/lib/x86_64-linux-gnu/libnss_extrausers.so.2",
     ];
-    common::require!(
+    require!(
         module.iter().any(|m| std::path::Path::new(m).exists()),
         "needs libnss-extrausers (Debian package libnss-extrausers)"
     );
-    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
-        return;
-    }
-    if common::is_static(&common::bin()) {
-        common::inapplicable(
-            common::test_name!(),
-            "a static binary (the musl build) has no NSS: it reads /etc/passwd only",
-        );
-        return;
-    }
+    require_program!("unshare", "util-linux");
+    applicable!(
+        !crate::common::is_static(&crate::common::bin()),
+        "a static binary (the musl build) has no NSS: it reads /etc/passwd only"
+    );
     let (uid, name) = (61_234, "lqnssuser");
     assert!(
         nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
@@ -389,10 +371,10 @@ fn a_holder_known_only_to_an_nss_module_is_shown_by_name() {
         "-c",
         &format!(
             "exec 3<>{}; exec setpriv --reuid={uid} --regid={uid} --clear-groups sleep 30",
-            common::NODE
+            crate::common::NODE
         ),
     ]));
-    common::wait_until("the holder to run as its user", || {
+    crate::common::wait_until("the holder to run as its user", || {
         std::fs::read_to_string(format!("/proc/{}/status", holder.pid()))
             .is_ok_and(|s| s.contains(&format!("Uid:\t{uid}\t")))
     });
@@ -417,7 +399,7 @@ fn a_holder_known_only_to_an_nss_module_is_shown_by_name() {
                cp "$D/extrausers/passwd" /var/lib/extrausers/ && "$B" status --json"#,
         )
         .env("D", dir.path())
-        .env("B", common::bin())
+        .env("B", crate::common::bin())
         .output()
         .unwrap();
     assert!(

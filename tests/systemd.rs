@@ -8,25 +8,21 @@
 //! container's systemd drives it. Requests made inside reach the host's kernel, where the test
 //! reads them. Each machine is powered off (killed, if it does not go) when its test ends.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Kernel, NODE, bin, read_cpu, read_node, wait_until};
+use crate::common::{Missing, NODE, bin, read_cpu, read_node, wait_until};
 
 /// The cached Debian root, made on first use.
-fn root(test: &str) -> Option<PathBuf> {
+fn root() -> Result<PathBuf, Missing> {
     for (tool, package) in [
         ("debootstrap", "debootstrap"),
         ("systemd-nspawn", "systemd-container"),
         ("nsenter", "util-linux"),
     ] {
-        if !common::have_or_skip(test, tool, package) {
-            return None;
-        }
+        crate::common::program(tool, package)?;
     }
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("systemd-root");
     std::fs::create_dir_all(&cache).unwrap();
@@ -39,7 +35,7 @@ fn root(test: &str) -> Option<PathBuf> {
         0
     );
     if root.join("usr/lib/systemd/systemd").exists() {
-        return Some(root);
+        return Ok(root);
     }
     // Made aside and renamed when complete: an interrupted run leaves no half root behind.
     let partial = cache.join("bookworm.partial");
@@ -62,11 +58,10 @@ fn root(test: &str) -> Option<PathBuf> {
                 .unwrap_or("")
         );
         let _ = std::fs::remove_dir_all(&partial);
-        common::skip(test, &why);
-        return None;
+        return Err(Missing::Setup(why));
     }
     std::fs::rename(&partial, &root).unwrap();
-    Some(root)
+    Ok(root)
 }
 
 /// How to boot.
@@ -87,9 +82,9 @@ struct Machine {
 }
 
 impl Machine {
-    /// Boots a machine with these units (name, text) installed; `None` when the test skipped.
-    fn boot(test: &str, units: &[(&str, &str)], boot: Boot) -> Option<Machine> {
-        let root = root(test)?;
+    /// Boots a machine with these units (name, text) installed, or says what is missing.
+    fn boot(units: &[(&str, &str)], boot: Boot) -> Result<Machine, Missing> {
+        let root = root()?;
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
         for (name, text) in units {
@@ -156,7 +151,7 @@ impl Machine {
             state == "running" || state == "degraded",
             "the container's systemd is {state}"
         );
-        Some(machine)
+        Ok(machine)
     }
 
     /// Runs a command in the container (all its namespaces).
@@ -287,7 +282,7 @@ fn drop_in(latency: &str) -> String {
 }
 
 /// Boots with the counter service, as it is or under the drop-in; starts it.
-fn counter(test: &str, kind: &str, drop_in: Option<String>) -> Option<Machine> {
+fn counter(kind: &str, drop_in: Option<String>) -> Result<Machine, Missing> {
     let mut units = vec![
         ("counter.py".to_owned(), COUNTER.to_owned()),
         ("counter.service".to_owned(), counter_unit(kind)),
@@ -299,9 +294,9 @@ fn counter(test: &str, kind: &str, drop_in: Option<String>) -> Option<Machine> {
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
-    let machine = Machine::boot(test, &units, Boot::default())?;
+    let machine = Machine::boot(&units, Boot::default())?;
     machine.systemctl(&["start", "counter.service"]);
-    Some(machine)
+    Ok(machine)
 }
 
 /// What the counter got, and how its unit ended, after `systemctl kill -s HUP --kill-whom=main`
@@ -322,17 +317,12 @@ fn hup_then_stop(machine: &Machine) -> (String, Vec<String>) {
 
 #[test]
 fn the_hold_unit_holds_while_active_and_releases_on_stop() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
+    let kernel = kernel!();
     let unit = contrib("systemd/lllqos-hold@.service");
-    let Some(machine) = Machine::boot(
-        common::test_name!(),
+    let machine = given!(Machine::boot(
         &[("lllqos-hold@.service", &unit)],
         Boot::default(),
-    ) else {
-        return;
-    };
+    ));
     // Type=notify: active only once the request is in force.
     machine.systemctl(&["start", "lllqos-hold@7us.service"]);
     assert_eq!(read_node(), kernel.expect(7));
@@ -346,20 +336,15 @@ fn the_hold_unit_holds_while_active_and_releases_on_stop() {
 
 #[test]
 fn the_hold_unit_fails_without_the_node() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
+    let kernel = kernel!();
     let unit = contrib("systemd/lllqos-hold@.service");
-    let Some(machine) = Machine::boot(
-        common::test_name!(),
+    let machine = given!(Machine::boot(
         &[("lllqos-hold@.service", &unit)],
         Boot {
             no_node: true,
             ..Boot::default()
         },
-    ) else {
-        return;
-    };
+    ));
     let start = machine.run(&["systemctl", "start", "lllqos-hold@7us.service"]);
     assert!(!start.status.success());
     let failed = machine.run(&["systemctl", "is-failed", "lllqos-hold@7us.service"]);
@@ -373,17 +358,11 @@ fn the_hold_unit_fails_without_the_node() {
 
 #[test]
 fn the_drop_in_holds_while_the_service_runs_and_signals_arrive_once() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    let Some(direct) = counter(common::test_name!(), "notify", None) else {
-        return;
-    };
+    let kernel = kernel!();
+    let direct = given!(counter("notify", None));
     let (direct_signals, direct_end) = hup_then_stop(&direct);
     drop(direct);
-    let Some(wrapped) = counter(common::test_name!(), "notify", Some(drop_in("23"))) else {
-        return;
-    };
+    let wrapped = given!(counter("notify", Some(drop_in("23"))));
     wait_until("the request", || read_node() == kernel.expect(23));
     let (signals, end) = hup_then_stop(&wrapped);
     assert_eq!(signals, "SIGHUP\nSIGTERM\n");
@@ -396,13 +375,9 @@ fn the_drop_in_holds_while_the_service_runs_and_signals_arrive_once() {
 
 #[test]
 fn a_notify_service_becomes_active_through_the_drop_in() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
+    let kernel = kernel!();
     // `systemctl start` returns once the service has said READY=1 (through lllqos, its parent).
-    let Some(machine) = counter(common::test_name!(), "notify", Some(drop_in("24"))) else {
-        return;
-    };
+    let machine = given!(counter("notify", Some(drop_in("24"))));
     assert_eq!(machine.property("counter.service", "ActiveState"), "active");
     assert_eq!(read_node(), kernel.expect(24));
     machine.systemctl(&["stop", "counter.service"]);
@@ -415,14 +390,10 @@ fn a_notify_service_becomes_active_through_the_drop_in() {
 /// (see README, "systemd"), a second time from lllqos.
 #[test]
 fn without_kill_mode_mixed_the_service_may_get_sigterm_twice() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
+    let kernel = kernel!();
     let text = drop_in("25").replace("KillMode=mixed\n", "");
     assert!(!text.lines().any(|l| l.starts_with("KillMode=")));
-    let Some(machine) = counter(common::test_name!(), "notify", Some(text)) else {
-        return;
-    };
+    let machine = given!(counter("notify", Some(text)));
     machine.systemctl(&["stop", "counter.service"]);
     let signals = machine.read("/run/signals");
     let terms = signals.lines().filter(|l| *l == "SIGTERM").count();
@@ -432,22 +403,17 @@ fn without_kill_mode_mixed_the_service_may_get_sigterm_twice() {
 
 #[test]
 fn a_service_user_in_the_packages_group_places_its_request_without_root() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
+    let kernel = kernel!();
     let service = "[Service]\nType=notify\nUser=nobody\nSupplementaryGroups=lllqos\n\
                    ExecStart=/usr/bin/lllqos --strict --latency 11\n";
     let sysusers = contrib("debian/lllqos.sysusers");
-    let Some(machine) = Machine::boot(
-        common::test_name!(),
+    let machine = given!(Machine::boot(
         &[
             ("user-hold.service", service),
             ("lllqos.sysusers", &sysusers),
         ],
         Boot::default(),
-    ) else {
-        return;
-    };
+    ));
     // The group as the package makes it, and the node as its udev rule sets it (the node is the
     // host's: its owner and mode are put back when the test ends).
     let sysusers_path = "/usr/local/lib/systemd/system/lllqos.sysusers";
@@ -512,22 +478,17 @@ impl Drop for NodeAccess {
 
 #[test]
 fn a_per_cpu_unit_killed_with_sigkill_is_restored_by_exec_stop_post() {
-    let Some(_kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
-    let cpu = common::last_cpu();
+    let _kernel = kernel!();
+    let cpu = crate::common::last_cpu();
     let before = read_cpu(cpu);
     let unit = contrib("systemd/lllqos-hold-cpus@.service");
-    let Some(machine) = Machine::boot(
-        common::test_name!(),
+    let machine = given!(Machine::boot(
         &[("lllqos-hold-cpus@.service", &unit)],
         Boot {
             writable_sys: true,
             ..Boot::default()
         },
-    ) else {
-        return;
-    };
+    ));
     let instance = format!("lllqos-hold-cpus@{cpu}.service");
     machine.install(
         &format!("{instance}.d/latency.conf"),
@@ -548,9 +509,7 @@ fn a_per_cpu_unit_killed_with_sigkill_is_restored_by_exec_stop_post() {
 
 #[test]
 fn a_forking_daemon_under_descendants_holds_until_the_daemon_exits() {
-    let Some(kernel) = Kernel::take(common::test_name!()) else {
-        return;
-    };
+    let kernel = kernel!();
     // A classic daemon: forks, the child starts a session and forks again, the first two exit;
     // the daemon writes its pid and waits for a signal. As the README says, the unit is
     // Type=exec with lllqos --descendants as its main process.
@@ -567,13 +526,10 @@ signal.pause()
 "#;
     let service = "[Service]\nType=exec\nKillMode=mixed\nExecStart=/usr/bin/lllqos --latency 19 \
                    --descendants -- /usr/bin/python3 /usr/local/lib/systemd/system/daemon.py\n";
-    let Some(machine) = Machine::boot(
-        common::test_name!(),
+    let machine = given!(Machine::boot(
         &[("daemon.py", daemon), ("daemon.service", service)],
         Boot::default(),
-    ) else {
-        return;
-    };
+    ));
     for ending in ["kill", "stop"] {
         machine.run(&["rm", "-f", "/run/daemon.pid"]);
         machine.systemctl(&["start", "daemon.service"]);

@@ -1,22 +1,16 @@
 //! The wrapper on a real terminal, driven through tmux: Ctrl-C, Ctrl-Z and `fg`, an interactive
 //! shell under lllqos, terminal-generated signals not doubled.
 
-mod common;
-
-use common::{Kernel, Tmux, bin};
+use crate::common::bin;
+use crate::common::tmux::Tmux;
 
 macro_rules! setup {
     () => {{
         // The second only once the first is had: it needs root, and the kernel lock. Bound as
         // `let (kernel, tmux)`, the terminal is dropped first and waits for what ran on it to end,
         // before the kernel lock is released.
-        let Some(kernel) = Kernel::take(common::test_name!()) else {
-            return;
-        };
-        match Tmux::start(common::test_name!()) {
-            Some(tmux) => (kernel, tmux),
-            None => return,
-        }
+        let kernel = kernel!();
+        (kernel, given!(Tmux::start(test_name!())))
     }};
 }
 
@@ -24,7 +18,7 @@ macro_rules! setup {
 /// unique marker argument), once it exists.
 fn find_pid(program: &str, needle: &str) -> i32 {
     let mut found = None;
-    common::wait_until(&format!("a process running {needle:?}"), || {
+    crate::common::wait_until(&format!("a process running {needle:?}"), || {
         found = std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(Result::ok)
@@ -85,9 +79,11 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it() {
     let wrapper = find_lllqos("marker-z");
     tmux.keys("C-z");
     tmux.wait_for("Stopped");
-    common::wait_until("lllqos to stop", || common::state(wrapper) == 'T');
+    crate::common::wait_until("lllqos to stop", || crate::common::state(wrapper) == 'T');
     tmux.line("fg");
-    common::wait_until("lllqos to run again", || common::state(wrapper) == 'S');
+    crate::common::wait_until("lllqos to run again", || {
+        crate::common::state(wrapper) == 'S'
+    });
     tmux.line("hello-after-fg");
     tmux.wait_for("hello-after-fg\nhello-after-fg");
     tmux.keys("C-d");
@@ -108,9 +104,11 @@ fn tstp_sent_to_lllqos_stops_the_whole_job() {
     )
     .unwrap();
     tmux.wait_for("Stopped");
-    assert_eq!(common::state(wrapper), 'T');
+    assert_eq!(crate::common::state(wrapper), 'T');
     tmux.line("fg; echo rc=$?");
-    common::wait_until("lllqos to run again", || common::state(wrapper) == 'S');
+    crate::common::wait_until("lllqos to run again", || {
+        crate::common::state(wrapper) == 'S'
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(wrapper),
         nix::sys::signal::Signal::SIGTERM,
@@ -122,11 +120,9 @@ fn tstp_sent_to_lllqos_stops_the_whole_job() {
 #[test]
 fn terminal_signals_reach_the_command_once() {
     let (_kernel, tmux) = setup!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), common::COUNTER).unwrap();
+    std::fs::write(file.path(), crate::common::COUNTER).unwrap();
     let lllqos = bin().display().to_string();
     tmux.line(&format!(
         "{lllqos} -l 0 -- python3 {} SIGINT SIGQUIT SIGWINCH marker-t",
@@ -164,11 +160,11 @@ fn a_hold_on_a_terminal_says_what_it_holds_and_ctrl_c_releases_it() {
     tmux.wait_for(
         "lllqos: holding 45 us on /dev/cpu_dma_latency; press Ctrl-C or send SIGTERM to release",
     );
-    common::wait_for_node(kernel.expect(45));
+    crate::common::wait_for_node(kernel.expect(45));
     tmux.keys("C-c");
     // SIGINT ends a hold normally: status 0, so the shell goes on with the list.
     tmux.wait_for("rc=0");
-    assert_eq!(common::read_node(), kernel.baseline);
+    assert_eq!(crate::common::read_node(), kernel.baseline);
 }
 
 #[test]

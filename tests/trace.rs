@@ -6,39 +6,28 @@
 //! known to be reading once a probe (this test process opening and closing the node) shows up in
 //! its output.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use common::{Kernel, NODE, Reaped, lllqos, lllqos_std};
+use crate::common::{Kernel, Missing, NODE, Reaped, lllqos, lllqos_std};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-/// The kernel lock, and a kernel with tracefs; or the test is skipped (see common::skip).
-fn kernel(test: &str) -> Option<Kernel> {
-    let kernel = Kernel::take(test)?;
+/// The kernel lock, with a kernel that has tracefs and unshare(1) to hide a mount of it; or what
+/// is missing.
+fn tracing_kernel() -> Result<Kernel, Missing> {
+    let kernel = Kernel::take()?;
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems.lines().any(|l| l.ends_with("\ttracefs")) {
-        common::skip(test, "the kernel has no tracefs (CONFIG_TRACING)");
-        return None;
+        return Err(Missing::Setup(
+            "the kernel has no tracefs (CONFIG_TRACING)".into(),
+        ));
     }
-    if !common::have_or_skip(test, "unshare", "util-linux") {
-        return None;
-    }
-    Some(kernel)
-}
-
-macro_rules! kernel {
-    () => {
-        match kernel(common::test_name!()) {
-            Some(kernel) => kernel,
-            None => return,
-        }
-    };
+    crate::common::program("unshare", "util-linux")?;
+    Ok(kernel)
 }
 
 /// A running `lllqos trace`, its stdout lines arriving on a channel.
@@ -158,7 +147,7 @@ fn summary(line: &Value) -> (String, Value, Value, Value) {
 
 /// The limit of the global target as JSON: `null` for no constraint.
 fn limit(us: i32) -> Value {
-    if us == common::UNCONSTRAINED {
+    if us == crate::common::UNCONSTRAINED {
         Value::Null
     } else {
         Value::from(us)
@@ -218,10 +207,8 @@ fn tracing_state() -> String {
 
 #[test]
 fn a_foreign_holder_appears_with_its_pid_command_value_and_limits_in_order() {
-    let kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    let kernel = given!(tracing_kernel());
+    require_program!("python3", "python3");
     let mut trace = Trace::start(&["--json"]);
     let mut holder = python_holder(33);
     let pid = holder.id() as i32;
@@ -251,10 +238,8 @@ fn a_foreign_holder_appears_with_its_pid_command_value_and_limits_in_order() {
 
 #[test]
 fn a_holder_killed_by_sigkill_is_removed_in_the_log() {
-    let kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    let kernel = given!(tracing_kernel());
+    require_program!("python3", "python3");
     let mut trace = Trace::start(&["--json"]);
     let mut holder = python_holder(21);
     let pid = holder.id() as i32;
@@ -275,7 +260,7 @@ fn a_holder_killed_by_sigkill_is_removed_in_the_log() {
 
 #[test]
 fn lllqos_own_global_and_per_cpu_requests_appear() {
-    let kernel = kernel!();
+    let kernel = given!(tracing_kernel());
     let mut trace = Trace::start(&["--json"]);
     let mut run = Reaped::spawn(&mut lllqos_std(["-l", "44", "--", "true"]));
     let pid = run.pid();
@@ -294,7 +279,7 @@ fn lllqos_own_global_and_per_cpu_requests_appear() {
     assert_eq!(lines[2]["action"], "remove");
     assert!(lines.iter().all(|l| l["command"] == "lllqos"));
 
-    let cpu = common::last_cpu();
+    let cpu = crate::common::last_cpu();
     let mut run = Reaped::spawn(&mut lllqos_std([
         "--cpu",
         &cpu.to_string(),
@@ -322,10 +307,8 @@ fn lllqos_own_global_and_per_cpu_requests_appear() {
 
 #[test]
 fn a_request_in_force_at_the_start_is_the_first_line() {
-    let kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    let kernel = given!(tracing_kernel());
+    require_program!("python3", "python3");
     let mut holder = python_holder(31);
     let pid = holder.id() as i32;
     let mut trace = Trace::start(&["--json"]);
@@ -343,13 +326,13 @@ fn a_request_in_force_at_the_start_is_the_first_line() {
 
 #[test]
 fn text_output_explains_the_per_cpu_values() {
-    let _kernel = kernel!();
+    let _kernel = given!(tracing_kernel());
     let mut trace = Trace::spawn(&[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !trace.seen.iter().any(|l| l.starts_with("TIME")) {
         trace.next_until(deadline).expect("the column header");
     }
-    let cpu = common::last_cpu().to_string();
+    let cpu = crate::common::last_cpu().to_string();
     lllqos(["--cpu", &cpu, "-l", "0", "--", "true"])
         .assert()
         .success();
@@ -379,10 +362,8 @@ fn lllqos_request(us: &str) -> i32 {
 
 #[test]
 fn command_filter_shows_only_that_command() {
-    let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    let _kernel = given!(tracing_kernel());
+    require_program!("python3", "python3");
     let mut trace = Trace::spawn(&["--json", "--command", "lllqos"]);
     // Reading once an lllqos request shows.
     let start = Instant::now();
@@ -417,7 +398,7 @@ fn command_filter_shows_only_that_command() {
 /// How `lllqos oci-hook` names its holders after their container: `--name`.
 #[test]
 fn a_named_holder_shows_under_its_name() {
-    let _kernel = kernel!();
+    let _kernel = given!(tracing_kernel());
     let mut trace = Trace::start(&["--json"]);
     let mut run = Reaped::spawn(&mut lllqos_std([
         "--name",
@@ -439,10 +420,8 @@ fn a_named_holder_shows_under_its_name() {
 
 #[test]
 fn pid_filter_shows_only_that_process() {
-    let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    let _kernel = given!(tracing_kernel());
+    require_program!("python3", "python3");
     let mut holder = python_holder(41);
     let python = holder.id() as i32;
     let mut trace = Trace::spawn(&["--json", "--pid", &python.to_string()]);
@@ -461,7 +440,7 @@ fn pid_filter_shows_only_that_process() {
 
 #[test]
 fn two_traces_at_once_both_see_every_change() {
-    let kernel = kernel!();
+    let kernel = given!(tracing_kernel());
     let mut first = Trace::start(&["--json"]);
     let mut second = Trace::start(&["--json"]);
     let mut run = Reaped::spawn(&mut lllqos_std(["-l", "46", "--", "true"]));
@@ -477,7 +456,7 @@ fn two_traces_at_once_both_see_every_change() {
 
 #[test]
 fn tracefs_is_left_as_it_was_found_on_every_way_out() {
-    let _kernel = kernel!();
+    let _kernel = given!(tracing_kernel());
     let before = tracing_state();
     for signal in [
         Signal::SIGINT,
@@ -515,10 +494,8 @@ fn tracefs_is_left_as_it_was_found_on_every_way_out() {
 
 #[test]
 fn lost_events_are_counted_never_silent() {
-    let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    let _kernel = given!(tracing_kernel());
+    require_program!("python3", "python3");
     let mut trace = Trace::start(&["--json"]);
     // Stopped, the trace reads nothing while far more events than its buffer holds are made.
     trace.child.signal(Signal::SIGSTOP);
@@ -545,8 +522,8 @@ fn lost_events_are_counted_never_silent() {
 
 #[test]
 fn without_root_it_says_what_is_needed_and_exits_125() {
-    let _kernel = kernel!();
-    let out = Command::new(common::bin())
+    let _kernel = given!(tracing_kernel());
+    let out = Command::new(crate::common::bin())
         .args(["trace", "--duration", "1"])
         .uid(65534)
         .gid(65534)
@@ -572,9 +549,7 @@ fn bad_values_exit_125_and_duration_ends_with_0() {
         let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
         assert!(stderr.starts_with("lllqos: "), "{args:?}: {stderr}");
     }
-    let Some(_kernel) = kernel(common::test_name!()) else {
-        return;
-    };
+    let _kernel = given!(tracing_kernel());
     let start = Instant::now();
     let out = lllqos(["trace", "--duration", "300ms"]).assert().success();
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -595,24 +570,16 @@ fn bad_values_exit_125_and_duration_ends_with_0() {
 
 #[test]
 fn without_cap_sys_admin_an_unmounted_tracefs_is_a_clear_125() {
-    let _kernel = kernel!();
+    let _kernel = given!(tracing_kernel());
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .contains(" - tracefs ");
-    if mounted {
-        common::inapplicable(
-            common::test_name!(),
-            "tracefs is mounted on the host: nothing to mount",
-        );
-        return;
-    }
-    if !common::have_or_skip(common::test_name!(), "setpriv", "util-linux") {
-        return;
-    }
+    applicable!(!mounted, "tracefs is mounted on the host: nothing to mount");
+    require_program!("setpriv", "util-linux");
     let before = tracing_state();
     let out = Command::new("setpriv")
         .args(["--bounding-set=-sys_admin", "--inh-caps=-all", "--"])
-        .arg(common::bin())
+        .arg(crate::common::bin())
         .args(["trace", "--duration", "1"])
         .output()
         .unwrap();
@@ -631,7 +598,7 @@ fn without_cap_sys_admin_an_unmounted_tracefs_is_a_clear_125() {
 /// ends then (by SIGPIPE), not at a next line that may never come; tracefs is as it was.
 #[test]
 fn a_pipe_whose_reader_has_gone_ends_the_trace_at_once() {
-    let _kernel = kernel!();
+    let _kernel = given!(tracing_kernel());
     let before = tracing_state();
     let mut child = Reaped::spawn(lllqos_std(["trace"]).stdout(Stdio::piped()));
     let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
@@ -649,7 +616,7 @@ fn a_pipe_whose_reader_has_gone_ends_the_trace_at_once() {
 /// (exit 0, tracefs as it was), as it ends `perf trace`.
 #[test]
 fn a_trace_started_in_the_background_by_a_script_ends_on_kill_int() {
-    let _kernel = kernel!();
+    let _kernel = given!(tracing_kernel());
     let before = tracing_state();
     let out = Command::new("sh")
         .args([
@@ -662,7 +629,7 @@ fn a_trace_started_in_the_background_by_a_script_ends_on_kill_int() {
             kill -0 $pid 2>/dev/null && { echo "still running"; kill -KILL $pid; }
             wait $pid; echo "status $?"; rm -f "$out""#,
         ])
-        .env("B", common::bin())
+        .env("B", crate::common::bin())
         .process_group(0)
         .output()
         .unwrap();
@@ -674,18 +641,18 @@ fn a_trace_started_in_the_background_by_a_script_ends_on_kill_int() {
 /// the lock on its holder file), not as this namespace's pid 1.
 #[test]
 fn a_holder_in_a_pid_namespace_is_named_by_its_pid_here() {
-    let _kernel = kernel!();
-    let cpu = common::last_cpu();
-    let before = common::read_cpu(cpu);
+    let _kernel = given!(tracing_kernel());
+    let cpu = crate::common::last_cpu();
+    let before = crate::common::read_cpu(cpu);
     let mut unshare = Reaped::spawn(
         Command::new("unshare")
             .args(["-pf", "--mount-proc", "--kill-child"])
-            .arg(common::bin())
+            .arg(crate::common::bin())
             .args(["-q", "--cpu", &cpu.to_string(), "-l", "7"]),
     );
-    common::wait_for_cpu(cpu, "7");
+    crate::common::wait_for_cpu(cpu, "7");
     // The holder is unshare's child: lllqos, pid 1 inside.
-    let holder = common::command_of(unshare.pid()).expect("the holder");
+    let holder = crate::common::command_of(unshare.pid()).expect("the holder");
     let out = lllqos(["trace", "--json", "--duration", "0.2"])
         .assert()
         .success();
@@ -700,18 +667,18 @@ fn a_holder_in_a_pid_namespace_is_named_by_its_pid_here() {
     assert_eq!(held[0]["value_us"], 7);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder), Signal::SIGTERM).unwrap();
     assert!(unshare.wait().success());
-    assert_eq!(common::read_cpu(cpu), before);
+    assert_eq!(crate::common::read_cpu(cpu), before);
 }
 
 /// A trace in a PID namespace of its own leaves its own reads of the node out of the log (the
 /// events carry host pids, its filter too), and is not taken for dead by a trace on the host.
 #[test]
 fn a_trace_in_a_pid_namespace_logs_only_others_changes_and_keeps_its_instance() {
-    let kernel = kernel!();
+    let kernel = given!(tracing_kernel());
     let mut inner = Reaped::spawn(
         Command::new("unshare")
             .args(["-pf", "--mount-proc", "--kill-child=SIGTERM"])
-            .arg(common::bin())
+            .arg(crate::common::bin())
             .args(["trace", "--json"])
             .stdout(Stdio::piped()),
     );
@@ -775,8 +742,8 @@ fn a_trace_in_a_pid_namespace_logs_only_others_changes_and_keeps_its_instance() 
             "{line}"
         );
     }
-    assert_eq!(kernel.baseline, common::read_node());
-    let trace = common::command_of(inner.pid()).expect("the inner trace");
+    assert_eq!(kernel.baseline, crate::common::read_node());
+    let trace = crate::common::command_of(inner.pid()).expect("the inner trace");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(trace), Signal::SIGTERM).unwrap();
     assert!(inner.wait().success());
 }

@@ -1,14 +1,12 @@
 //! The wrapper against the real kernel: the request's lifetime, the exit statuses, the signals.
-//! One behaviour per test; every test that touches the node holds [`common::Kernel`].
-
-mod common;
+//! One behaviour per test; every test that touches the node holds [`crate::common::Kernel`].
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Reaped, kernel, lllqos, lllqos_std, read_node, wait_for_node};
+use crate::common::{Reaped, lllqos, lllqos_std, read_node, wait_for_node};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use predicates::prelude::*;
@@ -16,7 +14,7 @@ use predicates::prelude::*;
 /// Starts `lllqos ARGS -- python3 COUNTER SIGNALS...` and waits for `ready`.
 fn counter(args: &[&str], signals: &[&str]) -> (Reaped, BufReader<std::process::ChildStdout>) {
     let mut cmd = lllqos_std(args);
-    cmd.args(["--", "python3", "-c", common::COUNTER])
+    cmd.args(["--", "python3", "-c", crate::common::COUNTER])
         .args(signals);
     cmd.stdout(Stdio::piped());
     let mut child = Reaped::spawn(&mut cmd);
@@ -36,12 +34,21 @@ fn rest(mut out: BufReader<std::process::ChildStdout>) -> String {
 #[test]
 fn request_is_in_force_while_the_command_runs_and_gone_after() {
     let kernel = kernel!();
-    let out = lllqos(["-l", "42", "--", "od", "-An", "-td4", "-N4", common::NODE])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = lllqos([
+        "-l",
+        "42",
+        "--",
+        "od",
+        "-An",
+        "-td4",
+        "-N4",
+        crate::common::NODE,
+    ])
+    .assert()
+    .success()
+    .get_output()
+    .stdout
+    .clone();
     let seen: i32 = String::from_utf8(out).unwrap().trim().parse().unwrap();
     assert_eq!(seen, kernel.expect(42));
     assert_eq!(read_node(), kernel.baseline);
@@ -68,7 +75,7 @@ fn units_are_converted_to_microseconds() {
 #[test]
 fn default_latency_is_zero() {
     let _kernel = kernel!();
-    lllqos(["od", "-An", "-td4", "-N4", common::NODE])
+    lllqos(["od", "-An", "-td4", "-N4", crate::common::NODE])
         .assert()
         .success()
         .stdout(predicate::str::is_match(r"^\s*0\s*$").unwrap());
@@ -269,9 +276,7 @@ fn no_core_dump_of_lllqos_when_the_command_dumps() {
 #[test]
 fn signals_sent_to_lllqos_reach_the_command_exactly_once() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let (mut child, mut out) =
         counter(&[], &["SIGUSR1", "SIGHUP", "SIGINT", "SIGWINCH", "SIGQUIT"]);
     for signal in [
@@ -300,9 +305,7 @@ fn signals_sent_to_lllqos_reach_the_command_exactly_once() {
 #[test]
 fn signals_the_command_sends_to_its_group_do_not_bounce_back() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     // The command signals its own group (lllqos included), then waits for a SIGUSR2 sent to
     // lllqos and relayed: lllqos handles what it receives in order, so a bounced SIGUSR1 would
     // reach the command before that SIGUSR2 does.
@@ -415,12 +418,12 @@ fn the_command_and_its_descendants_do_not_inherit_the_request() {
         .stdout
         .clone();
     let grandchild: i32 = String::from_utf8(out).unwrap().trim().parse().unwrap();
-    let _cleanup = common::KillOnDrop(grandchild);
+    let _cleanup = crate::common::KillOnDrop(grandchild);
     assert!(std::path::Path::new(&format!("/proc/{grandchild}")).exists());
     assert_eq!(read_node(), kernel.baseline);
     for fd in std::fs::read_dir(format!("/proc/{grandchild}/fd")).unwrap() {
         let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
-        assert_ne!(target, std::path::Path::new(common::NODE));
+        assert_ne!(target, std::path::Path::new(crate::common::NODE));
     }
 }
 
@@ -428,11 +431,11 @@ fn the_command_and_its_descendants_do_not_inherit_the_request() {
 fn lllqos_does_not_wake_up_while_the_command_sleeps() {
     let _kernel = kernel!();
     let mut child = Reaped::spawn(&mut lllqos_std(["sleep", "1.5"]));
-    common::wait_until_waiting(child.pid());
+    crate::common::wait_until_waiting(child.pid());
     // Then one second of the command sleeping: lllqos must not have run once.
-    let before = common::voluntary_switches(child.pid());
+    let before = crate::common::voluntary_switches(child.pid());
     std::thread::sleep(Duration::from_millis(1000));
-    let after = common::voluntary_switches(child.pid());
+    let after = crate::common::voluntary_switches(child.pid());
     assert_eq!(before, after, "lllqos woke up while waiting");
     assert!(child.wait().success());
 }
@@ -555,7 +558,7 @@ fn verbose_reports_the_request_and_the_limit_in_force() {
 fn shell(script: &str) -> std::process::Output {
     Command::new("sh")
         .args(["-c", script])
-        .env("LLLQOS", common::bin())
+        .env("LLLQOS", crate::common::bin())
         .output()
         .unwrap()
 }
@@ -629,20 +632,20 @@ fn a_command_killed_by_a_real_time_signal_kills_lllqos_by_it_as_a_direct_run() {
 fn the_command_stopped_and_continued_by_someone_else_does_not_stop_lllqos() {
     let kernel = kernel!();
     let mut child = Reaped::spawn(&mut lllqos_std(["-l", "8", "sleep", "30"]));
-    common::wait_until_waiting(child.pid());
-    let command = Pid::from_raw(common::command_of(child.pid()).unwrap());
+    crate::common::wait_until_waiting(child.pid());
+    let command = Pid::from_raw(crate::common::command_of(child.pid()).unwrap());
     // As cpulimit does: stop the command, then continue it.
     nix::sys::signal::kill(command, Signal::SIGSTOP).unwrap();
-    common::wait_until("the command to stop", || {
-        common::state(command.as_raw()) == 'T'
+    crate::common::wait_until("the command to stop", || {
+        crate::common::state(command.as_raw()) == 'T'
     });
     nix::sys::signal::kill(command, Signal::SIGCONT).unwrap();
-    common::wait_until("the command to run again", || {
-        common::state(command.as_raw()) != 'T'
+    crate::common::wait_until("the command to run again", || {
+        crate::common::state(command.as_raw()) != 'T'
     });
     // lllqos is still waiting, not stopped, and still holds the request...
-    common::wait_until_waiting(child.pid());
-    assert_ne!(common::state(child.pid()), 'T');
+    crate::common::wait_until_waiting(child.pid());
+    assert_ne!(crate::common::state(child.pid()), 'T');
     assert_eq!(read_node(), kernel.expect(8));
     // ...and ends with the command, as usual.
     nix::sys::signal::kill(command, Signal::SIGTERM).unwrap();
@@ -662,7 +665,10 @@ fn direct_and_wrapped(script: &str) -> (std::process::Output, std::process::Outp
         unsafe { cmd.pre_exec(|| Ok(())) };
         cmd.output().unwrap()
     };
-    (run(""), run(&format!("{} -q --", common::bin().display())))
+    (
+        run(""),
+        run(&format!("{} -q --", crate::common::bin().display())),
+    )
 }
 
 #[test]
@@ -721,9 +727,7 @@ fn closed_standard_descriptors_stay_closed_for_the_command() {
 #[test]
 fn reset_on_fork_scheduling_and_nice_reach_the_command() {
     let _kernel = kernel!();
-    if !common::have_or_skip(common::test_name!(), "chrt", "util-linux") {
-        return;
-    }
+    require_program!("chrt", "util-linux");
     for script in [
         "chrt -R -f 3 $W chrt -p 0",
         "nice -n -7 chrt -R -o 0 $W sh -c 'chrt -p $$; nice'",
@@ -787,7 +791,7 @@ fn the_environment_passes_through_as_a_direct_exec_passes_it() {
         "Z=",
     ];
     let direct = with_raw_environment(&["/bin/cat", "/proc/self/environ"], &envp);
-    let bin = common::bin().display().to_string();
+    let bin = crate::common::bin().display().to_string();
     let wrapped = with_raw_environment(
         &[
             &bin,
@@ -812,9 +816,7 @@ fn the_environment_passes_through_as_a_direct_exec_passes_it() {
 #[test]
 fn without_proc_the_message_says_so_instead_of_blaming_the_kernel() {
     let _kernel = kernel!();
-    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux") {
-        return;
-    }
+    require_program!("unshare", "util-linux");
     let out = Command::new("unshare")
         .args([
             "-m",
@@ -822,7 +824,7 @@ fn without_proc_the_message_says_so_instead_of_blaming_the_kernel() {
             "-c",
             "umount -l /proc && exec \"$0\" --strict -l 5 -- echo ran",
         ])
-        .arg(common::bin())
+        .arg(crate::common::bin())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
@@ -834,13 +836,10 @@ fn without_proc_the_message_says_so_instead_of_blaming_the_kernel() {
 #[test]
 fn verbose_calls_a_request_above_the_kernel_default_no_constraint() {
     let kernel = kernel!();
-    if kernel.baseline != common::UNCONSTRAINED {
-        common::inapplicable(
-            common::test_name!(),
-            "another process holds a request on this machine",
-        );
-        return;
-    }
+    applicable!(
+        kernel.baseline == crate::common::UNCONSTRAINED,
+        "another process holds a request on this machine"
+    );
     lllqos(["-v", "-l", "2147483647", "true"])
         .assert()
         .success()
@@ -908,16 +907,14 @@ fn counted(script: &str) -> (String, String) {
     };
     (
         run(String::new()),
-        run(format!("{} -q -- ", common::bin().display())),
+        run(format!("{} -q -- ", crate::common::bin().display())),
     )
 }
 
 #[test]
 fn timeout_signals_reach_the_command_as_often_as_directly() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     // timeout signals its child, then the whole group, then SIGCONT both ways.
     for _ in 0..5 {
         let (direct, wrapped) = counted("timeout -s TERM 0.3 $C 1.0");
@@ -929,9 +926,7 @@ fn timeout_signals_reach_the_command_as_often_as_directly() {
 #[test]
 fn a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let (direct, wrapped) = counted("$C 1.0 & sleep 0.4; kill -USR1 $!; wait");
     assert_eq!(direct, "TERM=0 CONT=0 USR1=1 USR2=0");
     assert_eq!(wrapped, direct);
@@ -943,9 +938,7 @@ fn a_scripts_kill_of_the_pid_is_relayed_and_its_kill_0_is_not_doubled() {
 #[test]
 fn a_grandchilds_kill_0_reaches_the_command_once() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let (direct, wrapped) = counted("trap '' USR1; $C 1.0 kill0");
     assert_eq!(direct, "TERM=0 CONT=0 USR1=1 USR2=0");
     assert_eq!(wrapped, direct);
@@ -954,9 +947,7 @@ fn a_grandchilds_kill_0_reaches_the_command_once() {
 #[test]
 fn real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let names = [
         "SIGRTMIN", "SIGRTMAX", "SIGSYS", "SIGTRAP", "SIGSEGV", "SIGBUS",
     ];
@@ -987,15 +978,12 @@ fn real_time_and_fault_signals_sent_to_lllqos_reach_the_command_once() {
 #[test]
 fn as_pid_1_of_a_namespace_lllqos_reaps_orphans() {
     let _kernel = kernel!();
-    if !common::have_or_skip(common::test_name!(), "unshare", "util-linux")
-        || !common::have_or_skip(common::test_name!(), "ps", "procps")
-    {
-        return;
-    }
+    require_program!("unshare", "util-linux");
+    require_program!("ps", "procps");
     // The subshell exits at once; its `sleep 0.1` is reparented to PID 1 (lllqos) and exits.
     let out = Command::new("unshare")
         .args(["-pf", "--mount-proc"])
-        .arg(common::bin())
+        .arg(crate::common::bin())
         .args([
             "-q",
             "--",
@@ -1013,14 +1001,14 @@ fn as_pid_1_of_a_namespace_lllqos_reaps_orphans() {
 /// (`$B -q --`); its stdout.
 fn script(script: &str, wrapped: bool) -> String {
     let wrapper = if wrapped {
-        format!("{} -q --", common::bin().display())
+        format!("{} -q --", crate::common::bin().display())
     } else {
         String::new()
     };
     let out = Command::new("sh")
         .args(["-c", script])
-        .env("B", common::bin())
-        .env("NODE", common::NODE)
+        .env("B", crate::common::bin())
+        .env("NODE", crate::common::NODE)
         .env("W", wrapper)
         .process_group(0)
         .output()
@@ -1112,9 +1100,7 @@ print(n, flush=True)
 #[test]
 fn a_burst_of_signals_from_the_same_group_is_relayed_each_once_at_once() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let dir = tempfile::tempdir().unwrap();
     let counter = dir.path().join("counter.py");
     std::fs::write(&counter, RT_COUNTER).unwrap();
@@ -1145,9 +1131,7 @@ time.sleep(1)' $pid &
 #[test]
 fn signals_still_queued_when_the_command_exits_do_not_change_the_status() {
     let _kernel = kernel!();
-    if !common::python_or_skip(common::test_name!()) {
-        return;
-    }
+    require_program!("python3", "python3");
     let run = |wrapped| {
         script(
             r#"out=$(mktemp); $W python3 -c 'import signal, time

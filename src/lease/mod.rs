@@ -92,7 +92,7 @@ impl std::fmt::Display for LeaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let cause = match self.source.raw_os_error() {
             #[cfg(target_os = "linux")]
-            Some(_) => crate::oserror::os_message(&self.source),
+            Some(_) => crate::internal::oserror::os_message(&self.source),
             _ => self.source.to_string(),
         };
         write!(f, "cannot {} {}: {cause}", self.action, self.path.display())

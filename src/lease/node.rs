@@ -8,8 +8,8 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::LeaseError;
+use crate::internal::privilege;
 use crate::latency::Latency;
-use crate::privilege;
 
 /// Device names (as in `/sys/dev/char/M:m/uevent`) of the kernel's PM QoS request nodes.
 const PM_QOS_DEVICE_NAMES: &[&str] = &[
@@ -100,7 +100,8 @@ pub(super) fn open(path: &Path, write: bool) -> Result<File, LeaseError> {
 /// The kernel's name for character device `rdev`, from `/sys/dev/char/MAJOR:MINOR/uevent`.
 fn device_name(rdev: u64) -> Option<String> {
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    let uevent = crate::file::read_small(format!("/sys/dev/char/{major}:{minor}/uevent")).ok()?;
+    let uevent =
+        crate::internal::file::read_small(format!("/sys/dev/char/{major}:{minor}/uevent")).ok()?;
     uevent
         .lines()
         .find_map(|line| line.strip_prefix("DEVNAME="))

@@ -116,7 +116,7 @@ impl CpuError {
             Some(code) => CpuError::os(place, what, Errno::from_raw(code)),
             None => CpuError::new(
                 kind,
-                format!("{what}: {}", crate::oserror::os_message(error)),
+                format!("{what}: {}", crate::internal::oserror::os_message(error)),
             ),
         }
     }

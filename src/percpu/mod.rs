@@ -290,7 +290,7 @@ impl CpuConstraint {
     ) -> Result<CpuConstraint> {
         check_range(limits)?;
         let pid = std::process::id() as i32;
-        let start_time = crate::file::start_time(pid).ok_or_else(|| {
+        let start_time = crate::internal::procfs::start_time(pid).ok_or_else(|| {
             CpuError::new(
                 CpuErrorKind::Io,
                 "cannot read this process's start time from /proc",

@@ -20,7 +20,7 @@
 //! # Storage
 //!
 //! The directory is created mode 0700 and must be owned by root (or the effective user) and
-//! writable by nobody else; every file is opened relative to it as [`crate::file`] opens files
+//! writable by nobody else; every file is opened relative to it as [`crate::internal::file`] opens files
 //! (never blocking, never following a link, of the expected type, bounded in size). The registry is
 //! replaced by writing a temporary file, `fsync`, and `rename`, so a reader sees the old or the new
 //! registry, never half of one. When nothing is held the directory is removed. A registry that
@@ -42,7 +42,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{CpuError, CpuErrorKind, Place};
 use super::sysfs::ResumeLatency;
-use crate::file::{self, Kind};
+use crate::internal::file::{self, Kind};
+use crate::internal::procfs;
+use crate::internal::sigset::{self, SignalSet};
 
 /// The registry's directory.
 macro_rules! registry_dir {
@@ -141,20 +143,12 @@ impl Holder {
             Kind::Regular,
         )
         .ok()?;
-        let st = fstat(&fd).ok()?;
-        let locks = file::read_small("/proc/locks").ok()?;
-        lock_owner(
-            &locks,
-            libc::major(st.st_dev) as u64,
-            libc::minor(st.st_dev) as u64,
-            st.st_ino,
-        )
-        .filter(|&pid| pid > 0)
+        lock_owner(&fd).filter(|&pid| pid > 0)
     }
 
     fn alive_in(&self, dir: &OwnedFd) -> bool {
         let Some(name) = &self.lock else {
-            return file::start_time(self.pid) == Some(self.start_time);
+            return procfs::start_time(self.pid) == Some(self.start_time);
         };
         let fd = match file::open(
             Some(dir),
@@ -371,41 +365,24 @@ fn read_registry(dir: &OwnedFd) -> Result<Option<Registry>> {
     })
 }
 
-/// Whether one of the signals that end a process (SIGHUP, SIGINT, SIGQUIT, SIGTERM) is pending.
-/// Pending means blocked: the `lllqos` binary blocks them while it places and releases, and reads
-/// them later; a program that does not block them is ended (or interrupted) by them as usual.
+/// One of the signals that end a process ([`sigset::ENDING`]), when one is pending. Pending means
+/// blocked: the `lllqos` command blocks them while it places and releases, and reads them later; a
+/// program that does not block them is ended (or interrupted) by them as usual.
 fn ending_signal_pending() -> Option<&'static str> {
-    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigpending fills the set it is given; it is read only when that succeeded.
-    let set = unsafe {
-        if libc::sigpending(set.as_mut_ptr()) != 0 {
-            return None;
-        }
-        set.assume_init()
-    };
-    [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGTERM, "SIGTERM"),
-    ]
-    .into_iter()
-    // SAFETY: sigismember reads the initialized set.
-    .find(|&(signal, _)| unsafe { libc::sigismember(&set, signal) } == 1)
-    .map(|(_, name)| name)
+    let pending = SignalSet::pending();
+    (sigset::ENDING.iter())
+        .find(|&&(signal, _)| pending.contains(signal))
+        .map(|&(_, name)| name)
 }
 
-/// The pid holding a `flock` on the file `(dev, ino)`, from the text of `/proc/locks`. Lines of
-/// waiters (`->`) are skipped. The kernel prints the device as `%02x:%02x` (major, minor).
-fn lock_owner(locks: &str, major: u64, minor: u64, ino: u64) -> Option<i32> {
-    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
-    locks.lines().find_map(|line| {
-        // `N: FLOCK ADVISORY WRITE PID DEV:INO START END`; a waiter's line has `->` after `N:`.
-        match line.split_whitespace().collect::<Vec<_>>()[..] {
-            [_, "FLOCK", _, _, pid, file, ..] if file == wanted => pid.parse().ok(),
-            _ => None,
-        }
-    })
+/// The pid holding a `flock` on the file open on `fd`, as `/proc/locks` shows it.
+fn lock_owner(fd: impl AsFd) -> Option<i32> {
+    let st = fstat(fd).ok()?;
+    procfs::lock_owner(
+        libc::major(st.st_dev) as u64,
+        libc::minor(st.st_dev) as u64,
+        st.st_ino,
+    )
 }
 
 /// A holder's lock on its own holder file, kept for as long as it holds.
@@ -513,15 +490,7 @@ impl Locked {
     /// `waiting for /run/lllqos/lock held by pid N` (the pid from /proc/locks, when it shows).
     fn waiting_for(lock: &File) -> String {
         let path = format!("{REGISTRY_DIR}/{LOCK_FILE}");
-        let owner = fstat(lock).ok().and_then(|st| {
-            let locks = file::read_small("/proc/locks").ok()?;
-            lock_owner(
-                &locks,
-                libc::major(st.st_dev) as u64,
-                libc::minor(st.st_dev) as u64,
-                st.st_ino,
-            )
-        });
+        let owner = lock_owner(lock);
         match owner {
             Some(pid) => format!("waiting for {path} held by pid {pid}"),
             None => format!("waiting for {path}, held by another process"),
@@ -697,22 +666,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_lock_owner_is_read_from_proc_locks() {
-        let locks = "1: POSIX  ADVISORY  WRITE 77 00:1a:999 0 EOF\n\
-                     2: FLOCK  ADVISORY  WRITE 4242 00:1a:1234 0 EOF\n\
-                     2: -> FLOCK  ADVISORY  WRITE 4343 00:1a:1234 0 EOF\n";
-        assert_eq!(lock_owner(locks, 0, 0x1a, 1234), Some(4242));
-        assert_eq!(lock_owner(locks, 0, 0x1a, 999), None);
-        assert_eq!(lock_owner("", 0, 0x1a, 1234), None);
-    }
-
     proptest::proptest! {
         #[test]
         fn parsers_never_panic_on_any_text(text in ".*", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let _ = Registry::parse(&bytes);
             let _ = Registry::parse(text.as_bytes());
-            let _ = lock_owner(&text, 0, 0, 0);
         }
 
         #[test]

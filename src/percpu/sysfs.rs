@@ -9,7 +9,7 @@ use nix::sys::stat::Mode;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cpulist::SYSFS_CPU;
-use crate::file::{self, Kind};
+use crate::internal::file::{self, Kind};
 use crate::latency::Latency;
 
 /// A CPU's `power/pm_qos_resume_latency_us` file.

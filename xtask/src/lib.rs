@@ -11,27 +11,19 @@
 
 use std::path::PathBuf;
 
-/// The binary's command-line definition, included from its source: the command line is private to
-/// the `lllqos` binary, and this is its one definition.
-#[path = "../../src/cli.rs"]
-pub mod cli;
+/// The command line's one definition, which the `lllqos` binary parses (compiled once, in the
+/// library, hidden from its documented API).
+pub use lllqos::internal::cli;
 
-/// Which signals lllqos relays: the binary's definition.
-#[path = "../../src/relayed.rs"]
-pub mod relayed;
-
-/// The scanner of numbers with a unit that the command line's durations use.
-#[path = "../../src/decimal.rs"]
-pub mod decimal;
+use lllqos::internal::sigset::{MAX_SIGNAL, NOT_RELAYED};
 
 /// `every signal from 1 to 64, real-time signals included, except SIGKILL, SIGSTOP, SIGTTIN and
-/// SIGTTOU`, from [`relayed`]: the man page says it, and the README must.
+/// SIGTTOU`, from the list the binary relays by: the man page says it, and the README must.
 pub fn relayed_signals() -> String {
-    let names: Vec<&str> = relayed::NOT_RELAYED.iter().map(|&(_, name)| name).collect();
+    let names: Vec<&str> = NOT_RELAYED.iter().map(|&(_, name)| name).collect();
     let (last, rest) = names.split_last().map_or(("", &[][..]), |(l, r)| (*l, r));
     format!(
-        "every signal from 1 to {}, real-time signals included, except {} and {last}",
-        relayed::LAST_SIGNAL,
+        "every signal from 1 to {MAX_SIGNAL}, real-time signals included, except {} and {last}",
         rest.join(", ")
     )
 }

@@ -1,0 +1,302 @@
+//! `lllqos oci-hook`: a request for a container's lifetime, chosen by the container's annotations.
+//!
+//! Wrapping each image's entry point would need the PM QoS node inside every container and a
+//! change to every image. An OCI runtime hook needs neither: podman, CRI-O and runc run it on the
+//! host, as root, for each container that the `hooks.d` file selects (annotations matching
+//! `^lllqos\.io/`), and write the container's state on its stdin (runtime-spec `State`: id, pid of
+//! the container's init in the host's PID namespace, bundle, annotations).
+//!
+//! # What it does
+//!
+//! 1. Reads the state and the `lllqos.io/` annotations: `lllqos.io/latency` (the `--latency`
+//!    syntax) or `lllqos.io/max-state` (the `--max-state` syntax, fallbacks included), and
+//!    `lllqos.io/cpus` (a cpulist, or `container` for the container's cpuset from the bundle's
+//!    `config.json`, `linux.resources.cpu.cpus`: what a Kubernetes guaranteed pod with exclusive
+//!    CPUs gets). Everything is checked before anything is placed; a bad value fails the hook
+//!    with a message naming the annotation and the value, and the runtime refuses to start the
+//!    container. An unknown `lllqos.io/` annotation is refused too: a typo must not silently
+//!    leave a container without its request.
+//! 2. Starts the holder: lllqos itself, as `lllqos --name ID --strict --quiet --pid INIT` with the
+//!    request in its own options' terms (`--latency` or `--max-state`, and `--cpu`), in a session
+//!    of its own (`setsid`), with /dev/null for stdin and stdout and every descriptor the runtime
+//!    passed made close-on-exec (runc waits for a hook's output to close). The holder says
+//!    `READY=1` on a notification socket of the hook's once the request is in force, as it does
+//!    under systemd; its stderr is a pipe to the hook. The hook exits 0 on `READY=1`, or 125 with
+//!    the holder's error once the holder has exited, having placed nothing.
+//! 3. The holder keeps the request while the container's init lives (`--pid`: a pidfd on the pid
+//!    the runtime named) and releases it the moment the init exits, or on SIGTERM, SIGINT or
+//!    SIGHUP. A holder killed with SIGKILL loses nothing: the kernel drops a global request with
+//!    its descriptor, and the per-CPU registry restores what the holder changed (at the next
+//!    lllqos, or `lllqos recover`).
+//!
+//! # Naming the holder after the container
+//!
+//! `lllqos status` shows a holder's command line, which holds `--name ID`; `lllqos trace` shows the
+//! command the kernel keeps for it (`comm`, 15 bytes), which `--name` sets to the id's first 15
+//! bytes (`trace --command` matches it).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+
+use lllqos::CpuList;
+use lllqos::internal::oserror::os_message;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::exit::ExitStatus;
+use crate::process::PidFd;
+use crate::request::annotations::{CPUS, Cpus, Wanted, wanted};
+use crate::request::{self, Chatter, Naming, Request};
+/// The most of stdin (the state) and of `config.json` that is read: far more than either holds.
+const MAX_INPUT: u64 = 16 << 20;
+
+/// The container state a runtime writes on a hook's stdin (runtime-spec, "State"); the fields the
+/// hook uses.
+#[derive(Debug, Deserialize)]
+struct State {
+    id: String,
+    /// The container's init, in the host's PID namespace; absent once it has exited.
+    pid: Option<i32>,
+    bundle: Option<PathBuf>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// The cpuset the container's `config.json` gives it (`linux.resources.cpu.cpus`).
+fn container_cpus(bundle: &Path) -> Result<CpuList> {
+    let path = bundle.join("config.json");
+    let mut text = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|file| file.take(MAX_INPUT).read_to_end(&mut text))
+        .map_err(|e| anyhow!("{}: {}", path.display(), os_message(&e)))?;
+    let config: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| anyhow!("{}: not a container configuration: {e}", path.display()))?;
+    let cpus = config
+        .pointer("/linux/resources/cpu/cpus")
+        .and_then(serde_json::Value::as_str)
+        .filter(|cpus| !cpus.trim().is_empty())
+        .ok_or_else(|| {
+            anyhow!(
+                "{} gives the container no cpuset (linux.resources.cpu.cpus): name the CPUs instead",
+                path.display()
+            )
+        })?;
+    cpus.trim()
+        .parse()
+        .map_err(|e| anyhow!("{}: linux.resources.cpu.cpus '{cpus}': {e}", path.display()))
+}
+
+/// `lllqos oci-hook`: reads the state on stdin, starts the holder, and says whether it placed the
+/// request.
+pub fn oci_hook() -> Result<ExitStatus> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(MAX_INPUT)
+        .read_to_end(&mut input)
+        .map_err(|e| {
+            anyhow!(
+                "cannot read the container state on stdin: {}",
+                os_message(&e)
+            )
+        })?;
+    let state: State = serde_json::from_slice(&input).map_err(|e| {
+        anyhow!("stdin is not an OCI container state ({e}): run lllqos oci-hook as a runtime hook")
+    })?;
+    let id = &state.id;
+    let Some(wanted) = wanted(&state.annotations).map_err(|e| anyhow!("container {id}: {e}"))?
+    else {
+        return Ok(ExitStatus::Exited(0));
+    };
+    let given = &wanted.given;
+    let cpus = match &wanted.cpus {
+        None => None,
+        Some(Cpus::List(list)) => Some(list.clone()),
+        Some(Cpus::Container) => {
+            let bundle = (state.bundle.as_deref()).ok_or_else(|| {
+                anyhow!("container {id}: {CPUS}=container: the state names no bundle")
+            })?;
+            Some(
+                container_cpus(bundle)
+                    .with_context(|| format!("container {id}: {CPUS}=container"))?,
+            )
+        }
+    };
+    let init = match state.pid {
+        Some(pid) if pid > 0 => pid,
+        _ => bail!(
+            "container {id}: the state names no running process (pid): run the hook at createRuntime or prestart"
+        ),
+    };
+    let request = request::resolve(
+        &wanted.request(cpus),
+        Chatter::Warnings,
+        Naming::Annotations,
+    )
+    .with_context(|| format!("container {id}"))?;
+    if let Request::Nothing(_) = request {
+        // A `none` fallback, said already: the container starts without a request.
+        return Ok(ExitStatus::Exited(0));
+    }
+    PidFd::open(init)
+        .map_err(|e| anyhow!("container {id}: its process {init}: {}", os_message(&e)))?;
+    start_holder(id, given, init, &wanted, request.cpus())
+}
+
+/// Starts the holder, `lllqos --name ID --strict --quiet --pid INIT ...` in a session of its own
+/// with /dev/null for stdin and stdout, and waits until it has placed the request (it says
+/// `READY=1` on the notification socket, as it does under systemd) or has failed (its stderr, a
+/// pipe to the hook, ends). `lllqos` options are given in the hook's own (resolved) terms.
+fn start_holder(
+    id: &str,
+    given: &str,
+    init: i32,
+    wanted: &Wanted,
+    cpus: Option<&CpuList>,
+) -> Result<ExitStatus> {
+    let dir = TempDir::new().map_err(|e| {
+        anyhow!(
+            "cannot make a directory for the holder's socket: {}",
+            os_message(&e)
+        )
+    })?;
+    let socket_path = dir.path.join("notify");
+    let socket = UnixDatagram::bind(&socket_path).map_err(|e| {
+        anyhow!(
+            "cannot make the holder's notification socket: {}",
+            os_message(&e)
+        )
+    })?;
+    let mut holder = Command::new("/proc/self/exe");
+    holder.arg0("lllqos").args([
+        "--name",
+        id,
+        "--strict",
+        "--quiet",
+        "--pid",
+        &init.to_string(),
+    ]);
+    match &wanted.max_state {
+        Some(names) => holder.args(["--max-state", &names.to_string()]),
+        None => holder.args(["--latency", &wanted.latency.as_micros().to_string()]),
+    };
+    if let Some(cpus) = cpus {
+        holder.args(["--cpu", &cpus.to_string()]);
+    }
+    holder
+        .env("NOTIFY_SOCKET", &socket_path)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid and close_range, async-signal-safe system calls on integers. Every other
+    // descriptor the runtime may have passed becomes close-on-exec: the holder keeps none that
+    // the runtime waits on.
+    unsafe {
+        holder.pre_exec(|| {
+            libc::setsid();
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    let mut child = holder.spawn().map_err(|e| {
+        anyhow!(
+            "container {id}: cannot start the holder: {}",
+            os_message(&e)
+        )
+    })?;
+    let mut stderr = child.stderr.take();
+    let mut said = Vec::new();
+    loop {
+        let mut fds = vec![PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+        if let Some(stderr) = &stderr {
+            fds.push(PollFd::new(stderr.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => bail!("container {id}: waiting for the holder: {}", e.desc()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
+        drop(fds);
+        if ready[0] {
+            let mut message = [0u8; 4096];
+            let n = socket.recv(&mut message).unwrap_or(0);
+            if message[..n]
+                .split(|&b| b == b'\n')
+                .any(|line| line == b"READY=1")
+            {
+                // The holder lives on; its stderr pipe breaks harmlessly when the hook exits.
+                return Ok(ExitStatus::Exited(0));
+            }
+        }
+        if ready.get(1) == Some(&true)
+            && let Some(pipe) = stderr.as_mut()
+        {
+            let mut chunk = [0u8; 4096];
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => stderr = None,
+                Ok(n) => said.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if stderr.is_none() {
+            // The holder ended without placing the request.
+            let _ = child.wait();
+            let said = String::from_utf8_lossy(&said);
+            let reasons: Vec<&str> = (said.lines())
+                .map(|line| line.strip_prefix("lllqos: ").unwrap_or(line))
+                .collect();
+            if reasons.is_empty() {
+                bail!("container {id}: {given}: the holder ended before placing the request");
+            }
+            bail!("container {id}: {given}: {}", reasons.join("; "));
+        }
+    }
+}
+
+/// A private directory (mode 0700, in the temporary directory), removed when dropped.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl TempDir {
+    fn new() -> std::io::Result<TempDir> {
+        let template = std::env::temp_dir().join("lllqos-oci-hook.XXXXXX");
+        let path = nix::unistd::mkdtemp(&template)?;
+        Ok(TempDir { path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_container_cpuset_comes_from_config_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| std::fs::write(dir.path().join("config.json"), text).unwrap();
+        write(r#"{"linux":{"resources":{"cpu":{"cpus":"0-1"}}}}"#);
+        assert_eq!(container_cpus(dir.path()).unwrap(), "0-1".parse().unwrap());
+        write(r#"{"linux":{"resources":{}}}"#);
+        let error = container_cpus(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("no cpuset"), "{error}");
+        write("{");
+        assert!(container_cpus(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! The one reader of `/proc`: which processes there are, and what the kernel says of each.
+//!
+//! Every file is read through [`crate::internal::file`] (never blocking, never following a link,
+//! bounded), and parsed here by pure functions with property tests: the registry asks for start
+//! times and lock owners, `status` for commands, users and descriptors, the wrapper for parents,
+//! states and pending signals. A process may exit at any moment, so every answer is an `Option`
+//! (or an error): gone is an ordinary outcome, never a panic.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::file;
+
+/// The numbers of the processes (thread-group leaders) `/proc` lists now, in no order.
+pub fn pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+}
+
+/// The fields of `/proc/PID/stat` that lllqos reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 3: `R` running, `S` sleeping, `T` stopped, ...
+    pub state: char,
+    /// Field 4: the parent's pid.
+    pub parent: i32,
+    /// Field 5: the process group.
+    pub group: i32,
+    /// Field 22: the start time in clock ticks since boot. With the pid, it tells a process from a
+    /// later one that reused the pid.
+    pub start_time: u64,
+    /// Field 39: the CPU it last ran on.
+    pub cpu: Option<i32>,
+}
+
+impl Stat {
+    /// Parses a `/proc/PID/stat` line. The command name (field 2) may hold spaces and parentheses,
+    /// so the fields are counted from the last `)`. `None` for a line that is not one.
+    pub fn parse(line: &str) -> Option<Stat> {
+        let (_, after_name) = line.rsplit_once(')')?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Field N is at index N - 3: the first after the name is field 3.
+        let field = |n: usize| fields.get(n - 3).copied();
+        let mut state = field(3)?.chars();
+        let (state, None) = (state.next()?, state.next()) else {
+            return None;
+        };
+        Some(Stat {
+            state,
+            parent: field(4)?.parse().ok()?,
+            group: field(5)?.parse().ok()?,
+            start_time: field(22)?.parse().ok()?,
+            cpu: field(39).and_then(|cpu| cpu.parse().ok()),
+        })
+    }
+}
+
+/// What `/proc/PID/stat` says of process (or thread) `pid`; `None` when it is gone.
+pub fn stat(pid: i32) -> Option<Stat> {
+    Stat::parse(&file::read_small(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// A process's start time (see [`Stat::start_time`]).
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|stat| stat.start_time)
+}
+
+/// The fields of `/proc/PID/status` that lllqos reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    /// `Tgid:` the process a thread belongs to.
+    pub tgid: Option<i32>,
+    /// `Uid:` the real user.
+    pub uid: Option<u32>,
+    /// `CapPrm:` the permitted capabilities.
+    pub permitted: Option<u64>,
+    /// `SigPnd:` and `ShdPnd:` together: the signals pending for the thread or its process, bit
+    /// N - 1 for signal N.
+    pub pending: u64,
+}
+
+impl Status {
+    /// Parses the text of `/proc/PID/status`; a line it cannot read is left out.
+    pub fn parse(text: &str) -> Status {
+        let value = |key: &str| text.lines().find_map(|line| line.strip_prefix(key));
+        let hex = |key: &str| value(key).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+        Status {
+            tgid: value("Tgid:").and_then(|v| v.trim().parse().ok()),
+            uid: value("Uid:")
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|uid| uid.parse().ok()),
+            permitted: hex("CapPrm:"),
+            pending: hex("SigPnd:").unwrap_or(0) | hex("ShdPnd:").unwrap_or(0),
+        }
+    }
+}
+
+/// What `/proc/PID/status` says of `pid` (`self` for this process); `None` when it is gone.
+pub fn status(pid: impl std::fmt::Display) -> Option<Status> {
+    Some(Status::parse(
+        &file::read_small(format!("/proc/{pid}/status")).ok()?,
+    ))
+}
+
+/// The command the kernel keeps for a task (`/proc/PID/comm`: 15 bytes at most).
+pub fn comm(pid: i32) -> Option<String> {
+    let text = file::read_small(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end_matches('\n').to_owned())
+}
+
+/// A process's command line, its words joined by spaces; `None` when it has none to read (gone, or
+/// a kernel thread).
+pub fn command_line(pid: i32) -> Option<String> {
+    join_command_line(&file::read_small_bytes(format!("/proc/{pid}/cmdline")).ok()?)
+}
+
+/// The words of a `cmdline` (NUL-separated) joined by spaces; `None` for no word.
+fn join_command_line(cmdline: &[u8]) -> Option<String> {
+    let words: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// The open descriptors of process `pid`: each one's `/proc/PID/fd/N` path (which `stat` follows
+/// to the open file) and the target its link names. `PermissionDenied` when this process may not
+/// look (another user's, without root).
+pub fn descriptors(pid: i32) -> io::Result<Vec<(PathBuf, PathBuf)>> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?;
+    Ok(fds
+        .flatten()
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.path()).ok()?;
+            Some((fd.path(), target))
+        })
+        .collect())
+}
+
+/// The pid holding a `flock` on the file `(major, minor, inode)`, from `/proc/locks`, which the
+/// kernel translates into the reader's PID namespace (0, or no line, for a holder it cannot see).
+pub fn lock_owner(major: u64, minor: u64, inode: u64) -> Option<i32> {
+    parse_lock_owner(&file::read_small("/proc/locks").ok()?, major, minor, inode)
+}
+
+/// [`lock_owner`] from the text of `/proc/locks`. Lines of waiters (`->`) are skipped. The kernel
+/// prints the device as `%02x:%02x` (major, minor).
+fn parse_lock_owner(locks: &str, major: u64, minor: u64, inode: u64) -> Option<i32> {
+    let wanted = format!("{major:02x}:{minor:02x}:{inode}");
+    locks.lines().find_map(|line| {
+        // `N: FLOCK ADVISORY WRITE PID DEV:INO START END`; a waiter's line has `->` after `N:`.
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "FLOCK", _, _, pid, file, ..] if file == wanted => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// Where a file system of type `fstype` (`tracefs`) is mounted in this process's mount namespace,
+/// if it is (`/proc/self/mountinfo`).
+pub fn mount_point(fstype: &str) -> io::Result<Option<PathBuf>> {
+    Ok(mounted(&file::read_small("/proc/self/mountinfo")?, fstype))
+}
+
+/// Whether this kernel has file systems of type `fstype` (`/proc/filesystems`).
+pub fn has_filesystem(fstype: &str) -> bool {
+    file::read_small("/proc/filesystems").is_ok_and(|text| {
+        text.lines()
+            .any(|line| line.split_whitespace().last() == Some(fstype))
+    })
+}
+
+/// The mount point of a file system of type `fstype` in a `/proc/PID/mountinfo`, if there is one.
+fn mounted(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if fs.split(' ').next()? != fstype {
+            return None;
+        }
+        Some(PathBuf::from(unescape(mount.split(' ').nth(4)?)))
+    })
+}
+
+/// mountinfo's octal escapes (`\040` for a space) undone.
+fn unescape(field: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            let text = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIELDS: &str = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 7";
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let stat = Stat::parse(&format!("7 (a) b (c)) {FIELDS}")).unwrap();
+        assert_eq!(
+            stat,
+            Stat {
+                state: 'S',
+                parent: 1,
+                group: 2,
+                start_time: 4242,
+                cpu: Some(7),
+            }
+        );
+        assert_eq!(Stat::parse("7 (a"), None);
+        assert_eq!(Stat::parse("7 (a)"), None);
+        assert_eq!(Stat::parse("7 (a) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_reads_back() {
+        let me = std::process::id() as i32;
+        let stat = stat(me).unwrap();
+        assert_eq!(stat.parent, nix::unistd::getppid().as_raw());
+        assert_eq!(start_time(me), Some(stat.start_time));
+        assert_eq!(start_time(-1), None);
+        let status = status("self").unwrap();
+        assert_eq!(status.tgid, Some(me));
+        assert_eq!(status.uid, Some(nix::unistd::getuid().as_raw()));
+        assert!(pids().any(|pid| pid == me));
+        assert!(command_line(me).is_some());
+        assert!(comm(me).is_some_and(|c| !c.is_empty() && c.len() <= 15));
+        assert!(!descriptors(me).unwrap().is_empty());
+    }
+
+    #[test]
+    fn status_reads_its_fields_and_leaves_out_what_it_cannot() {
+        let text = "Name:\tx\nTgid:\t42\nUid:\t1000\t0\t0\t0\nSigPnd:\t0000000000000001\nShdPnd:\t8000000000000000\nCapPrm:\t0000000000000400\n";
+        let status = Status::parse(text);
+        assert_eq!(status.tgid, Some(42));
+        assert_eq!(status.uid, Some(1000));
+        assert_eq!(status.permitted, Some(0x400));
+        assert_eq!(status.pending, 0x8000_0000_0000_0001);
+        assert_eq!(Status::parse("Uid: x\n"), Status::default());
+    }
+
+    #[test]
+    fn command_lines_join_their_words() {
+        assert_eq!(
+            join_command_line(b"lllqos\0-l\0\x000\0").as_deref(),
+            Some("lllqos -l 0")
+        );
+        assert_eq!(join_command_line(b""), None);
+    }
+
+    #[test]
+    fn the_lock_owner_is_found_and_waiters_are_skipped() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 77 00:1a:9 0 EOF\n1: -> FLOCK  ADVISORY  WRITE 78 00:1a:9 0 EOF\n2: POSIX  ADVISORY  WRITE 5 fd:01:9 0 EOF\n";
+        assert_eq!(parse_lock_owner(locks, 0, 0x1a, 9), Some(77));
+        assert_eq!(parse_lock_owner(locks, 0xfd, 1, 9), None);
+        assert_eq!(parse_lock_owner(locks, 0, 0x1a, 10), None);
+    }
+
+    #[test]
+    fn finds_tracefs_in_mountinfo() {
+        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                    35 24 0:12 / /sys/kernel/tracing rw,nosuid,nodev,noexec,relatime shared:15 - tracefs tracefs rw\n";
+        assert_eq!(
+            mounted(info, "tracefs"),
+            Some(PathBuf::from("/sys/kernel/tracing"))
+        );
+        let spaced = "40 24 0:12 / /mnt/my\\040trace rw - tracefs nodev rw\n";
+        assert_eq!(
+            mounted(spaced, "tracefs"),
+            Some(PathBuf::from("/mnt/my trace"))
+        );
+        assert_eq!(
+            mounted("22 1 0:21 / /proc rw - proc proc rw\n", "tracefs"),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(text in ".*") {
+            let _ = Stat::parse(&text);
+            let _ = Status::parse(&text);
+            let _ = parse_lock_owner(&text, 0, 0, 0);
+            let _ = join_command_line(text.as_bytes());
+            let _ = mounted(&text, "tracefs");
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The integration tests: one test binary (as ripgrep, fd and coreutils have), a module per area,
+//! the helpers of [`common`] shared by all. They run the real binary against the real kernel: they
+//! read `/dev/cpu_dma_latency` back to prove a request is in force, read sysfs to prove a per-CPU
+//! value is set and restored, and drive real peers (tmux for a terminal, cyclictest, runc, a
+//! booted systemd). See docs/development.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test's unwrap is its assertion
+
+#[macro_use]
+mod common;
+
+mod containers;
+mod contrib;
+mod crash;
+mod failures;
+mod follow;
+mod hostile_input;
+mod library;
+mod max_state;
+mod measure;
+mod musl;
+mod oci_hook;
+mod percpu;
+mod privilege;
+mod status;
+mod systemd;
+mod terminal;
+mod trace;
+mod wrapper;
