@@ -6,7 +6,7 @@
 //! GCC's static unwinder, `libgcc_eh.a`, is linked into the binary instead, as `gcc
 //! -static-libgcc` does for C programs, and the linker (which rustc runs with `--as-needed`) then
 //! leaves `libgcc_s` out. Where the C compiler cannot name the archive, nothing changes.
-//! (`libm` is kept out by `src/libm.rs`.)
+//! (`libm` is kept out by `src/bin/lllqos/libm.rs`.)
 
 use std::path::PathBuf;
 use std::process::Command;

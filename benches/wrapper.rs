@@ -14,6 +14,7 @@
 //!    interval and priority, whose two phases must agree with cyclictest's runs.
 //!
 //! Needs root and rt-tests for part 4 (skipped otherwise). `cargo bench -- --quick` shortens it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot measure stops, saying why
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

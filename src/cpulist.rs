@@ -166,7 +166,8 @@ impl FromStr for CpuList {
             }
             cpus.extend((start..=end).step_by(stride as usize));
         }
-        Ok(CpuList::new(cpus).expect("at least one item was parsed"))
+        // Every item was parsed and named at least one CPU; an empty list was refused above.
+        CpuList::new(cpus).ok_or_else(|| fail("empty".into()))
     }
 }
 

@@ -60,6 +60,13 @@ pub mod percpu;
 #[doc(hidden)]
 pub mod internal;
 
+/// Not part of the library's API: the `lllqos` command's command line, its one definition, which
+/// the binary parses, the xtask renders into the man pages and completions, and the tests fuzz.
+/// Compiled here (with the `cli` feature) so that all three share one copy.
+#[doc(hidden)]
+#[cfg(all(feature = "cli", target_os = "linux"))]
+pub mod cli;
+
 /// This crate's version, which the `lllqos` command reports (its command line is also compiled
 /// into the xtask, whose own version is not lllqos's).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -72,3 +79,11 @@ pub use periodic::Periodic;
 pub use cpulist::CpuList;
 #[cfg(target_os = "linux")]
 pub use percpu::{CpuConstraint, CpuError, CpuErrorKind, CpuLimits};
+
+/// The guards may move to another thread (a worker that holds the request while it runs).
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<Lease>();
+    #[cfg(target_os = "linux")]
+    is_send::<CpuConstraint>();
+};

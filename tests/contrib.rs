@@ -146,7 +146,7 @@ fn the_udev_rule_gives_the_packages_group_the_pm_qos_nodes() {
     }
     assert_eq!(kernels, ["cpu_dma_latency", "cpu_wakeup_latency"]);
     for name in &kernels {
-        let class = std::path::Path::new("/sys/class/misc").join(name);
+        let class = Path::new("/sys/class/misc").join(name);
         if class.exists() {
             let uevent = std::fs::read_to_string(class.join("uevent")).unwrap();
             assert!(uevent.contains(&format!("DEVNAME={name}\n")), "{uevent}");

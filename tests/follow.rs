@@ -293,7 +293,7 @@ fn a_hold_with_a_none_fallback_holds_nothing_until_sigterm() {
     )
     .unwrap();
     assert!(warning.contains("no request on"), "{warning}");
-    crate::common::wait_until("the hold to wait for a signal", || {
+    wait_until("the hold to wait for a signal", || {
         crate::common::state(hold.pid()) == 'S'
     });
     assert_eq!(read_node(), kernel.baseline);

@@ -3,7 +3,7 @@
 //! tests next to it: latency values, CPU lists, durations, sysfs and /proc text, the registry.)
 
 use clap::Parser;
-use lllqos::internal::cli::Cli;
+use lllqos::cli::Cli;
 use proptest::prelude::*;
 
 fn word() -> impl Strategy<Value = String> {

@@ -265,7 +265,7 @@ fn registry_entries_live_and_stale() {
     assert_eq!(status_json()["registry"]["holders"][0]["live"], false);
     assert_eq!(
         status_json()["registry"]["holders"][0]["command"],
-        serde_json::Value::Null
+        Value::Null
     );
     assert!(status_text().contains("stale"));
     // The next lllqos drops it and restores the CPU.

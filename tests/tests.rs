@@ -15,6 +15,7 @@ mod failures;
 mod follow;
 mod hostile_input;
 mod library;
+mod linking;
 mod max_state;
 mod measure;
 mod musl;

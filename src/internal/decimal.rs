@@ -20,7 +20,7 @@ pub enum Scan {
 /// smallest unit, a fraction of it rounded down. No sign, no exponent, digits on both sides of a
 /// point; at most 20 significant digits before it (far beyond any value the callers accept, and
 /// within u128 after scaling).
-pub fn scan(text: &str, units: &[(&str, u128)]) -> std::result::Result<u128, Scan> {
+pub fn scan(text: &str, units: &[(&str, u128)]) -> Result<u128, Scan> {
     let number_len = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());

@@ -1,5 +1,5 @@
-//! Not part of the library's API: what the library and the `lllqos` command both need, compiled
-//! once, here. It is public only so that the command (`src/bin/lllqos/`), its man-page generator
+//! Not part of the library's API: small helpers the library and the `lllqos` command both need,
+//! compiled once, here. A leaf: nothing in it uses the rest of the library. It is public only so that the command (`src/bin/lllqos/`), its man-page generator
 //! (`xtask/`) and the tests can reach it; it is hidden from the documentation and may change in any
 //! release. A program that uses the library has no reason to touch it.
 //!
@@ -12,8 +12,6 @@
 //!   use it for.
 //! - [`sigset`]: signal sets 1 to 64 as the kernel sees them, the signals that end a process, and
 //!   those the command never relays.
-//! - [`cli`] (with the `cli` feature): the command line's one definition, which the binary parses,
-//!   the xtask renders into the man page and completions, and the tests fuzz.
 
 pub mod decimal;
 
@@ -27,6 +25,3 @@ pub mod privilege;
 pub mod procfs;
 #[cfg(target_os = "linux")]
 pub mod sigset;
-
-#[cfg(all(feature = "cli", target_os = "linux"))]
-pub mod cli;

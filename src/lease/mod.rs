@@ -247,14 +247,6 @@ pub fn read_limit(path: impl AsRef<Path>) -> io::Result<Option<Latency>> {
     node::read(&file)
 }
 
-/// The guards may move to another thread (a worker that holds the request while it runs).
-const _: () = {
-    const fn is_send<T: Send>() {}
-    is_send::<Lease>();
-    #[cfg(target_os = "linux")]
-    is_send::<crate::CpuConstraint>();
-};
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,7 +269,7 @@ mod tests {
     #[test]
     fn off_linux_every_operation_says_there_is_no_pm_qos() {
         let path = Path::new(CPU_DMA_LATENCY);
-        let error = super::unsupported::open(path, true).unwrap_err();
+        let error = unsupported::open(path, true).unwrap_err();
         assert!(error.is_unsupported() && !error.is_missing());
         assert!(
             error
@@ -286,7 +278,7 @@ mod tests {
             "{error}"
         );
         let file = File::open("/dev/null").unwrap();
-        assert!(super::unsupported::write(&file, Latency::ZERO).is_err());
-        assert!(super::unsupported::read(&file).is_err());
+        assert!(unsupported::write(&file, Latency::ZERO).is_err());
+        assert!(unsupported::read(&file).is_err());
     }
 }

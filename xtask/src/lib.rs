@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 /// The command line's one definition, which the `lllqos` binary parses (compiled once, in the
 /// library, hidden from its documented API).
-pub use lllqos::internal::cli;
+pub use lllqos::cli;
 
 use lllqos::internal::sigset::{MAX_SIGNAL, NOT_RELAYED};
 
@@ -32,13 +32,13 @@ use clap_complete::{Generator, Shell};
 use roff::{Roff, bold, italic, roman};
 
 /// Every generated file: its path relative to the repository root, and its contents.
-pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = vec![(PathBuf::from("man/lllqos.1"), man_page())];
+pub fn generate() -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = vec![(PathBuf::from("man/lllqos.1"), man_page()?)];
     for sub in built().get_subcommands() {
         let name = sub.get_name();
         files.push((
             PathBuf::from(format!("man/lllqos-{name}.1")),
-            subcommand_page(name),
+            subcommand_page(name)?,
         ));
     }
     for shell in [
@@ -63,7 +63,7 @@ pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
             out,
         ));
     }
-    files
+    Ok(files)
 }
 
 /// lllqos's options that take a value (`-l`, `--latency`, ...), from the clap definition.
@@ -188,34 +188,34 @@ fn built() -> clap::Command {
     command
 }
 
-fn man_page() -> Vec<u8> {
+fn man_page() -> std::io::Result<Vec<u8>> {
     let command = built();
     let man = clap_mangen::Man::new(command.clone()).manual("User Commands");
     let mut out = Vec::new();
-    man.render_title(&mut out).unwrap();
-    man.render_name_section(&mut out).unwrap();
-    synopsis().to_writer(&mut out).unwrap();
-    man.render_description_section(&mut out).unwrap();
-    man.render_options_section(&mut out).unwrap();
-    subcommands(&command).to_writer(&mut out).unwrap();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    synopsis().to_writer(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    subcommands(&command).to_writer(&mut out)?;
     for sub in command.get_subcommands() {
         // The subcommands' options, under their own heading, on this page too.
         let heading = format!("lllqos {} options", sub.get_name());
         let sub = sub
             .clone()
             .mut_args(|arg| arg.help_heading(heading.clone()));
-        clap_mangen::Man::new(sub)
-            .render_options_section(&mut out)
-            .unwrap();
+        clap_mangen::Man::new(sub).render_options_section(&mut out)?;
     }
-    sections().to_writer(&mut out).unwrap();
-    out
+    sections().to_writer(&mut out)?;
+    Ok(out)
 }
 
-fn subcommand_page(name: &str) -> Vec<u8> {
+fn subcommand_page(name: &str) -> std::io::Result<Vec<u8>> {
     let command = built();
     // The text after the options is --help's; the page has its own sections (trace_output).
-    let sub = (command.find_subcommand(name).expect("subcommand").clone())
+    let sub = (command.find_subcommand(name))
+        .ok_or_else(|| std::io::Error::other(format!("no subcommand {name}")))?
+        .clone()
         .after_long_help(None::<&str>)
         .after_help(None::<&str>);
     // The footer carries the package's version, as lllqos(1)'s does.
@@ -224,16 +224,16 @@ fn subcommand_page(name: &str) -> Vec<u8> {
         .manual("User Commands")
         .source(source);
     let mut out = Vec::new();
-    man.render(&mut out).unwrap();
+    man.render(&mut out)?;
     if name == "trace" {
-        trace_output().to_writer(&mut out).unwrap();
+        trace_output().to_writer(&mut out)?;
     }
     let mut see_also = Roff::new();
     see_also
         .control("SH", ["SEE ALSO"])
         .text([bold("lllqos"), roman("(1)")]);
-    see_also.to_writer(&mut out).unwrap();
-    out
+    see_also.to_writer(&mut out)?;
+    Ok(out)
 }
 
 /// The three forms of the command line (clap_mangen's would list every flag on one line).

@@ -7,11 +7,24 @@ fn main() -> ExitCode {
     match task.as_deref() {
         Some("gen") => {
             let root = xtask::root();
-            for (path, contents) in xtask::generate() {
+            let files = match xtask::generate() {
+                Ok(files) => files,
+                Err(e) => {
+                    eprintln!("xtask gen: cannot render: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for (path, contents) in files {
                 let path = root.join(path);
-                std::fs::create_dir_all(path.parent().expect("a file in a directory"))
-                    .and_then(|()| std::fs::write(&path, contents))
-                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+                let written = match path.parent() {
+                    Some(dir) => std::fs::create_dir_all(dir),
+                    None => Ok(()),
+                }
+                .and_then(|()| std::fs::write(&path, contents));
+                if let Err(e) = written {
+                    eprintln!("xtask gen: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
             }
             ExitCode::SUCCESS
         }

@@ -1,4 +1,4 @@
-//! What a command line does: parses it with the one definition ([`lllqos::internal::cli`]), runs
+//! What a command line does: parses it with the one definition ([`lllqos::cli`]), runs
 //! the wrapper or a subcommand, and turns every outcome into an [`ExitStatus`].
 //!
 //! Errors are printed here and only here, each on one line with the `lllqos: ` prefix; warnings
@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 
 use anyhow::Result;
-use lllqos::internal::cli::{Cli, Subcommand};
+use lllqos::cli::{Cli, Subcommand};
 
 use crate::commands;
 use crate::exit::ExitStatus;
@@ -18,7 +18,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
     use clap::FromArgMatches;
     crate::process::init_process();
     // The same definition the man page and completions are rendered from.
-    let parsed = lllqos::internal::cli::command()
+    let parsed = lllqos::cli::command()
         .try_get_matches_from(args)
         .and_then(|matches| Cli::from_arg_matches(&matches));
     let cli = match parsed {

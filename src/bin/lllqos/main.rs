@@ -2,7 +2,7 @@
 //! and the subcommands that show, trace and measure what is in force.
 //!
 //! The request types and guards are the library's (`lllqos::Lease`, `lllqos::CpuConstraint`), as is
-//! the command line's one definition (`lllqos::internal::cli`, which the xtask renders into the man
+//! the command line's one definition (`lllqos::cli`, which the xtask renders into the man
 //! pages). Everything that makes a command wrapper is here, private to the binary, in layers that
 //! only ever use the ones below them:
 //!

@@ -145,7 +145,7 @@ impl Signals {
 
     /// Reads the next signal, blocking: what the kernel says of it (number, sender, cause).
     pub fn next(&self) -> io::Result<libc::signalfd_siginfo> {
-        let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+        let mut buf = [0u8; size_of::<libc::signalfd_siginfo>()];
         loop {
             match nix::unistd::read(&self.fd, &mut buf) {
                 // SAFETY: the kernel wrote one whole signalfd_siginfo, plain data.

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use lllqos::cli::{CpuSpec, RequestArgs};
 use lllqos::idle::StateNames;
-use lllqos::internal::cli::{CpuSpec, RequestArgs};
 use lllqos::{CpuList, Latency};
 
 /// The annotation that asks for a latency (`--latency` syntax).

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use lllqos::cli::RequestArgs;
 use lllqos::idle::{self, Fallback, Resolution, StateNames};
-use lllqos::internal::cli::RequestArgs;
 use lllqos::{CpuConstraint, CpuLimits, CpuList, Latency};
 
 /// What to place: the global request, a limit per CPU, or nothing.

@@ -17,7 +17,7 @@ use std::io::IsTerminal;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
-use lllqos::internal::cli::HoldArgs;
+use lllqos::cli::HoldArgs;
 use lllqos::internal::oserror::os_message;
 use lllqos::internal::sigset::ENDING;
 use lllqos::latency::Latency;

@@ -364,7 +364,7 @@ impl ChildDrop {
 
     /// Drops to the real user and empties every capability set. Call only in a forked child before
     /// exec: system calls only (nix's wrappers where nix has them), no allocation, no locks.
-    pub fn apply(self) -> std::io::Result<()> {
+    pub fn apply(self) -> io::Result<()> {
         use nix::unistd::{Gid, Uid, getresuid, setresgid, setresuid};
         let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
         // Group first: once the uid is dropped, changing the gid is no longer allowed.
@@ -376,17 +376,17 @@ impl ChildDrop {
         let data = [0u32; 6];
         // SAFETY: capset reads the header and the data words from our stack buffers.
         if unsafe { libc::syscall(libc::SYS_capset, header.as_mut_ptr(), data.as_ptr()) } < 0 {
-            return Err(std::io::Error::last_os_error());
+            return Err(io::Error::last_os_error());
         }
         // SAFETY: prctl with integer arguments.
         let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
         if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) } < 0 {
-            return Err(std::io::Error::last_os_error());
+            return Err(io::Error::last_os_error());
         }
         // Verify: a half-dropped child must not run the command.
         let ids = getresuid()?;
         if (ids.real, ids.effective, ids.saved) != (uid, uid, uid) {
-            return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
         Ok(())
     }

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use lllqos::internal::cli::MeasureArgs;
+use lllqos::cli::MeasureArgs;
 use lllqos::lease::{CPU_DMA_LATENCY, Lease, read_limit};
 use lllqos::percpu::ResumeLatency;
 use lllqos::{CpuConstraint, CpuList, Latency};

@@ -8,7 +8,7 @@ pub mod json;
 pub mod text;
 
 use anyhow::Result;
-use lllqos::internal::cli::StatusArgs;
+use lllqos::cli::StatusArgs;
 
 use crate::exit::ExitStatus;
 use crate::machine::Machine;

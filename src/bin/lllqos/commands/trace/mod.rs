@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lllqos::internal::cli::TraceArgs;
+use lllqos::cli::TraceArgs;
 use lllqos::internal::oserror::os_message;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;

@@ -283,7 +283,7 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let mut documented: Vec<&str> = lllqos::internal::cli::TRACE_JSON_KEYS
+        let mut documented: Vec<&str> = lllqos::cli::TRACE_JSON_KEYS
             .iter()
             .map(|(k, _)| *k)
             .collect();

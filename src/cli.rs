@@ -400,7 +400,7 @@ impl std::str::FromStr for CpuSpec {
 
 /// A duration as lllqos's options take it (`measure --duration`): seconds, or with a unit (`ms`,
 /// `s`, `m`); decimals allowed, exact to the millisecond. More than zero, at most 24 hours.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let fail = |why: &str| format!("invalid duration '{text}': {why}");
     // Milliseconds per unit.
     const UNITS: &[(&str, u128)] = &[("ms", 1), ("", 1000), ("s", 1000), ("m", 60_000)];
