@@ -248,18 +248,17 @@ fn auto_takes_the_cpus_lllqos_may_run_on() {
             assert_ne!(values[i], "12");
         }
     }
-    if crate::common::have("taskset") {
-        lllqos(["-v", "--cpu", "auto", "-l", "13", "true"])
-            .assert()
-            .success();
-        let out = Command::new("taskset")
-            .args(["-c", &cpu.to_string()])
-            .arg(crate::common::bin())
-            .args(["--cpu", "auto", "-l", "13", "sh", "-c", "echo $LLLQOS_CPUS"])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cpu.to_string());
-    }
+    require_program!("taskset", "util-linux");
+    lllqos(["-v", "--cpu", "auto", "-l", "13", "true"])
+        .assert()
+        .success();
+    let out = Command::new("taskset")
+        .args(["-c", &cpu.to_string()])
+        .arg(crate::common::bin())
+        .args(["--cpu", "auto", "-l", "13", "sh", "-c", "echo $LLLQOS_CPUS"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cpu.to_string());
 }
 
 #[test]
