@@ -324,18 +324,21 @@ pub struct HoldArgs {
     pub pid: Vec<i32>,
 
     /// Let COMMAND change the request while it runs: it inherits the request's descriptor, whose
-    /// number LLLQOS_FD names, and writing a 4-byte native-endian s32 (microseconds) to it changes
-    /// the value in force. The descriptor grants this one request and nothing else, so it works
-    /// after a privilege drop; a process that keeps it open keeps the request in force. Without
-    /// --pass-fd the descriptor is not inherited and LLLQOS_FD is unset. A per-CPU request (--cpu)
-    /// has no descriptor to pass.
+    /// number LLLQOS_FD names. A write of exactly 4 bytes, a native-endian s32 from 0 to
+    /// 2147483647 (microseconds), sets the request; -1 resets it to no constraint. The kernel
+    /// reads a write of any other length as a hexadecimal string (printf 12 asks for 18 us) and
+    /// ignores other negative values: write the 4 binary bytes. The descriptor grants this one
+    /// request and nothing else, so it works after a privilege drop; a process that keeps it open
+    /// keeps the request in force. Without --pass-fd the descriptor is not inherited and LLLQOS_FD
+    /// is unset. A per-CPU request (--cpu) has no descriptor to pass.
     #[arg(long, conflicts_with = "cpu")]
     pub pass_fd: bool,
 
     /// Hold the request until COMMAND and every process it leaves running have exited (a daemon
     /// that forks, a script that backgrounds work): lllqos becomes their child subreaper and
     /// reaps them as they exit. It still exits with COMMAND's status. A signal lllqos relays goes
-    /// to COMMAND while it runs, then to every process left below lllqos.
+    /// to COMMAND while it runs, then to every process left below lllqos; one that ends a process,
+    /// relayed to COMMAND, also reaches them once COMMAND has exited.
     #[arg(long)]
     pub descendants: bool,
 

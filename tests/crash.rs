@@ -87,8 +87,15 @@ fn finish_round(a: Option<Reaped>, cpu: u32, before: &str, round: &str) {
                 .success();
         }
     }
-    assert_eq!(read_cpu(cpu), before, "{round}");
-    assert!(!std::path::Path::new(REGISTRY_DIR).exists(), "{round}");
+    let left = || {
+        let files: Vec<String> = (std::fs::read_dir(REGISTRY_DIR).into_iter().flatten())
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .collect();
+        let registry = std::fs::read_to_string(REGISTRY).unwrap_or_default();
+        format!("{round}; left in {REGISTRY_DIR}: {files:?} {registry}")
+    };
+    assert_eq!(read_cpu(cpu), before, "{}", left());
+    assert!(!std::path::Path::new(REGISTRY_DIR).exists(), "{}", left());
 }
 
 /// A=10 holds; B=5 is killed at each step of placing its request. When A leaves, the original
@@ -174,6 +181,94 @@ fn wait_for_child(pid: i32) -> i32 {
         child.is_some()
     });
     child.unwrap_or(0)
+}
+
+/// The system calls by which lllqos touches files: every step of a change (the registry's
+/// directory, lock, holder file, stores, the CPU's file) is one of them.
+const FILE_CALLS: &[&str] = &[
+    "mkdir",
+    "openat",
+    "newfstatat",
+    "fcntl",
+    "flock",
+    "read",
+    "pread64",
+    "write",
+    "fsync",
+    "renameat",
+    "renameat2",
+    "unlinkat",
+    "getdents64",
+    "close",
+];
+
+/// How often `lllqos ARGS` (itself, not its command) makes each of [`FILE_CALLS`].
+fn file_calls(args: &[&str]) -> Vec<(&'static str, u32)> {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let status = Command::new("strace")
+        .args(["-qq", "-o"])
+        .arg(log.path())
+        .args(["-e", &format!("trace={}", FILE_CALLS.join(","))])
+        .arg(crate::common::bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    (FILE_CALLS.iter())
+        .map(|&call| {
+            let prefix = format!("{call}(");
+            (
+                call,
+                text.lines().filter(|l| l.starts_with(&prefix)).count() as u32,
+            )
+        })
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}
+
+/// Not only at the steps the other tests name: lllqos killed on entering each of its file system
+/// calls in turn (every store, write, lock, open and removal of a whole acquire and release),
+/// alone or beside a holder. Whatever the moment, the next lllqos (or the holder's own release)
+/// puts the original back and leaves nothing in /run/lllqos: no holder file, no registry, no
+/// descriptor that would keep a dead holder alive.
+#[test]
+fn killed_at_every_file_system_call_of_a_change_no_original_is_lost() {
+    let _kernel = kernel!();
+    require_program!("strace", "strace");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    let args = ["--cpu", &cpu.to_string(), "-l", "5", "true"];
+    for alone in [true, false] {
+        let calls = {
+            let a = (!alone).then(|| holder(cpu, 10, "10"));
+            let calls = file_calls(&args);
+            finish_round(a, cpu, &before, "counting");
+            calls
+        };
+        assert!(calls.iter().any(|&(call, _)| call == "flock"), "{calls:?}");
+        for (call, count) in calls {
+            for n in 1..=count {
+                let a = (!alone).then(|| holder(cpu, 10, "10"));
+                let status = Command::new("strace")
+                    .args(["-qq", "-o", "/dev/null", "-e", &format!("trace={call}")])
+                    .args(["-e", &format!("inject={call}:signal=SIGKILL:when={n}")])
+                    .arg(crate::common::bin())
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .status()
+                    .unwrap();
+                // A run may make a call fewer times than the counting run did (a lock had at
+                // once): then it finished.
+                assert!(
+                    killed(status) || status.success(),
+                    "{call} #{n}: {status:?}"
+                );
+                finish_round(a, cpu, &before, &format!("{call} #{n}, alone: {alone}"));
+            }
+        }
+    }
 }
 
 /// A=10 and B=20 hold; another tool writes `n/a` (zero tolerance). When B leaves, the value stays

@@ -68,6 +68,36 @@ fn pass_fd_lets_the_command_change_the_request_in_force() {
     assert_eq!(read_node(), kernel.baseline);
 }
 
+/// What docs/reference.md says the command may write, as the kernel takes it: a write of another
+/// length is a hexadecimal string (`printf 12`: 18 us), -1 resets to no constraint, and another
+/// negative value is ignored.
+#[test]
+fn pass_fd_writes_are_taken_as_the_reference_says() {
+    let kernel = kernel!();
+    let s32 = |value: i32| -> String {
+        (value.to_ne_bytes().iter())
+            .map(|b| format!("\\{b:03o}"))
+            .collect()
+    };
+    let read = "od -An -td4 -N4 /dev/cpu_dma_latency | tr -d ' '";
+    let script = format!(
+        "printf 12 >&$LLLQOS_FD; {read}; printf '{minus_two}' >&$LLLQOS_FD; {read}; printf '{minus_one}' >&$LLLQOS_FD; {read}",
+        minus_two = s32(-2),
+        minus_one = s32(-1),
+    );
+    let output = lllqos(["-l", "50", "--pass-fd", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let expected = [
+        kernel.expect(0x12).to_string(),
+        kernel.expect(0x12).to_string(),
+        kernel.baseline.to_string(),
+    ];
+    assert_eq!(lines(&output), expected);
+    assert_eq!(read_node(), kernel.baseline);
+}
+
 #[test]
 fn without_pass_fd_the_descriptor_is_not_inherited_and_lllqos_fd_is_unset() {
     let _kernel = kernel!();
@@ -398,8 +428,12 @@ fn without_descendants_lllqos_ends_with_the_command_as_a_direct_run_does() {
 fn descendants_relays_to_the_command_alone_while_it_runs() {
     let kernel = kernel!();
     let dir = tempfile::tempdir().unwrap();
+    // The command outlives the signal (it notes it and waits on), so that what it left is seen
+    // untouched while it runs.
+    let got = dir.path().join("got");
     let script = format!(
-        "trap 'exit 5' TERM; sleep 60 & echo $! > {left}; echo $$ > {command}; wait",
+        "trap 'echo term > {got}' TERM; sleep 60 & echo $! > {left}; echo $$ > {command}; wait; wait",
+        got = got.display(),
         left = dir.path().join("left").display(),
         command = dir.path().join("command").display()
     );
@@ -412,21 +446,62 @@ fn descendants_relays_to_the_command_alone_while_it_runs() {
         "-c",
         &script,
     ]));
-    let (command, left) = (
-        pid_in(&dir.path().join("command")),
-        pid_in(&dir.path().join("left")),
-    );
+    let left = pid_in(&dir.path().join("left"));
     let _left = crate::common::KillOnDrop(left);
     crate::common::wait_until_waiting(lllqos.pid());
     lllqos.signal(Signal::SIGTERM);
-    wait_until("the command to exit", || !alive(command));
-    assert!(
-        alive(left),
-        "the signal reached the process the command left"
-    );
+    wait_until("the command to note SIGTERM", || got.exists());
+    assert!(alive(left), "the signal reached what the command left");
     assert_eq!(read_node(), kernel.expect(8));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(left), Signal::SIGKILL).unwrap();
-    assert_eq!(lllqos.wait().code(), Some(5));
+    assert_eq!(
+        lllqos.wait().code(),
+        Some(0),
+        "wait without a pid returns 0"
+    );
+    assert_eq!(read_node(), kernel.baseline);
+}
+
+/// The issue's reproducer: `lllqos --descendants -- sh -c 'sleep 30 & sleep 30' &` then
+/// `kill -TERM $!` from the script. SIGTERM ends the command; what it left gets it too once it is
+/// gone, and lllqos ends (dying of the command's SIGTERM) with the request released, at once. A
+/// process that ignores SIGTERM keeps the request, as documented, until it exits.
+#[test]
+fn under_descendants_a_signal_that_ends_the_command_ends_what_it_left() {
+    let kernel = kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "\"$B\" -l 60 --descendants -- sh -c 'sleep 30 & echo $! > {left}; (trap \"\" TERM; exec sleep 30) & echo $! > {stubborn}; sleep 30' &
+         p=$!; while [ ! -s {stubborn} ]; do sleep 0.01; done; sleep 0.2; kill -TERM $p; wait $p; echo status=$?",
+        left = dir.path().join("left").display(),
+        stubborn = dir.path().join("stubborn").display()
+    );
+    let mut run = Reaped::spawn(
+        Command::new("sh")
+            .args(["-c", &script])
+            .env("B", crate::common::bin())
+            .stdout(Stdio::piped()),
+    );
+    let (left, stubborn) = (
+        pid_in(&dir.path().join("left")),
+        pid_in(&dir.path().join("stubborn")),
+    );
+    let _guards = (
+        crate::common::KillOnDrop(left),
+        crate::common::KillOnDrop(stubborn),
+    );
+    wait_until("SIGTERM to reach what the command left", || !alive(left));
+    assert!(alive(stubborn), "a process that ignores SIGTERM lives on");
+    assert_eq!(read_node(), kernel.expect(60), "and holds the request");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(stubborn), Signal::SIGKILL).unwrap();
+    assert!(run.wait().success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(run.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(
+        out,
+        format!("status={}\n", 128 + libc::SIGTERM),
+        "died of the command's SIGTERM"
+    );
     assert_eq!(read_node(), kernel.baseline);
 }
 

@@ -283,6 +283,73 @@ fn the_hook_refuses_input_that_is_not_a_container_state() {
         ));
 }
 
+/// A config.json that is a FIFO (nobody will write it) is refused at once, naming it, and nothing is
+/// placed.
+#[test]
+fn a_fifo_for_config_json_is_refused_at_once() {
+    let kernel = kernel!();
+    let bundle = tempfile::tempdir().unwrap();
+    let config = bundle.path().join("config.json");
+    nix::unistd::mkfifo(&config, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let init = crate::common::Reaped::spawn(Command::new("sleep").arg("60"));
+    let state = format!(
+        r#"{{"id":"c4","pid":{},"bundle":"{}","annotations":{{"lllqos.io/cpus":"container"}}}}"#,
+        init.pid(),
+        bundle.path().display()
+    );
+    let started = Instant::now();
+    let out = lllqos(["oci-hook"]).write_stdin(state).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: a FIFO where a regular file was expected",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(read_node(), kernel.baseline);
+    assert!(!Path::new(crate::common::REGISTRY_DIR).exists());
+}
+
+/// A standard input that never ends: the state is read as soon as it is whole; without one, the
+/// hook gives up after its deadline with one line, and places nothing.
+#[test]
+fn a_stdin_that_never_closes_is_read_to_the_state_or_to_the_deadline() {
+    let kernel = kernel!();
+    let hook = |state: &str| {
+        let mut child = Command::new(bin())
+            .arg("oci-hook")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(state.as_bytes()).unwrap();
+        let started = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin); // kept open until the hook has ended
+        (out, started.elapsed())
+    };
+    let (out, took) = hook(r#"{"id":"c5","pid":1,"annotations":{"other.io/x":"1"}}"#);
+    assert!(out.status.success(), "{out:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let (out, took) = hook("");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert_eq!(
+        stderr,
+        "lllqos: no container state on stdin within 5 s (a runtime writes it and closes stdin): run lllqos oci-hook as a runtime hook\n"
+    );
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(read_node(), kernel.baseline);
+}
+
 #[test]
 fn a_container_whose_process_is_gone_is_refused() {
     // A pid past the kernel's largest (pid_max is at most 4194304): no such process.

@@ -81,20 +81,27 @@ pub(super) fn open(path: &Path, write: bool) -> Result<File, LeaseError> {
     }
     // Reopening through the descriptor's /proc link opens this very inode, with fresh permission
     // checks; lllqos needs /proc anyway (start times, status).
+    // To place a request, with the privilege of a setuid or capability install (the path was
+    // resolved, and the node checked, with the real user's rights above).
     let proc_path = format!("/proc/self/fd/{}", handle.as_raw_fd());
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .open(&proc_path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound if !Path::new("/proc/self/fd").exists() => fail(
-                "open",
-                io::Error::other(
-                    "/proc is not mounted (lllqos opens the node through /proc/self/fd)",
-                ),
-            ),
-            _ => fail("open", e),
-        })
+    let reopen = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(&proc_path)
+    };
+    let reopened = if write {
+        privilege::elevated(reopen)
+    } else {
+        reopen()
+    };
+    reopened.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound if !Path::new("/proc/self/fd").exists() => fail(
+            "open",
+            io::Error::other("/proc is not mounted (lllqos opens the node through /proc/self/fd)"),
+        ),
+        _ => fail("open", e),
+    })
 }
 
 /// The kernel's name for character device `rdev`, from `/sys/dev/char/MAJOR:MINOR/uevent`.

@@ -11,6 +11,7 @@ use super::registry::{CpuEntry, Holder, HolderFile, Locked, REGISTRY_DIR};
 use super::sysfs::{self, resume_latency_path};
 use super::{CpuError, CpuErrorKind, CpuLimits, Left, Notice, Result};
 use crate::cpulist::CpuList;
+use crate::internal::privilege::elevated;
 use crate::latency::Latency;
 
 /// Resume-latency constraints on some CPUs, in force while this value lives.
@@ -61,27 +62,35 @@ impl CpuConstraint {
     /// Checks, without changing anything, that this process may place constraints on `cpus`: write
     /// their files and keep the registry (for a caller that has work to do before it places them).
     pub fn check_access(cpus: &CpuList) -> Result<()> {
-        let writable = |path: &std::path::Path, place: Place| {
-            nix::unistd::faccessat(
-                AT_FDCWD,
-                path,
-                nix::unistd::AccessFlags::W_OK,
-                AtFlags::AT_EACCESS,
-            )
-            .map_err(|e| CpuError::os(place, format!("cannot write {}", path.display()), e))
-        };
-        for &cpu in cpus.cpus() {
-            writable(&resume_latency_path(cpu), Place::Sysfs)?;
-        }
-        let registry = std::path::Path::new(REGISTRY_DIR);
-        let place = if registry.exists() {
-            registry
-        } else {
-            std::path::Path::new("/run")
-        };
-        writable(place, Place::Registry)
+        // As the privilege a setuid or capability install places constraints with would see it.
+        elevated(|| check_writable(cpus))
     }
+}
 
+/// [`CpuConstraint::check_access`] with this process's effective credentials.
+fn check_writable(cpus: &CpuList) -> Result<()> {
+    let writable = |path: &std::path::Path, place: Place| {
+        nix::unistd::faccessat(
+            AT_FDCWD,
+            path,
+            nix::unistd::AccessFlags::W_OK,
+            AtFlags::AT_EACCESS,
+        )
+        .map_err(|e| CpuError::os(place, format!("cannot write {}", path.display()), e))
+    };
+    for &cpu in cpus.cpus() {
+        writable(&resume_latency_path(cpu), Place::Sysfs)?;
+    }
+    let registry = std::path::Path::new(REGISTRY_DIR);
+    let place = if registry.exists() {
+        registry
+    } else {
+        std::path::Path::new("/run")
+    };
+    writable(place, Place::Registry)
+}
+
+impl CpuConstraint {
     /// Places `latency` on `cpus`. An error changes nothing: a limit out of range is refused
     /// first, and a CPU that does not exist when its value is read, before any is written.
     pub fn acquire(cpus: &CpuList, latency: Latency) -> Result<CpuConstraint> {
@@ -103,6 +112,10 @@ impl CpuConstraint {
         limits: &CpuLimits,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<CpuConstraint> {
+        elevated(|| CpuConstraint::acquire_now(limits, on_wait))
+    }
+
+    fn acquire_now(limits: &CpuLimits, on_wait: &mut dyn FnMut(&str)) -> Result<CpuConstraint> {
         check_range(limits)?;
         let pid = std::process::id() as i32;
         let start_time = crate::internal::procfs::start_time(pid).ok_or_else(|| {
@@ -190,6 +203,10 @@ impl CpuConstraint {
     /// change that fails is undone and this constraint keeps its limits; where the undo falls
     /// short, the error names what stays changed ([`CpuError::left_changed`]).
     pub fn set(&mut self, latency: Latency) -> Result<Vec<Notice>> {
+        elevated(|| self.set_now(latency))
+    }
+
+    fn set_now(&mut self, latency: Latency) -> Result<Vec<Notice>> {
         let limits = CpuLimits::uniform(self.limits.cpus(), latency);
         check_range(&limits)?;
         let locked = Locked::lock(false, &mut |_| {})?;
@@ -251,7 +268,7 @@ impl CpuConstraint {
     }
 
     fn release_now(&self, on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
-        self.try_release(on_wait).map_err(|error| {
+        elevated(|| self.try_release(on_wait)).map_err(|error| {
             // Whatever failed, each of our CPUs that does not read what it read before lllqos is
             // named, with that value: the caller must know what stays changed.
             let left = self.saved.iter().filter_map(|(&cpu, entry)| {

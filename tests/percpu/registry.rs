@@ -128,3 +128,97 @@ fn the_registry_is_private() {
     h.signal(Signal::SIGTERM);
     h.wait();
 }
+
+/// No descriptor of the registry (its lock, the holder file, the registry file) reaches the
+/// command, whichever way lllqos starts it (posix_spawn; fork and exec under SCHED_RESET_ON_FORK
+/// and with SIGCHLD ignored), nor a process the command starts, nor the witness of group-wide
+/// signals: a copy would keep a dead holder's lock, and its values, alive.
+#[test]
+fn no_descriptor_of_the_registry_reaches_the_command_or_any_child() {
+    let _kernel = kernel!();
+    require_program!("chrt", "util-linux");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    // The command lists its descriptors, and those of a child of its own; then waits, so that
+    // the sentinel's can be read too.
+    let list = "for f in /proc/$$/fd/*; do readlink $f; done; \
+                sh -c 'for f in /proc/$$/fd/*; do readlink $f; done'; \
+                echo listed; read line || true";
+    let lllqos = crate::common::bin();
+    let cpu_arg = cpu.to_string();
+    let direct = ["--cpu", &cpu_arg, "-l", "4", "--", "sh", "-c", list];
+    let launches: [(&str, Vec<&str>); 3] = [
+        ("posix_spawn", vec![]),
+        (
+            "chrt --reset-on-fork",
+            vec!["chrt", "--reset-on-fork", "--other", "0"],
+        ),
+        (
+            "SIGCHLD ignored",
+            vec!["sh", "-c", "trap '' CHLD; exec \"$0\" \"$@\""],
+        ),
+    ];
+    for (how, prefix) in launches {
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&lllqos);
+                command
+            }
+            None => Command::new(&lllqos),
+        };
+        command
+            .args(direct)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = Reaped(command.spawn().unwrap());
+        let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+                "{how}"
+            );
+            if line.trim() == "listed" {
+                break;
+            }
+            seen.push(line.trim().to_owned());
+        }
+        assert_eq!(read_cpu(cpu), "4", "{how}");
+        assert!(
+            !seen.iter().any(|target| target.starts_with(REGISTRY_DIR)),
+            "{how}: the command has {seen:?}"
+        );
+        // The witness of group-wide signals keeps no descriptor at all. (Each launch execs
+        // lllqos in the process spawned here.)
+        let mut sentinels = Vec::new();
+        crate::common::wait_until("the sentinel", || {
+            sentinels = sentinels_of(child.pid());
+            !sentinels.is_empty()
+        });
+        for sentinel in sentinels {
+            crate::common::wait_until("the sentinel to close its descriptors", || {
+                std::fs::read_dir(format!("/proc/{sentinel}/fd")).is_ok_and(|d| d.count() == 0)
+            });
+        }
+        drop(child.0.stdin.take());
+        assert!(child.wait().success(), "{how}");
+        assert_eq!(read_cpu(cpu), before, "{how}");
+    }
+}
+
+/// The `qos-sentinel` children of process `pid`.
+fn sentinels_of(pid: i32) -> Vec<i32> {
+    (std::fs::read_dir("/proc").into_iter().flatten().flatten())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            stat.contains("(qos-sentinel)")
+                && stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(pid)
+        })
+        .collect()
+}

@@ -166,8 +166,10 @@ impl Drop for NodeAccess {
 #[test]
 fn a_per_cpu_unit_killed_with_sigkill_is_restored_by_exec_stop_post() {
     let _kernel = kernel!();
-    let cpu = crate::common::last_cpu();
-    let before = read_cpu(cpu);
+    // The instance is a range, as the docs' own example (lllqos-hold-cpus@2-3): written as is.
+    let cpus = crate::common::cpus();
+    let (first, last) = (cpus[0], crate::common::last_cpu());
+    let before: Vec<String> = cpus.iter().map(|&cpu| read_cpu(cpu)).collect();
     let unit = contrib("systemd/lllqos-hold-cpus@.service");
     let machine = given!(Machine::boot(
         &[("lllqos-hold-cpus@.service", &unit)],
@@ -176,21 +178,20 @@ fn a_per_cpu_unit_killed_with_sigkill_is_restored_by_exec_stop_post() {
             ..Boot::default()
         },
     ));
-    let instance = format!("lllqos-hold-cpus@{cpu}.service");
+    let instance = format!("lllqos-hold-cpus@{first}-{last}.service");
     machine.install(
         &format!("{instance}.d/latency.conf"),
         "[Service]\nEnvironment=LATENCY=13us\n",
     );
     machine.systemctl(&["start", &instance]);
-    assert_eq!(read_cpu(cpu), "13");
+    for &cpu in &cpus {
+        assert_eq!(read_cpu(cpu), "13", "cpu{cpu}");
+    }
     // Every process of the unit, lllqos included, with no chance to restore anything.
     machine.systemctl(&["kill", "-s", "KILL", &instance]);
     machine.wait_for(&instance, "failed");
-    assert_eq!(
-        read_cpu(cpu),
-        before,
-        "ExecStopPost=-lllqos recover restored it"
-    );
+    let after: Vec<String> = cpus.iter().map(|&cpu| read_cpu(cpu)).collect();
+    assert_eq!(after, before, "ExecStopPost=-lllqos recover restored them");
     assert!(machine.read("/run/lllqos/registry.json").is_empty());
 }
 

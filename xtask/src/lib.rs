@@ -383,7 +383,7 @@ fn sections() -> Roff {
     );
     para(
         &mut r,
-        "With --descendants, lllqos is the child subreaper of COMMAND: the processes COMMAND leaves running are reparented to lllqos as their parents exit, and lllqos reaps them. While COMMAND runs, signals are relayed to it alone; once it has exited, a relayed signal goes to every process below lllqos (through a pidfd each, so a reused pid is never signalled), and lllqos exits with COMMAND's status when the last of them has exited. Under systemd, a forking daemon runs as Type=exec with lllqos --descendants as the main process: systemd would wait for a Type=forking start process to exit.",
+        "With --descendants, lllqos is the child subreaper of COMMAND: the processes COMMAND leaves running are reparented to lllqos as their parents exit, and lllqos reaps them. While COMMAND runs, signals are relayed to it alone, and one that ends a process (SIGTERM, SIGINT, SIGHUP...) also reaches, once COMMAND has exited, every process still below lllqos (one that ignores it keeps the request held); once COMMAND has exited, a relayed signal goes to every process below lllqos (through a pidfd each, so a reused pid is never signalled), and lllqos exits with COMMAND's status when the last of them has exited. Under systemd, a forking daemon runs as Type=exec with lllqos --descendants as the main process: systemd would wait for a Type=forking start process to exit.",
     );
     para(
         &mut r,
@@ -442,7 +442,7 @@ fn sections() -> Roff {
     r.control("SH", ["SECURITY"]);
     para(
         &mut r,
-        "lllqos may be installed setuid root or with the file capability cap_dac_override so that ordinary users can place requests. It then uses the privilege to open the PM QoS node, the per-CPU sysfs files and /run/lllqos, and for nothing else: before COMMAND is executed, the child takes the real uid and gid (real, effective and saved) and empties every capability set, so COMMAND cannot open the node itself; --device must resolve with the real user's rights and be a genuine PM QoS device node, identified by device number; the registry path is fixed and its files are opened without following symlinks. A udev rule that gives a group the node needs no privileged binary at all.",
+        "lllqos may be installed setuid root or with the file capability cap_dac_override so that ordinary users can place requests. It then uses that privilege to open the PM QoS node, to write the per-CPU files of the request it places, and to restore what the registry (/run/lllqos) records, and for nothing else. Everything else runs with the real user's rights, or is refused with one line and status 125 before anything is changed: lllqos gives the privilege up as it starts and takes it back only around those operations; measure --plot creates or replaces only a file the user could, measure --priority gets only the scheduling the user could get, status sees what the user may see; trace, oci-hook and recover are refused; no environment variable changes a path lllqos uses. Before COMMAND is executed, the child takes the real uid and gid (real, effective and saved) and empties every capability set, so COMMAND cannot open the node itself; --device must resolve with the real user's rights and be a genuine PM QoS device node, identified by device number. A udev rule that gives a group the node needs no privileged binary at all.",
     );
 
     r.control("SH", ["EXAMPLES"]);

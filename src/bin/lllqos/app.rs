@@ -6,8 +6,10 @@
 
 use std::ffi::OsString;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use lllqos::cli::{Cli, Subcommand};
+use lllqos::internal::oserror::os_message;
+use lllqos::internal::privilege;
 
 use crate::commands;
 use crate::exit::ExitStatus;
@@ -17,6 +19,12 @@ use crate::output::emit;
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
     use clap::FromArgMatches;
     crate::process::init_process();
+    // A setuid or capability install works with the real user's rights from here on, but for the
+    // request itself (see lllqos::internal::privilege).
+    if let Err(error) = privilege::lower() {
+        say!("lllqos: cannot give up privilege: {}", os_message(&error));
+        return ExitStatus::Failure;
+    }
     // The same definition the man page and completions are rendered from.
     let parsed = lllqos::cli::command()
         .try_get_matches_from(args)
@@ -61,6 +69,7 @@ fn clap_message(rendered: &str) -> &str {
 }
 
 fn run(cli: Cli) -> Result<ExitStatus> {
+    refuse_under_privilege(cli.subcommand.as_ref())?;
     match cli.subcommand {
         None => crate::wrap::wrap(&cli.hold),
         Some(Subcommand::Status(args)) => commands::status::status(&args),
@@ -69,4 +78,31 @@ fn run(cli: Cli) -> Result<ExitStatus> {
         Some(Subcommand::Recover) => commands::recover::recover(),
         Some(Subcommand::OciHook) => commands::oci_hook::oci_hook(),
     }
+}
+
+/// A setuid or capability install places requests and does nothing else with its privilege: the
+/// subcommands that are about something else are root's, and refused there before they change
+/// anything (docs/reference.md, "Privilege").
+fn refuse_under_privilege(subcommand: Option<&Subcommand>) -> Result<()> {
+    if !privilege::is_privileged() {
+        return Ok(());
+    }
+    let (name, why) = match subcommand {
+        Some(Subcommand::Trace(_)) => (
+            "trace",
+            "tracing every process's requests needs root: run it with sudo",
+        ),
+        Some(Subcommand::OciHook) => (
+            "oci-hook",
+            "runtimes run hooks as root, and the paths and processes of a container state are theirs to name",
+        ),
+        Some(Subcommand::Recover) => (
+            "recover",
+            "it restores what other holders left: run it as root (the units' ExecStopPost= does), or let the next lllqos on those CPUs do it",
+        ),
+        _ => return Ok(()),
+    };
+    bail!(
+        "{name}: refused in a setuid or file-capability install, whose privilege places requests and nothing else: {why}"
+    )
 }

@@ -31,6 +31,12 @@ const NOT_ENDING: [i32; 7] = [
     libc::SIGTTOU,
 ];
 
+/// Whether `signal`'s default action ends a process (SIGKILL and SIGSTOP aside, which are never
+/// read).
+pub fn ends_a_process(signal: i32) -> bool {
+    (1..=MAX_SIGNAL).contains(&signal) && !NOT_ENDING.contains(&signal)
+}
+
 /// Signals that end a hold normally: lllqos releases the request and exits 0.
 const HOLD_RELEASE: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
@@ -179,7 +185,7 @@ mod tests {
             assert_eq!(relay.contains(signal), catchable, "{signal}");
             assert_eq!(
                 hold.contains(signal),
-                catchable && !NOT_ENDING.contains(&signal),
+                catchable && ends_a_process(signal),
                 "{signal}"
             );
         }

@@ -17,6 +17,14 @@
 //! another process, or nothing, to everyone else) and across pid reuse. Records without a holder
 //! file (written by lllqos 0.1 before an upgrade) fall back to pid and start time.
 //!
+//! One exception: a lock lives as long as any copy of its descriptor, and the `lllqos` command's
+//! witness of group-wide signals is a clone that holds copies of its descriptors for the moment
+//! between its creation and its first instructions, which close them. A holder killed by SIGKILL
+//! in that moment kept its lock until its witness ran: long enough, once in a thousand random
+//! kills, for the last remaining holder to see it alive and leave its value in force. So a locked
+//! file also asks `/proc/locks` who took the lock: a taker that is gone holds nothing (where the
+//! taker cannot be seen, another PID namespace's, the lock alone decides).
+//!
 //! # Storage
 //!
 //! The directory is created mode 0700 and must be owned by root (or the effective user) and
@@ -160,9 +168,27 @@ impl Holder {
         };
         match Flock::lock(File::from(fd), FlockArg::LockSharedNonblock) {
             Ok(_) => false,
-            Err((_, Errno::EWOULDBLOCK)) => true,
+            Err((file, Errno::EWOULDBLOCK)) => lock_owner_runs(&file),
             Err(_) => true,
         }
+    }
+}
+
+/// Whether the process that took the lock on `file` still runs, as far as this process can tell.
+///
+/// A lock outlives its taker while another process holds a copy of its descriptor: the witness of
+/// group-wide signals is a clone of its lllqos, which shares its descriptors from the clone until
+/// its first instructions close them. An lllqos killed in that moment would look alive to the
+/// others until its witness ran (a dead holder's value kept, a holder file left). `/proc/locks`
+/// names the process that took the lock, in this PID namespace (0 when it cannot: another
+/// namespace's, whose pid is gone): a taker that is gone, or a zombie, holds nothing.
+fn lock_owner_runs(file: &File) -> bool {
+    match lock_owner(file) {
+        Some(pid) if pid > 0 => {
+            procfs::stat(pid).is_some_and(|stat| !matches!(stat.state, 'Z' | 'X'))
+        }
+        // Cannot tell: alive, so that nothing is taken from a holder that runs.
+        _ => true,
     }
 }
 

@@ -37,18 +37,22 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
 use lllqos::CpuList;
+use lllqos::internal::file::{self, Kind};
 use lllqos::internal::oserror::os_message;
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::stat::Mode;
 
 use crate::exit::ExitStatus;
 use crate::process::PidFd;
@@ -72,9 +76,10 @@ struct State {
 /// The cpuset the container's `config.json` gives it (`linux.resources.cpu.cpus`).
 fn container_cpus(bundle: &Path) -> Result<CpuList> {
     let path = bundle.join("config.json");
-    let mut text = Vec::new();
-    std::fs::File::open(&path)
-        .and_then(|file| file.take(MAX_INPUT).read_to_end(&mut text))
+    // As every file lllqos reads that others could replace: never blocking (a FIFO is refused at
+    // once), never following a link, bounded.
+    let text = file::open(None, &path, OFlag::O_RDONLY, Mode::empty(), Kind::Regular)
+        .and_then(|fd| file::read_bounded(fd, MAX_INPUT))
         .map_err(|e| anyhow!("{}: {}", path.display(), os_message(&e)))?;
     let config: serde_json::Value = serde_json::from_slice(&text)
         .map_err(|e| anyhow!("{}: not a container configuration: {e}", path.display()))?;
@@ -93,22 +98,60 @@ fn container_cpus(bundle: &Path) -> Result<CpuList> {
         .map_err(|e| anyhow!("{}: linux.resources.cpu.cpus '{cpus}': {e}", path.display()))
 }
 
+/// How long the hook waits for the container state on stdin: a runtime writes it at once.
+const STATE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads the container state from `input` (stdin): as soon as a whole JSON value has arrived, or
+/// the input has ended, and no later than `deadline` from now, whether or not the writer closes
+/// it. At most [`MAX_INPUT`] bytes.
+fn read_state(input: BorrowedFd, deadline: Duration) -> Result<State> {
+    let not_a_state = |e: &dyn std::fmt::Display| {
+        anyhow!("stdin is not an OCI container state ({e}): run lllqos oci-hook as a runtime hook")
+    };
+    let end = Instant::now() + deadline;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(input, PollFlags::POLLIN)];
+        let ready = match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("cannot read the container state on stdin: {}", e.desc()),
+        };
+        if ready == 0 {
+            bail!(
+                "no container state on stdin within {} s (a runtime writes it and closes stdin): run lllqos oci-hook as a runtime hook",
+                deadline.as_secs()
+            );
+        }
+        let n = match nix::unistd::read(input, &mut chunk) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+            Err(e) => bail!("cannot read the container state on stdin: {}", e.desc()),
+        };
+        text.extend_from_slice(&chunk[..n]);
+        if text.len() as u64 > MAX_INPUT {
+            bail!("the container state on stdin is larger than {MAX_INPUT} bytes");
+        }
+        let mut values = serde_json::Deserializer::from_slice(&text).into_iter::<State>();
+        match values.next() {
+            Some(Ok(state)) => return Ok(state),
+            // Not whole yet: read on, unless the input has ended.
+            Some(Err(e)) if e.is_eof() && n > 0 => {}
+            Some(Err(e)) => return Err(not_a_state(&e)),
+            None => return Err(not_a_state(&"empty")),
+        }
+    }
+}
+
 /// `lllqos oci-hook`: reads the state on stdin, starts the holder, and says whether it placed the
 /// request.
 pub fn oci_hook() -> Result<ExitStatus> {
-    let mut input = Vec::new();
-    std::io::stdin()
-        .take(MAX_INPUT)
-        .read_to_end(&mut input)
-        .map_err(|e| {
-            anyhow!(
-                "cannot read the container state on stdin: {}",
-                os_message(&e)
-            )
-        })?;
-    let state: State = serde_json::from_slice(&input).map_err(|e| {
-        anyhow!("stdin is not an OCI container state ({e}): run lllqos oci-hook as a runtime hook")
-    })?;
+    let state = read_state(std::io::stdin().as_fd(), STATE_DEADLINE)?;
     let id = &state.id;
     let Some(wanted) = wanted(&state.annotations).map_err(|e| anyhow!("container {id}: {e}"))?
     else {

@@ -49,7 +49,10 @@
 //! request is held until `waitpid` says no child is left, then lllqos exits with the command's
 //! own status (what a caller waits for). Signals follow the same rules: while the command runs,
 //! they are relayed to it alone, as without the option (passing them on to its workers is its
-//! business, as it is a shell script's or a daemon's main process's). Once the command has exited,
+//! business, as it is a shell script's or a daemon's main process's), and a relayed signal that
+//! ends a process is kept in mind: when the command has exited, it goes to every process the
+//! command left (`systemctl stop` of a unit whose main process is lllqos reaches the whole work,
+//! and a process that ignores it keeps the request held). Once the command has exited,
 //! lllqos stands for the work it left: a relayed signal goes to every process below lllqos, as
 //! systemd's default `KillMode=control-group` sends a stop to every process of a service (each
 //! through a pidfd, checked against the start time found, so that a reused pid is never hit). A
@@ -59,14 +62,14 @@
 use std::io;
 
 use lllqos::internal::procfs;
-use lllqos::internal::sigset::SignalSet;
+use lllqos::internal::sigset::{MAX_SIGNAL, SignalSet};
 use nix::errno::Errno;
 use nix::unistd::{Pid, getpgid, getpid};
 
 use super::sentinel::Sentinel;
 use super::tree;
 use crate::exit::ExitStatus;
-use crate::signals::Signals;
+use crate::signals::{Signals, ends_a_process};
 
 /// Relays signals to `child` until it has exited, and returns its status with the witness of
 /// group-wide signals, if one was made (drop it once the request is released: it is dead by then,
@@ -106,6 +109,9 @@ struct Supervisor<'a> {
     /// stops, lllqos stops too, so the shell sees its job stopped. A child stopped by someone else
     /// alone (`kill -STOP $child`, cpulimit) leaves lllqos waiting, ready to see it continue.
     stop_asked: bool,
+    /// With `--descendants`: the signals that end a process which lllqos relayed to the command.
+    /// They reach what the command leaves, once it has exited (a `systemctl stop` must stop it).
+    ending_relayed: SignalSet,
 }
 
 /// What one `waitpid` told the supervisor to do next.
@@ -145,6 +151,7 @@ impl<'a> Supervisor<'a> {
             child_stopped: false,
             suspended: false,
             stop_asked: false,
+            ending_relayed: SignalSet::default(),
         }
     }
 
@@ -237,6 +244,15 @@ impl<'a> Supervisor<'a> {
         }
         self.ended = Some(status);
         self.child_stopped = false;
+        // What asked the command to end asks what it left to end too.
+        if self.ending_relayed != SignalSet::default() {
+            let left = tree::below(self.me, self.sentinel.as_ref().map(Sentinel::pid));
+            for signal in (1..=MAX_SIGNAL).filter(|&s| self.ending_relayed.contains(s)) {
+                for process in &left {
+                    process.signal(signal);
+                }
+            }
+        }
         Next::More
     }
 
@@ -258,6 +274,9 @@ impl<'a> Supervisor<'a> {
                 // ESRCH: the child is exiting; its SIGCHLD is on the way.
                 // SAFETY: kill on integers; the signal number came from the kernel.
                 unsafe { libc::kill(self.child.as_raw(), signal) };
+                if self.descendants && ends_a_process(signal) {
+                    self.ending_relayed.insert(signal);
+                }
             }
             return;
         }

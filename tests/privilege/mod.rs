@@ -93,6 +93,15 @@ impl Setup {
         ]
     }
 
+    /// A directory the test user owns (mode 0700), for files they may create.
+    fn user_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.gid)).unwrap();
+        std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o700)).unwrap();
+        dir
+    }
+
     /// `program args` run as the test user (real and effective uid and gid, no supplementary groups).
     fn as_user(&self, program: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(program);
@@ -457,3 +466,6 @@ fn measure_without_permission_fails_before_measuring() {
         );
     }
 }
+
+// After `setup!`, which it uses.
+mod nothing_else;
