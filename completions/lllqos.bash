@@ -19,6 +19,9 @@ _lllqos() {
             lllqos,measure)
                 cmd="lllqos__subcmd__measure"
                 ;;
+            lllqos,metrics)
+                cmd="lllqos__subcmd__metrics"
+                ;;
             lllqos,oci-hook)
                 cmd="lllqos__subcmd__oci__subcmd__hook"
                 ;;
@@ -38,7 +41,7 @@ _lllqos() {
 
     case "${cmd}" in
         lllqos)
-            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --name --pid --pass-fd --descendants --help --version status measure trace recover oci-hook"
+            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --name --pid --pass-fd --descendants --help --version status measure trace metrics recover oci-hook"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -126,6 +129,35 @@ _lllqos() {
                     return 0
                     ;;
                 --plot)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lllqos__subcmd__metrics)
+            opts="-h --output --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
                         oldifs="$IFS"
@@ -250,14 +282,14 @@ _lllqos_with_command() {
     fi
     if (( i == 1 && COMP_CWORD > 1 )); then
         case "${COMP_WORDS[1]}" in
-            status|measure|trace|recover|oci-hook) _lllqos "$@"; return ;;    # a subcommand's options
+            status|measure|trace|metrics|recover|oci-hook) _lllqos "$@"; return ;;    # a subcommand's options
         esac
     fi
     if declare -F _command_offset >/dev/null; then
         _command_offset "$i"
     elif (( i == COMP_CWORD )); then
         COMPREPLY=( $(compgen -c -- "${COMP_WORDS[COMP_CWORD]}") )
-        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace recover oci-hook" -- "${COMP_WORDS[1]}") )
+        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace metrics recover oci-hook" -- "${COMP_WORDS[1]}") )
     else
         COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
     fi

@@ -39,6 +39,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand status 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
             cand measure 'Measure wake-up latency without and then with the request of --latency, --max-state and --cpu, side by side (a periodic loop on absolute time, as cyclictest does)'
             cand trace 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
+            cand metrics 'Print what is in force, who holds it and where the CPUs slept, in the Prometheus text exposition format (node_exporter''s textfile collector reads it; docs/metrics.md lists every metric). With --output, replace FILE atomically instead'
             cand recover 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
             cand oci-hook 'Run as an OCI runtime hook: hold a request for a container''s lifetime, chosen by its annotations'
         }
@@ -70,6 +71,11 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --json 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
+        }
+        &'lllqos;metrics'= {
+            cand --output 'Write the metrics to FILE instead of stdout, atomically (a temporary file in FILE''s directory, then renamed over it), as node_exporter''s textfile collector needs: e.g. /var/lib/prometheus/node-exporter/lllqos.prom'
+            cand -h 'Print help'
+            cand --help 'Print help'
         }
         &'lllqos;recover'= {
             cand -h 'Print help'

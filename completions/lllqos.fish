@@ -40,6 +40,7 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -s V -l version -d 'Print ve
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "status" -d 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wake-up latency without and then with the request of --latency, --max-state and --cpu, side by side (a periodic loop on absolute time, as cyclictest does)'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "metrics" -d 'Print what is in force, who holds it and where the CPUs slept, in the Prometheus text exposition format (node_exporter\'s textfile collector reads it; docs/metrics.md lists every metric). With --output, replace FILE atomically instead'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "oci-hook" -d 'Run as an OCI runtime hook: hold a request for a container\'s lifetime, chosen by its annotations'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see docs/json.md) instead of the summary'
@@ -60,10 +61,12 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l pid -d 'Only cha
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l command -d 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l json -d 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c lllqos -n "__fish_lllqos_using_subcommand metrics" -l output -d 'Write the metrics to FILE instead of stdout, atomically (a temporary file in FILE\'s directory, then renamed over it), as node_exporter\'s textfile collector needs: e.g. /var/lib/prometheus/node-exporter/lllqos.prom' -r -F
+complete -c lllqos -n "__fish_lllqos_using_subcommand metrics" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand recover" -s h -l help -d 'Print help'
 complete -c lllqos -n "__fish_lllqos_using_subcommand oci-hook" -s h -l help -d 'Print help (see more with \'--help\')'
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
-complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace recover oci-hook" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --name --pid)"
+complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace metrics recover oci-hook" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --name --pid)"
 # --max-state: the idle-state names this machine lists.
 complete -c lllqos -l max-state -x -a "(sort -u /sys/devices/system/cpu/cpu*/cpuidle/state*/name 2>/dev/null)"

@@ -152,6 +152,10 @@ pub enum Subcommand {
     /// until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root.
     #[command(after_long_help = trace_json_help())]
     Trace(TraceArgs),
+    /// Print what is in force, who holds it and where the CPUs slept, in the Prometheus text
+    /// exposition format (node_exporter's textfile collector reads it; docs/metrics.md lists
+    /// every metric). With --output, replace FILE atomically instead.
+    Metrics(MetricsArgs),
     /// Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry
     /// and set each CPU back to what the live holders need, or to its value from before lllqos.
     /// Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs
@@ -230,6 +234,16 @@ pub struct MeasureArgs {
     /// Also write both phases' latency histograms as one chart to FILE (SVG, for a browser).
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub plot: Option<PathBuf>,
+}
+
+/// Options of `lllqos metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Write the metrics to FILE instead of stdout, atomically (a temporary file in FILE's
+    /// directory, then renamed over it), as node_exporter's textfile collector needs: e.g.
+    /// /var/lib/prometheus/node-exporter/lllqos.prom.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, value_parser = file_path)]
+    pub output: Option<PathBuf>,
 }
 
 /// Options of `lllqos status`.
@@ -361,6 +375,14 @@ fn process_name(text: &str) -> Result<String, String> {
         return Err("a name with control characters would garble ps, status and trace".to_owned());
     }
     Ok(text.to_owned())
+}
+
+/// `--output`: any path but an empty one.
+fn file_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("an empty path names no file".to_owned());
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// `--device`: any path but an empty one (clap would call an empty value a missing one).

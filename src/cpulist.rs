@@ -63,7 +63,12 @@ impl CpuList {
 
 /// The CPUs the kernel describes (`cpuN` directories under `/sys/devices/system/cpu`), ascending.
 pub(crate) fn listed_cpus() -> Vec<u32> {
-    let mut cpus: Vec<u32> = std::fs::read_dir(SYSFS_CPU)
+    listed_cpus_in(std::path::Path::new(SYSFS_CPU))
+}
+
+/// The CPUs a tree laid out as `/sys/devices/system/cpu` describes (its `cpuN` directories).
+pub(crate) fn listed_cpus_in(root: &std::path::Path) -> Vec<u32> {
+    let mut cpus: Vec<u32> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
         .filter_map(|entry| {

@@ -11,11 +11,13 @@
 //! or `none` for no request at all (a VM or container host without a cpuidle driver lists no
 //! states). Without it, a list that matches nothing is an error.
 //!
-//! Reading sysfs is [`all_states`]; choosing is [`resolve_global`] and [`resolve_per_cpu`], pure
-//! functions of the names and the states read.
+//! Reading sysfs is [`Cpuidle`] (the kernel's tree, or one laid out elsewhere) and [`all_states`];
+//! choosing is [`resolve_global`] and [`resolve_per_cpu`], pure functions of the names and the
+//! states read.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::cpulist::{CpuList, SYSFS_CPU};
 use crate::latency::Latency;
@@ -31,19 +33,111 @@ pub struct IdleState {
     pub disabled: bool,
 }
 
-/// The idle states of `cpu` in index order; empty without a cpuidle driver (or for an offline CPU
-/// whose states are not listed). States whose files cannot be read are left out.
-pub fn cpu_states(cpu: u32) -> Vec<IdleState> {
-    state_dirs(cpu)
-        .into_iter()
-        .filter_map(|path| {
-            Some(IdleState {
-                name: read(&path, "name")?,
-                exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
-                disabled: read(&path, "disable").is_some_and(|d| d.trim() != "0"),
+/// Where idle states are read from: the kernel's `/sys/devices/system/cpu`, or a directory laid
+/// out the same way (`cpuN/cpuidle/stateK/{name,latency,disable,time,usage}` and
+/// `cpuidle/current_{driver,governor}`), such as a test's or a copy taken from another machine.
+/// The functions of this module read the kernel's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cpuidle {
+    root: PathBuf,
+}
+
+impl Default for Cpuidle {
+    fn default() -> Cpuidle {
+        Cpuidle::system()
+    }
+}
+
+impl Cpuidle {
+    /// The kernel's: `/sys/devices/system/cpu`.
+    pub fn system() -> Cpuidle {
+        Cpuidle::at(SYSFS_CPU)
+    }
+
+    /// A tree laid out as `/sys/devices/system/cpu` is, at `root`.
+    pub fn at(root: impl Into<PathBuf>) -> Cpuidle {
+        Cpuidle { root: root.into() }
+    }
+
+    /// The directory read.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The idle states of `cpu` in index order; empty without a cpuidle driver (or for an offline
+    /// CPU whose states are not listed). States whose files cannot be read are left out.
+    pub fn cpu_states(&self, cpu: u32) -> Vec<IdleState> {
+        self.state_dirs(cpu)
+            .into_iter()
+            .filter_map(|path| {
+                Some(IdleState {
+                    name: read(&path, "name")?,
+                    exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
+                    disabled: read(&path, "disable").is_some_and(|d| d.trim() != "0"),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
+
+    /// The counters of `cpu`'s idle states, in index order (empty without a cpuidle driver).
+    pub fn cpu_counters(&self, cpu: u32) -> Vec<StateCounters> {
+        self.state_dirs(cpu)
+            .into_iter()
+            .filter_map(|path| {
+                Some(StateCounters {
+                    name: read(&path, "name")?,
+                    exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
+                    time_us: read(&path, "time")?.trim().parse().ok()?,
+                    entries: read(&path, "usage")?.trim().parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The cpuidle driver in use (`haltpoll`, `intel_idle`, `acpi_idle`), `None` without cpuidle.
+    pub fn driver(&self) -> Option<String> {
+        read(&self.root.join("cpuidle"), "current_driver")
+    }
+
+    /// The cpuidle governor in use (`menu`, `teo`, `haltpoll`), `None` without cpuidle.
+    pub fn governor(&self) -> Option<String> {
+        let dir = self.root.join("cpuidle");
+        read(&dir, "current_governor").or_else(|| read(&dir, "current_governor_ro"))
+    }
+
+    /// Every CPU the tree lists (`cpuN` directories), with its idle states.
+    pub fn all_states(&self) -> BTreeMap<u32, Vec<IdleState>> {
+        crate::cpulist::listed_cpus_in(&self.root)
+            .into_iter()
+            .map(|cpu| (cpu, self.cpu_states(cpu)))
+            .collect()
+    }
+
+    /// The `stateK` directories of `cpu`, in index order.
+    fn state_dirs(&self, cpu: u32) -> Vec<PathBuf> {
+        let dir = self.root.join(format!("cpu{cpu}/cpuidle"));
+        let mut states: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let index: u32 = entry
+                    .file_name()
+                    .to_str()?
+                    .strip_prefix("state")?
+                    .parse()
+                    .ok()?;
+                Some((index, entry.path()))
+            })
+            .collect();
+        states.sort_by_key(|(index, _)| *index);
+        states.into_iter().map(|(_, path)| path).collect()
+    }
+}
+
+/// The idle states of `cpu` in index order, from the kernel ([`Cpuidle::cpu_states`]).
+pub fn cpu_states(cpu: u32) -> Vec<IdleState> {
+    Cpuidle::system().cpu_states(cpu)
 }
 
 /// What one idle state of a CPU had counted at one moment: the time spent in it and the number of
@@ -60,70 +154,31 @@ pub struct StateCounters {
     pub entries: u64,
 }
 
-/// The counters of `cpu`'s idle states, in index order (empty without a cpuidle driver).
+/// The counters of `cpu`'s idle states, from the kernel ([`Cpuidle::cpu_counters`]).
 pub fn cpu_counters(cpu: u32) -> Vec<StateCounters> {
-    state_dirs(cpu)
-        .into_iter()
-        .filter_map(|path| {
-            Some(StateCounters {
-                name: read(&path, "name")?,
-                exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
-                time_us: read(&path, "time")?.trim().parse().ok()?,
-                entries: read(&path, "usage")?.trim().parse().ok()?,
-            })
-        })
-        .collect()
-}
-
-/// The `stateK` directories of `cpu`, in index order.
-fn state_dirs(cpu: u32) -> Vec<std::path::PathBuf> {
-    let dir = format!("{SYSFS_CPU}/cpu{cpu}/cpuidle");
-    let mut states: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let index: u32 = entry
-                .file_name()
-                .to_str()?
-                .strip_prefix("state")?
-                .parse()
-                .ok()?;
-            Some((index, entry.path()))
-        })
-        .collect();
-    states.sort_by_key(|(index, _)| *index);
-    states.into_iter().map(|(_, path)| path).collect()
+    Cpuidle::system().cpu_counters(cpu)
 }
 
 /// A state's file, without its newline.
-fn read(state: &std::path::Path, file: &str) -> Option<String> {
+fn read(state: &Path, file: &str) -> Option<String> {
     crate::internal::file::read_small(state.join(file))
         .ok()
         .map(|text| text.trim_end_matches('\n').to_owned())
 }
 
-/// The cpuidle driver in use (`haltpoll`, `intel_idle`, `acpi_idle`), `None` without cpuidle.
+/// The cpuidle driver in use, from the kernel ([`Cpuidle::driver`]).
 pub fn driver() -> Option<String> {
-    read(
-        std::path::Path::new(&format!("{SYSFS_CPU}/cpuidle")),
-        "current_driver",
-    )
+    Cpuidle::system().driver()
 }
 
-/// The cpuidle governor in use (`menu`, `teo`, `haltpoll`), `None` without cpuidle.
+/// The cpuidle governor in use, from the kernel ([`Cpuidle::governor`]).
 pub fn governor() -> Option<String> {
-    let dir = format!("{SYSFS_CPU}/cpuidle");
-    let dir = std::path::Path::new(&dir);
-    read(dir, "current_governor").or_else(|| read(dir, "current_governor_ro"))
+    Cpuidle::system().governor()
 }
 
 /// Every CPU the kernel lists under `/sys/devices/system/cpu`, with its idle states.
 pub fn all_states() -> BTreeMap<u32, Vec<IdleState>> {
-    crate::cpulist::listed_cpus()
-        .into_iter()
-        .map(|cpu| (cpu, cpu_states(cpu)))
-        .collect()
+    Cpuidle::system().all_states()
 }
 
 /// The names given to `--max-state`, in the order they are tried: a comma-separated list

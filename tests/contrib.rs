@@ -73,6 +73,19 @@ fn the_hold_template_unit_verifies() {
 }
 
 #[test]
+fn the_metrics_service_and_timer_verify() {
+    let dir = unit_dir();
+    for unit in ["lllqos-metrics.service", "lllqos-metrics.timer"] {
+        let text = localize(&contrib(&format!("systemd/{unit}")), dir.path());
+        write(dir.path().join(unit), &text);
+    }
+    for unit in ["lllqos-metrics.service", "lllqos-metrics.timer"] {
+        let warnings = given!(verify(dir.path(), unit));
+        assert_eq!(warnings, "", "{unit}");
+    }
+}
+
+#[test]
 fn the_per_cpu_hold_template_unit_verifies() {
     let dir = unit_dir();
     let unit = localize(&contrib("systemd/lllqos-hold-cpus@.service"), dir.path());

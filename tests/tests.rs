@@ -18,6 +18,7 @@ mod library;
 mod linking;
 mod max_state;
 mod measure;
+mod metrics;
 mod musl;
 mod oci_hook;
 mod percpu;

@@ -7,7 +7,11 @@
 //! (or an error): gone is an ordinary outcome, never a panic.
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, readlinkat};
+use nix::sys::stat::{Mode, SFlag, fstatat};
 
 use super::file;
 
@@ -118,26 +122,144 @@ pub fn command_line(pid: i32) -> Option<String> {
 
 /// The words of a `cmdline` (NUL-separated) joined by spaces; `None` for no word.
 fn join_command_line(cmdline: &[u8]) -> Option<String> {
-    let words: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
+    let words = words(cmdline);
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// The open descriptors of process `pid`: each one's `/proc/PID/fd/N` path (which `stat` follows
-/// to the open file) and the target its link names. `PermissionDenied` when this process may not
-/// look (another user's, without root).
-pub fn descriptors(pid: i32) -> io::Result<Vec<(PathBuf, PathBuf)>> {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?;
-    Ok(fds
-        .flatten()
-        .filter_map(|fd| {
-            let target = std::fs::read_link(fd.path()).ok()?;
-            Some((fd.path(), target))
+/// A process's arguments, `argv[0]` first (`/proc/PID/cmdline`); `None` when gone.
+pub fn arguments(pid: i32) -> Option<Vec<String>> {
+    Some(words(
+        &file::read_small_bytes(format!("/proc/{pid}/cmdline")).ok()?,
+    ))
+}
+
+/// The NUL-separated words of a `cmdline` or `environ`, empty ones left out.
+fn words(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// The value of variable `name` in the environment process `pid` started with
+/// (`/proc/PID/environ`, readable by its owner and root); `None` when unset or unreadable.
+pub fn environment_variable(pid: i32, name: &str) -> Option<String> {
+    let environ = file::read_small_bytes(format!("/proc/{pid}/environ")).ok()?;
+    find_variable(&environ, name)
+}
+
+/// `name`'s value in an `environ` block (the first, as `getenv` finds it).
+fn find_variable(environ: &[u8], name: &str) -> Option<String> {
+    words(environ)
+        .into_iter()
+        .find_map(|entry| Some(entry.strip_prefix(name)?.strip_prefix('=')?.to_owned()))
+}
+
+/// `/proc`, opened once: a scan of every process's descriptors walks from here, never building a
+/// path from the root for each of thousands of descriptors.
+#[derive(Debug)]
+pub struct Proc {
+    dir: OwnedFd,
+}
+
+impl Proc {
+    /// Opens `/proc`.
+    pub fn open() -> io::Result<Proc> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        Ok(Proc {
+            dir: openat(AT_FDCWD, "/proc", flags, Mode::empty())?,
         })
-        .collect())
+    }
+
+    /// The open descriptors of process `pid`. `PermissionDenied` when this process may not look
+    /// (another user's, without root).
+    pub fn descriptors(&self, pid: i32) -> io::Result<Descriptors> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir = openat(
+            &self.dir,
+            format!("{pid}/fd").as_str(),
+            flags,
+            Mode::empty(),
+        )?;
+        let numbers = directory_numbers(&dir)?;
+        Ok(Descriptors { dir, numbers })
+    }
+}
+
+/// One process's descriptors, as `/proc/PID/fd` lists them.
+#[derive(Debug)]
+pub struct Descriptors {
+    dir: OwnedFd,
+    numbers: Vec<u32>,
+}
+
+impl Descriptors {
+    /// The descriptors' numbers.
+    pub fn numbers(&self) -> &[u32] {
+        &self.numbers
+    }
+
+    /// What descriptor `fd` is open on, as its link names it (`/dev/null`, `pipe:[1234]`).
+    pub fn target(&self, fd: u32) -> Option<PathBuf> {
+        readlinkat(&self.dir, fd.to_string().as_str())
+            .ok()
+            .map(PathBuf::from)
+    }
+
+    /// The device number of the character device descriptor `fd` is open on, `None` for anything
+    /// else (the open file itself, whatever its path: a node made with mknod, a bind mount).
+    pub fn char_device(&self, fd: u32) -> Option<u64> {
+        let stat = fstatat(&self.dir, fd.to_string().as_str(), AtFlags::empty()).ok()?;
+        let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+        (kind == SFlag::S_IFCHR).then_some(stat.st_rdev)
+    }
+}
+
+/// The numeric names in a directory (`/proc/PID/fd`), read with as few system calls as it takes:
+/// `getdents64` until it says the end (a short read with room to spare for another entry is the
+/// end, so one call usually does).
+fn directory_numbers(dir: &OwnedFd) -> io::Result<Vec<u32>> {
+    const BUFFER: usize = 16 * 1024;
+    // Room for any entry: its header and a name of up to 255 bytes, aligned.
+    const LARGEST_ENTRY: usize = 24 + 256;
+    let mut buffer = vec![0u8; BUFFER];
+    let mut numbers = Vec::new();
+    loop {
+        // SAFETY: getdents64 writes at most BUFFER bytes of whole entries into our buffer.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buffer.as_mut_ptr(),
+                BUFFER,
+            )
+        };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        numbers.extend(dirent_numbers(&buffer[..n]));
+        if n == 0 || n + LARGEST_ENTRY <= BUFFER {
+            return Ok(numbers);
+        }
+    }
+}
+
+/// The names of `linux_dirent64` entries that are numbers (`.` and `..` aside).
+fn dirent_numbers(mut entries: &[u8]) -> Vec<u32> {
+    let mut numbers = Vec::new();
+    // Each: inode (8), offset (8), record length (2), type (1), name NUL-terminated.
+    while entries.len() >= 19 {
+        let length = usize::from(u16::from_ne_bytes([entries[16], entries[17]]));
+        if length < 19 || length > entries.len() {
+            break;
+        }
+        let name = &entries[19..length];
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        if let Some(number) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok()) {
+            numbers.push(number);
+        }
+        entries = &entries[length..];
+    }
+    numbers
 }
 
 /// The pid holding a `flock` on the file `(major, minor, inode)`, from `/proc/locks`, which the
@@ -245,7 +367,16 @@ mod tests {
         assert!(pids().any(|pid| pid == me));
         assert!(command_line(me).is_some());
         assert!(comm(me).is_some_and(|c| !c.is_empty() && c.len() <= 15));
-        assert!(!descriptors(me).unwrap().is_empty());
+        let descriptors = Proc::open().unwrap().descriptors(me).unwrap();
+        assert!(descriptors.numbers().contains(&0));
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fd = null.as_raw_fd() as u32;
+        assert!(descriptors.numbers().len() >= 3);
+        let again = Proc::open().unwrap().descriptors(me).unwrap();
+        assert!(again.numbers().contains(&fd));
+        assert_eq!(again.target(fd), Some(PathBuf::from("/dev/null")));
+        let rdev = nix::sys::stat::stat("/dev/null").unwrap().st_rdev;
+        assert_eq!(again.char_device(fd), Some(rdev));
     }
 
     #[test]
@@ -266,6 +397,18 @@ mod tests {
             Some("lllqos -l 0")
         );
         assert_eq!(join_command_line(b""), None);
+    }
+
+    #[test]
+    fn variables_are_found_by_their_whole_name() {
+        let environ = b"PATH=/bin\0LLLQOS_CONTAINER_X=no\0LLLQOS_CONTAINER=c1\0";
+        assert_eq!(
+            find_variable(environ, "LLLQOS_CONTAINER").as_deref(),
+            Some("c1")
+        );
+        assert_eq!(find_variable(environ, "HOME"), None);
+        let me = std::process::id() as i32;
+        assert!(arguments(me).is_some_and(|argv| !argv.is_empty()));
     }
 
     #[test]
@@ -302,7 +445,9 @@ mod tests {
             let _ = Status::parse(&text);
             let _ = parse_lock_owner(&text, 0, 0, 0);
             let _ = join_command_line(text.as_bytes());
+            let _ = find_variable(text.as_bytes(), "X");
             let _ = mounted(&text, "tracefs");
+            let _ = dirent_numbers(text.as_bytes());
         }
     }
 }

@@ -324,3 +324,43 @@ fn pid_and_the_environment_grant_nothing_more() {
         assert_eq!(read_node(), kernel.baseline);
     }
 }
+
+/// `metrics --output` is written as the user: not into root's directory, and the user's own file
+/// is theirs; what the user may not read is left out, as for a plain copy.
+#[test]
+fn metrics_output_is_the_users() {
+    let (_kernel, setup) = setup!();
+    let roots = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(roots.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let mine = setup.user_dir("metrics");
+    for copy in setup.copies() {
+        let target = roots.path().join("lllqos.prom");
+        let out = setup
+            .as_user(&copy, &["metrics", "--output", target.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{copy:?}: {out:?}");
+        assert_eq!(
+            std::fs::read_dir(roots.path()).unwrap().count(),
+            0,
+            "{copy:?}"
+        );
+        let own = mine.join("lllqos.prom");
+        let out = setup
+            .as_user(&copy, &["metrics", "--output", own.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{copy:?}: {out:?}");
+        let meta = std::fs::metadata(&own).unwrap();
+        assert_eq!(meta.uid(), setup.uid, "{copy:?}");
+        let text = std::fs::read_to_string(&own).unwrap();
+        assert!(
+            text.contains("lllqos_scrape_error{source=\"cpu_latency\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lllqos_scrape_error{source=\"holders\"} 1\n"),
+            "{text}"
+        );
+    }
+}

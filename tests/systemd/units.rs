@@ -243,3 +243,43 @@ signal.pause()
         assert_eq!(read_node(), kernel.baseline, "{ending}");
     }
 }
+
+/// The metrics service, sandboxed as shipped, writes node_exporter's file with every source read
+/// (as root with its two capabilities: the node, every process's descriptors, the registry), and
+/// its timer starts.
+#[test]
+fn the_metrics_service_writes_the_textfile_collectors_file() {
+    let kernel = kernel!();
+    let service = contrib("systemd/lllqos-metrics.service");
+    let timer = contrib("systemd/lllqos-metrics.timer");
+    let hold = contrib("systemd/lllqos-hold@.service");
+    let machine = given!(Machine::boot(
+        &[
+            ("lllqos-metrics.service", &service),
+            ("lllqos-metrics.timer", &timer),
+            ("lllqos-hold@.service", &hold),
+        ],
+        Boot::default(),
+    ));
+    machine.systemctl(&["start", "lllqos-hold@42.service"]);
+    let output = machine.run(&["mkdir", "-p", "/var/lib/prometheus/node-exporter"]);
+    assert!(output.status.success(), "{output:?}");
+    machine.systemctl(&["start", "lllqos-metrics.service"]);
+    let text = machine.read("/var/lib/prometheus/node-exporter/lllqos.prom");
+    let limit = (text.lines())
+        .find_map(|line| line.strip_prefix("lllqos_cpu_latency_limit_seconds "))
+        .and_then(|value| value.parse::<f64>().ok());
+    assert_eq!(limit, Some(f64::from(kernel.expect(42)) / 1e6), "{text}");
+    for source in ["cpu_latency", "holders", "resume_latency", "registry"] {
+        assert!(
+            text.contains(&format!("lllqos_scrape_error{{source=\"{source}\"}} 0\n")),
+            "{source}: {text}"
+        );
+    }
+    assert!(
+        text.contains(" --latency 42\""),
+        "the hold unit's holder: {text}"
+    );
+    machine.systemctl(&["start", "lllqos-metrics.timer"]);
+    machine.wait_for("lllqos-metrics.timer", "active");
+}

@@ -411,6 +411,16 @@ fn sections() -> Roff {
         "LLLQOS_FD",
         "With --pass-fd, while a global request is in force: the number of the request's descriptor, which COMMAND inherits. Writing a 4-byte native-endian s32 to it changes the value in force; closing it in every process that has it ends the request. Removed otherwise, and the descriptor is not inherited.",
     );
+    item(
+        &mut r,
+        "LLLQOS_CONTAINER",
+        "Set by lllqos oci-hook (and lllqos nri) in the environment of the lllqos that holds a container's request: the container's id, which status and metrics name the request after. lllqos reads it from other processes, never from its own environment.",
+    );
+    item(
+        &mut r,
+        "LLLQOS_SYSFS_CPU",
+        "For tests: a directory laid out as /sys/devices/system/cpu from which lllqos reads idle states (names, exit latencies, counters, the cpuidle driver) instead of the kernel's; CPUs, their resume latency and the node are always the kernel's. Ignored when lllqos is privileged.",
+    );
 
     r.control("SH", ["FILES"]);
     item(

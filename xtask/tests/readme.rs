@@ -58,7 +58,7 @@ fn options(command: &clap::Command) -> BTreeSet<String> {
 fn the_option_tables_match_the_command_line() {
     let command = xtask::cli::command();
     assert_eq!(documented_options("Options"), options(&command));
-    for sub in ["measure", "trace"] {
+    for sub in ["measure", "trace", "metrics"] {
         let found = command.find_subcommand(sub).unwrap();
         assert_eq!(
             documented_options(&format!("lllqos {sub}\n")),

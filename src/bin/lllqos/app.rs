@@ -75,6 +75,7 @@ fn run(cli: Cli) -> Result<ExitStatus> {
         Some(Subcommand::Status(args)) => commands::status::status(&args),
         Some(Subcommand::Measure(args)) => commands::measure::run(&args),
         Some(Subcommand::Trace(args)) => commands::trace::run(&args),
+        Some(Subcommand::Metrics(args)) => commands::metrics::metrics(&args),
         Some(Subcommand::Recover) => commands::recover::recover(),
         Some(Subcommand::OciHook) => commands::oci_hook::oci_hook(),
     }

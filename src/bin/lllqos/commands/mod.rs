@@ -2,6 +2,7 @@
 //! exit status. (Without a subcommand lllqos is the wrapper: [`crate::wrap`].)
 
 pub mod measure;
+pub mod metrics;
 pub mod oci_hook;
 pub mod recover;
 pub mod status;

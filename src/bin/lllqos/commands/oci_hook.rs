@@ -55,7 +55,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 
 use crate::exit::ExitStatus;
-use crate::process::PidFd;
+use crate::process::{CONTAINER_ENV, PidFd};
 use crate::request::annotations::{CPUS, Cpus, Wanted, wanted};
 use crate::request::{self, Chatter, Naming, Request};
 /// The most of stdin (the state) and of `config.json` that is read: far more than either holds.
@@ -234,6 +234,7 @@ fn start_holder(
     }
     holder
         .env("NOTIFY_SOCKET", &socket_path)
+        .env(CONTAINER_ENV, id)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

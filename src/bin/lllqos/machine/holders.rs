@@ -2,10 +2,14 @@
 //! their command line and their user (through the name service).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
+use lllqos::Latency;
+use lllqos::cli::{Cli, Subcommand};
 use lllqos::internal::procfs;
+
+use crate::process::CONTAINER_ENV;
 
 /// A process holding a PM QoS node open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +19,12 @@ pub struct Holder {
     pub user: String,
     /// Its command line, or `[comm]` for a process without one.
     pub command: String,
+    /// The container it holds the request for, when lllqos placed it for one (`oci-hook`'s and
+    /// `nri`'s holders say so in their environment).
+    pub container: Option<String>,
+    /// The value it asked for, where that can be known: an lllqos's own `--latency`, or the limit
+    /// in force when it is the node's only holder (the kernel tells no holder's own value).
+    pub asked: Option<Latency>,
 }
 
 /// The holders of each node asked for, and whether every process could be inspected.
@@ -28,48 +38,120 @@ pub struct Scan<const N: usize> {
 /// Finds the processes (this one excluded) with any of `nodes` open, by their `/proc/PID/fd`
 /// links: by path first (cheap), then, for a file elsewhere (a node made with mknod, a bind
 /// mount), by device number: the inode behind the descriptor is what counts.
+///
+/// A busy node has thousands of processes and descriptors, and this is what `status` and `metrics`
+/// cost: /proc is walked from one open directory, each process's descriptors listed in one
+/// system call, and the device behind each path looked up once (most descriptors of most
+/// processes are the same few files: /dev/null, a terminal). A path a cache says is a PM QoS node
+/// is checked on the descriptor itself, so that a path that names another file in another mount
+/// namespace can never make a holder of a process that is not one.
 pub fn scan<const N: usize>(nodes: &[&str; N]) -> Scan<N> {
-    let me = std::process::id() as i32;
     let users = UserNames::default();
     let mut holders: [Vec<Holder>; N] = std::array::from_fn(|_| Vec::new());
-    let mut complete = true;
-    let devices: Vec<Option<u64>> = nodes.iter().map(|n| char_device(Path::new(n))).collect();
-    for pid in procfs::pids().filter(|&pid| pid != me) {
-        let descriptors = match procfs::descriptors(pid) {
-            Ok(descriptors) => descriptors,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                complete = false;
-                continue;
-            }
-            Err(_) => continue, // the process exited meanwhile
+    let Ok(proc) = procfs::Proc::open() else {
+        return Scan {
+            holders,
+            complete: false,
         };
-        let mut held = [false; N];
-        for (fd, target) in descriptors {
-            let found = nodes
-                .iter()
-                .position(|n| target == Path::new(n))
-                .or_else(|| {
-                    if !target.is_absolute() || devices.iter().all(Option::is_none) {
-                        return None;
-                    }
-                    let rdev = char_device(&fd)?;
-                    devices.iter().position(|d| *d == Some(rdev))
-                });
-            if let Some(i) = found {
-                held[i] = true;
-            }
-        }
-        if held.contains(&true) {
-            let holder = describe(pid, &users);
-            for (list, _) in holders.iter_mut().zip(held).filter(|(_, h)| *h) {
-                list.push(holder.clone());
-            }
+    };
+    let devices: Vec<Option<u64>> = nodes.iter().map(|n| char_device(Path::new(n))).collect();
+    let me = std::process::id() as i32;
+    let pids: Vec<i32> = procfs::pids().filter(|&pid| pid != me).collect();
+    // The kernel's work (a directory and a link per descriptor) is most of the cost: spread over
+    // the CPUs there are, a few thousand processes each.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 8)
+        .min(pids.len() / 1000 + 1);
+    let chunk = pids.len().div_ceil(threads).max(1);
+    let found: Vec<Found<N>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (pids.chunks(chunk))
+            .map(|pids| scope.spawn(|| find(&proc, pids, nodes, &devices)))
+            .collect();
+        (workers.into_iter())
+            .map(|worker| worker.join().unwrap_or_else(|_| Found::incomplete()))
+            .collect()
+    });
+    let complete = found.iter().all(|f| f.complete);
+    for (pid, held) in found.into_iter().flat_map(|f| f.held) {
+        let holder = describe(pid, &users);
+        for (list, _) in holders.iter_mut().zip(held).filter(|(_, h)| *h) {
+            list.push(holder.clone());
         }
     }
     for list in &mut holders {
         list.sort_by_key(|h| h.pid);
     }
     Scan { holders, complete }
+}
+
+/// What [`find`] found in its share of the processes.
+struct Found<const N: usize> {
+    /// Each process with a node open, and which of them.
+    held: Vec<(i32, [bool; N])>,
+    /// False when some processes' descriptors could not be inspected.
+    complete: bool,
+}
+
+impl<const N: usize> Found<N> {
+    fn incomplete() -> Found<N> {
+        Found {
+            held: Vec::new(),
+            complete: false,
+        }
+    }
+}
+
+/// The processes of `pids` with any of `nodes` (whose device numbers are `devices`) open.
+fn find<const N: usize>(
+    proc: &procfs::Proc,
+    pids: &[i32],
+    nodes: &[&str; N],
+    devices: &[Option<u64>],
+) -> Found<N> {
+    let mut found = Found {
+        held: Vec::new(),
+        complete: true,
+    };
+    let mut seen: HashMap<PathBuf, Option<u64>> = HashMap::new();
+    for &pid in pids {
+        let descriptors = match proc.descriptors(pid) {
+            Ok(descriptors) => descriptors,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                found.complete = false;
+                continue;
+            }
+            Err(_) => continue, // the process exited meanwhile
+        };
+        let mut held = [false; N];
+        for &fd in descriptors.numbers() {
+            let Some(target) = descriptors.target(fd) else {
+                continue;
+            };
+            let node = nodes
+                .iter()
+                .position(|n| target == Path::new(n))
+                .or_else(|| {
+                    if !target.is_absolute() || devices.iter().all(Option::is_none) {
+                        return None;
+                    }
+                    let cached = *seen
+                        .entry(target)
+                        .or_insert_with(|| descriptors.char_device(fd));
+                    let node = devices
+                        .iter()
+                        .position(|d| cached.is_some() && *d == cached)?;
+                    (descriptors.char_device(fd) == cached).then_some(node)
+                });
+            if let Some(i) = node {
+                held[i] = true;
+            }
+        }
+        if held.contains(&true) {
+            found.held.push((pid, held));
+        }
+    }
+    found
 }
 
 /// The device number of the character device at `path` (followed), `None` for anything else.
@@ -80,13 +162,39 @@ fn char_device(path: &Path) -> Option<u64> {
 }
 
 fn describe(pid: i32, users: &UserNames) -> Holder {
-    let command = procfs::command_line(pid)
-        .unwrap_or_else(|| format!("[{}]", procfs::comm(pid).unwrap_or_default()));
+    let arguments = procfs::arguments(pid).unwrap_or_default();
+    let command = if arguments.is_empty() {
+        format!("[{}]", procfs::comm(pid).unwrap_or_default())
+    } else {
+        arguments.join(" ")
+    };
     let user = match procfs::status(pid).and_then(|status| status.uid) {
         Some(uid) => users.name(uid),
         None => "?".to_owned(),
     };
-    Holder { pid, user, command }
+    Holder {
+        pid,
+        user,
+        command,
+        container: procfs::environment_variable(pid, CONTAINER_ENV),
+        asked: asked_by_lllqos(&arguments),
+    }
+}
+
+/// What an lllqos asked for, from its own command line (read with the one definition of it): the
+/// latency of a hold, a wrapper or a measurement's phase two, when given as a latency.
+pub fn asked_by_lllqos(arguments: &[String]) -> Option<Latency> {
+    let program = Path::new(arguments.first()?).file_name()?;
+    if program != "lllqos" {
+        return None;
+    }
+    let cli = <Cli as clap::Parser>::try_parse_from(arguments).ok()?;
+    let request = match &cli.subcommand {
+        None => &cli.hold.request,
+        Some(Subcommand::Measure(measure)) => &measure.request,
+        Some(_) => return None,
+    };
+    (request.max_state.is_none() && request.cpu.is_none()).then_some(request.latency)
 }
 
 /// User names by uid, looked up once each through the C library's name service (`getpwuid_r`):
@@ -114,6 +222,23 @@ impl UserNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_an_lllqos_asked_for_is_read_from_its_command_line() {
+        let args = |line: &str| -> Vec<String> { line.split(' ').map(String::from).collect() };
+        let asked = |line: &str| asked_by_lllqos(&args(line)).map(Latency::as_micros);
+        assert_eq!(asked("lllqos -l 123 -- sleep 9"), Some(123));
+        assert_eq!(asked("/usr/bin/lllqos --latency 0.5ms"), Some(500));
+        assert_eq!(
+            asked("lllqos --name c1 --strict --quiet --pid 7 --latency 17"),
+            Some(17)
+        );
+        assert_eq!(asked("lllqos measure -l 5"), Some(5));
+        assert_eq!(asked("lllqos --max-state C1 -- x"), None);
+        assert_eq!(asked("lllqos --cpu 1 -l 5"), None);
+        assert_eq!(asked("cyclictest -l 5"), None);
+        assert_eq!(asked("lllqos status"), None);
+    }
 
     #[test]
     fn user_names_come_from_the_name_service() {

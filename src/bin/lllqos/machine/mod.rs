@@ -12,7 +12,7 @@
 
 pub mod holders;
 
-use lllqos::idle::{self, IdleState};
+use lllqos::idle::IdleState;
 use lllqos::internal::oserror::os_message;
 use lllqos::internal::procfs;
 use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, read_limit};
@@ -20,6 +20,8 @@ use lllqos::percpu::{self, RegisteredCpu, RegisteredHolder, ResumeLatency};
 use lllqos::{CpuList, Latency};
 
 pub use holders::Holder;
+
+use crate::process::CONTAINER_ENV;
 
 /// A value read from the system: `Ok(None)` when nothing is set (no constraint), or why it could
 /// not be read.
@@ -87,6 +89,8 @@ pub struct RegistryHolder {
     pub holder: RegisteredHolder,
     /// A live holder's command line (`None` for a dead one, or one that cannot be read).
     pub command: Option<String>,
+    /// The container a live holder holds it for (see [`Holder::container`]).
+    pub container: Option<String>,
 }
 
 /// The system wake-up latency node and its holders.
@@ -107,22 +111,24 @@ impl Machine {
                 cpu,
                 online: lllqos::cpulist::is_online(cpu),
                 resume_latency: ResumeLatency::of_cpu(cpu).map_err(|e| os_message(&e)),
-                idle_states: idle::cpu_states(cpu),
+                idle_states: crate::sysfs::cpuidle().cpu_states(cpu),
             })
             .collect();
         let [holders, wakeup_holders] = scan.holders;
-        let wakeup = std::path::Path::new(CPU_WAKEUP_LATENCY)
-            .exists()
-            .then(|| Wakeup {
-                limit: limit(CPU_WAKEUP_LATENCY),
-                holders: wakeup_holders,
-            });
+        let holders = with_sole_value(holders, &cpu_latency);
+        let wakeup = std::path::Path::new(CPU_WAKEUP_LATENCY).exists().then(|| {
+            let limit = limit(CPU_WAKEUP_LATENCY);
+            Wakeup {
+                holders: with_sole_value(wakeup_holders, &limit),
+                limit,
+            }
+        });
         Machine {
             cpu_latency,
             holders,
             holders_complete: scan.complete,
-            driver: idle::driver(),
-            governor: idle::governor(),
+            driver: crate::sysfs::cpuidle().driver(),
+            governor: crate::sysfs::cpuidle().governor(),
             cpus,
             registry: registry(),
             wakeup,
@@ -133,6 +139,15 @@ impl Machine {
     pub fn global_limit(&self) -> Option<Latency> {
         self.cpu_latency.clone().ok().flatten()
     }
+}
+
+/// The holders of a node, the value of the only one known when it is the only one: the limit in
+/// force is its request.
+fn with_sole_value(mut holders: Vec<Holder>, limit: &Reading<Latency>) -> Vec<Holder> {
+    if let ([holder], Ok(Some(limit))) = (holders.as_mut_slice(), limit) {
+        holder.asked = holder.asked.or(Some(*limit));
+    }
+    holders
 }
 
 /// A node's limit, `None` for no constraint, or why it cannot be read.
@@ -153,9 +168,11 @@ fn registry() -> Result<Option<Registry>, String> {
     };
     let holders = (registered.holders.into_iter())
         .map(|holder| RegistryHolder {
-            command: holder
-                .live
+            command: (holder.live)
                 .then(|| procfs::command_line(holder.pid))
+                .flatten(),
+            container: (holder.live)
+                .then(|| procfs::environment_variable(holder.pid, CONTAINER_ENV))
                 .flatten(),
             holder,
         })

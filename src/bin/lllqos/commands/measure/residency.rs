@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use lllqos::CpuList;
-use lllqos::idle::{self, StateCounters};
+use lllqos::idle::StateCounters;
 
 /// One CPU's idle-state residency over a phase.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,7 +42,7 @@ impl IdleSnapshot {
             at: Instant::now(),
             cpus: cpus
                 .into_iter()
-                .map(|cpu| (cpu, idle::cpu_counters(cpu)))
+                .map(|cpu| (cpu, crate::sysfs::cpuidle().cpu_counters(cpu)))
                 .filter(|(_, states)| !states.is_empty())
                 .collect(),
         }

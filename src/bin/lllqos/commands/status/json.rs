@@ -98,6 +98,8 @@ pub struct Process {
     pub pid: i32,
     pub user: String,
     pub command: String,
+    /// The container lllqos holds it for (`null` for any other holder).
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +152,8 @@ pub struct RegistryHolder {
     pub live: bool,
     /// A live holder's command line (`null` for a dead one, or one that cannot be read).
     pub command: Option<String>,
+    /// The container a live holder holds it for (`null` for any other holder).
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,6 +208,7 @@ fn processes(holders: &[machine::Holder]) -> Vec<Process> {
             pid: h.pid,
             user: h.user.clone(),
             command: h.command.clone(),
+            container: h.container.clone(),
         })
         .collect()
 }
@@ -249,6 +254,7 @@ fn registry(registry: &Result<Option<machine::Registry>, String>) -> Option<Regi
                     latency_us: h.holder.latency.as_micros(),
                     live: h.holder.live,
                     command: h.command.clone(),
+                    container: h.container.clone(),
                 })
                 .collect(),
             cpus: (registry.cpus.iter())

@@ -153,9 +153,16 @@ fn render_registry(out: &mut Summary, registry: &Result<Option<Registry>, String
         } else {
             "stale: exited without releasing"
         };
-        let by = match &h.command {
-            Some(command) => format!(" ({})", printable(command)),
-            None => String::new(),
+        let by = match (&h.command, &h.container) {
+            (Some(command), Some(container)) => {
+                format!(
+                    " ({}, container {})",
+                    printable(command),
+                    printable(container)
+                )
+            }
+            (Some(command), None) => format!(" ({})", printable(command)),
+            (None, _) => String::new(),
         };
         let text = format!(
             "pid {}{by} holds {} on {} ({state})",
@@ -199,8 +206,10 @@ fn render_holders(out: &mut Summary, holders: &[Holder], complete: bool) {
     out.lines(
         "Holders",
         holders.iter().map(|h| {
+            let container = (h.container.as_ref())
+                .map_or_else(String::new, |c| format!(" (container {})", printable(c)));
             format!(
-                "{:>pid_width$}  {:<user_width$}  {}",
+                "{:>pid_width$}  {:<user_width$}  {}{container}",
                 h.pid,
                 h.user,
                 printable(&h.command)
