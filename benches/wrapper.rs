@@ -4,7 +4,7 @@
 //!    median of each run's ratio of medians over 3 runs. Ratios in one run, because absolute times
 //!    on a shared VM drift. Both builds: this one (glibc, dynamically linked; target <= 1.15) and,
 //!    when it has been built, the static musl one (`cargo build --release --target
-//!    x86_64-unknown-linux-musl`; target <= 1.03). `--version` against `chrt --version` too: the
+//!    $(uname -m)-unknown-linux-musl`; target <= 1.03). `--version` against `chrt --version` too: the
 //!    loading alone.
 //! 2. Memory while the command runs: lllqos and its sentinel together (proportional set size,
 //!    so that the pages they share are counted once), for each build.
@@ -24,8 +24,10 @@ const LLLQOS: &str = env!("CARGO_BIN_EXE_lllqos");
 
 /// The static musl build of this checkout, when it has been built.
 fn musl() -> Option<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/x86_64-unknown-linux-musl/release/lllqos");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "target/{}-unknown-linux-musl/release/lllqos",
+        std::env::consts::ARCH
+    ));
     path.is_file().then(|| path.display().to_string())
 }
 
@@ -45,7 +47,10 @@ fn main() {
         }))
         .collect();
     if builds.len() == 1 {
-        println!("(no musl build: cargo build --release --target x86_64-unknown-linux-musl)");
+        println!(
+            "(no musl build: cargo build --release --target {}-unknown-linux-musl)",
+            std::env::consts::ARCH
+        );
     }
     startup(&builds, if quick { 100 } else { 300 });
     resident_and_wakeups(&builds);

@@ -39,18 +39,18 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter')
-            [CompletionResult]::new('measure', 'measure', [CompletionResultType]::ParameterValue, 'Measure wake-up latency without and then with the request of --latency, --max-state and --cpu, side by side (a periodic loop on absolute time, as cyclictest does)')
-            [CompletionResult]::new('trace', 'trace', [CompletionResultType]::ParameterValue, 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root')
-            [CompletionResult]::new('metrics', 'metrics', [CompletionResultType]::ParameterValue, 'Print what is in force, who holds it and where the CPUs slept, in the Prometheus text exposition format (node_exporter''s textfile collector reads it; docs/metrics.md lists every metric). With --output, replace FILE atomically instead')
-            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)')
-            [CompletionResult]::new('oci-hook', 'oci-hook', [CompletionResultType]::ParameterValue, 'Run as an OCI runtime hook: hold a request for a container''s lifetime, chosen by its annotations')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is in force, who holds it, and which idle states each CPU may still enter')
+            [CompletionResult]::new('measure', 'measure', [CompletionResultType]::ParameterValue, 'Measure wake-up latency without, then with the request')
+            [CompletionResult]::new('trace', 'trace', [CompletionResultType]::ParameterValue, 'Log every change of a CPU latency request as it happens')
+            [CompletionResult]::new('metrics', 'metrics', [CompletionResultType]::ParameterValue, 'Print what status shows as Prometheus metrics')
+            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Restore what per-CPU holders killed by SIGKILL left')
+            [CompletionResult]::new('oci-hook', 'oci-hook', [CompletionResultType]::ParameterValue, 'Run as an OCI runtime hook: hold a request for a container''s lifetime')
             break
         }
         'lllqos;status' {
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (a stable interface: see docs/json.md) instead of the summary')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (a stable interface; every key in lllqos-status(1)) instead of the summary')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'lllqos;measure' {
@@ -66,28 +66,28 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('--smp', '--smp', [CompletionResultType]::ParameterName, 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total')
             [CompletionResult]::new('--histogram', '--histogram', [CompletionResultType]::ParameterName, 'Also print the histograms (1 us buckets)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'lllqos;trace' {
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP')
             [CompletionResult]::new('--pid', '--pid', [CompletionResultType]::ParameterName, 'Only changes made by process PID (may be repeated)')
             [CompletionResult]::new('--command', '--command', [CompletionResultType]::ParameterName, 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON Lines (a stable interface; every key in lllqos-trace(1)): time, pid, command, target, action, value_us, limit_before_us, limit_after_us')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'lllqos;metrics' {
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write the metrics to FILE instead of stdout, atomically (a temporary file in FILE''s directory, then renamed over it), as node_exporter''s textfile collector needs: e.g. /var/lib/prometheus/node-exporter/lllqos.prom')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'lllqos;recover' {
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'lllqos;oci-hook' {

@@ -36,17 +36,17 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand status 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
-            cand measure 'Measure wake-up latency without and then with the request of --latency, --max-state and --cpu, side by side (a periodic loop on absolute time, as cyclictest does)'
-            cand trace 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
-            cand metrics 'Print what is in force, who holds it and where the CPUs slept, in the Prometheus text exposition format (node_exporter''s textfile collector reads it; docs/metrics.md lists every metric). With --output, replace FILE atomically instead'
-            cand recover 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
-            cand oci-hook 'Run as an OCI runtime hook: hold a request for a container''s lifetime, chosen by its annotations'
+            cand status 'Show what is in force, who holds it, and which idle states each CPU may still enter'
+            cand measure 'Measure wake-up latency without, then with the request'
+            cand trace 'Log every change of a CPU latency request as it happens'
+            cand metrics 'Print what status shows as Prometheus metrics'
+            cand recover 'Restore what per-CPU holders killed by SIGKILL left'
+            cand oci-hook 'Run as an OCI runtime hook: hold a request for a container''s lifetime'
         }
         &'lllqos;status'= {
-            cand --json 'Print JSON (a stable interface: see docs/json.md) instead of the summary'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --json 'Print JSON (a stable interface; every key in lllqos-status(1)) instead of the summary'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'lllqos;measure'= {
             cand -l 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling'
@@ -61,25 +61,25 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --smp 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total'
             cand --histogram 'Also print the histograms (1 us buckets)'
             cand --json 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'lllqos;trace'= {
             cand --duration 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP'
             cand --pid 'Only changes made by process PID (may be repeated)'
             cand --command 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)'
-            cand --json 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
+            cand --json 'Print JSON Lines (a stable interface; every key in lllqos-trace(1)): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'lllqos;metrics'= {
             cand --output 'Write the metrics to FILE instead of stdout, atomically (a temporary file in FILE''s directory, then renamed over it), as node_exporter''s textfile collector needs: e.g. /var/lib/prometheus/node-exporter/lllqos.prom'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'lllqos;recover'= {
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'lllqos;oci-hook'= {
             cand -h 'Print help (see more with ''--help'')'

@@ -37,14 +37,14 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -l pass-fd -d 'Let COMMAND c
 complete -c lllqos -n "__fish_lllqos_needs_command" -l descendants -d 'Hold the request until COMMAND and every process it leaves running have exited (a daemon that forks, a script that backgrounds work): lllqos becomes their child subreaper and reaps them as they exit. It still exits with COMMAND\'s status. A signal lllqos relays goes to COMMAND while it runs, then to every process left below lllqos; one that ends a process, relayed to COMMAND, also reaches them once COMMAND has exited'
 complete -c lllqos -n "__fish_lllqos_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_needs_command" -s V -l version -d 'Print version'
-complete -c lllqos -n "__fish_lllqos_needs_command" -a "status" -d 'Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle states each CPU may still enter'
-complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wake-up latency without and then with the request of --latency, --max-state and --cpu, side by side (a periodic loop on absolute time, as cyclictest does)'
-complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every change of a CPU latency request as it happens: who (pid, command), which constraint, the value, and the limit before and after. Starts with what is in force; runs until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root'
-complete -c lllqos -n "__fish_lllqos_needs_command" -a "metrics" -d 'Print what is in force, who holds it and where the CPUs slept, in the Prometheus text exposition format (node_exporter\'s textfile collector reads it; docs/metrics.md lists every metric). With --output, replace FILE atomically instead'
-complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry and set each CPU back to what the live holders need, or to its value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a unit)'
-complete -c lllqos -n "__fish_lllqos_needs_command" -a "oci-hook" -d 'Run as an OCI runtime hook: hold a request for a container\'s lifetime, chosen by its annotations'
-complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface: see docs/json.md) instead of the summary'
-complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "status" -d 'Show what is in force, who holds it, and which idle states each CPU may still enter'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "measure" -d 'Measure wake-up latency without, then with the request'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every change of a CPU latency request as it happens'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "metrics" -d 'Print what status shows as Prometheus metrics'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore what per-CPU holders killed by SIGKILL left'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "oci-hook" -d 'Run as an OCI runtime hook: hold a request for a container\'s lifetime'
+complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface; every key in lllqos-status(1)) instead of the summary'
+complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l max-state -d 'Name the limit by idle state instead: the deepest state to allow, as the kernel names it in /sys/devices/system/cpu/cpuN/cpuidle/stateK/name (case-insensitive). The request becomes that state\'s exit latency. Names separated by commas are tried in order and the first this machine has wins (C1E,C1). The list may end with a fallback for machines that have none of the names (a VM, a host without a cpuidle driver): a latency (C6,C1,20us) to request that, or `none` to request nothing, warn once and go on without a request. Without a fallback, no match is an error. With --cpu, each CPU gets its own state\'s exit latency (or the fallback)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l cpu -d 'Constrain only these CPUs, through their per-CPU resume latency, instead of placing the global request: a kernel cpulist (0-3,8,10-11) or `auto` for the CPUs lllqos may run on (set with taskset). The values found are restored when lllqos ends. (measure also pins its loop to these CPUs.)' -r
@@ -55,15 +55,15 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l plot -d 'Also 
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s S -l smp -d 'One loop per CPU, each pinned to it, all at the same priority (as cyclictest -S): on the CPUs of --cpu, or every online CPU lllqos may run on. Shows each CPU and the total'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l histogram -d 'Also print the histograms (1 us buckets)'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -l json -d 'Print JSON: {"without": {...}, "with": {...}, "ratio": {...}, "settings": {...}}, and with --smp "per_cpu": [{"cpu": N, "without": {...}, "with": {...}}]'
-complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d 'Print help'
+complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l duration -d 'Stop after this long: seconds, or with a unit (ms, s, m); default: until SIGINT, SIGTERM or SIGHUP' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l pid -d 'Only changes made by process PID (may be repeated)' -r
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l command -d 'Only changes made by tasks whose command is NAME, as in /proc/PID/comm (its first 15 bytes; may be repeated)' -r
-complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l json -d 'Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
+complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -l json -d 'Print JSON Lines (a stable interface; every key in lllqos-trace(1)): time, pid, command, target, action, value_us, limit_before_us, limit_after_us'
 complete -c lllqos -n "__fish_lllqos_using_subcommand trace" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand metrics" -l output -d 'Write the metrics to FILE instead of stdout, atomically (a temporary file in FILE\'s directory, then renamed over it), as node_exporter\'s textfile collector needs: e.g. /var/lib/prometheus/node-exporter/lllqos.prom' -r -F
-complete -c lllqos -n "__fish_lllqos_using_subcommand metrics" -s h -l help -d 'Print help'
-complete -c lllqos -n "__fish_lllqos_using_subcommand recover" -s h -l help -d 'Print help'
+complete -c lllqos -n "__fish_lllqos_using_subcommand metrics" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c lllqos -n "__fish_lllqos_using_subcommand recover" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand oci-hook" -s h -l help -d 'Print help (see more with \'--help\')'
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.

@@ -100,7 +100,8 @@ fn empty_device_and_too_short_duration_are_named_for_what_they_are() {
         .assert()
         .code(125)
         .stderr(
-            "lllqos: invalid value '' for '--device <PATH>': an empty path is not a PM QoS node\n",
+            "lllqos: invalid value '' for '--device <PATH>': an empty path is not a PM QoS node \
+             (try 'lllqos --help')\n",
         );
     crate::common::lllqos(["measure", "--duration", "0.0001"])
         .assert()

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::idle::{IdleTree, State};
 use crate::common::{Reaped, cpus, last_cpu, lllqos, lllqos_std, wait_for_cpu, wait_for_node};
 use nix::sys::signal::Signal;
 
@@ -109,29 +110,22 @@ fn a_per_cpu_45_us_reads_4_5e_05_for_that_cpu_and_a_killed_holder_is_stale() {
     lllqos(["recover"]).assert().success();
 }
 
-/// A tree laid out as /sys/devices/system/cpu is, with two idle states per CPU and known counters.
-fn lay_out_tree(root: &Path, cpus: &[u32]) {
-    std::fs::create_dir_all(root.join("cpuidle")).unwrap();
-    std::fs::write(root.join("cpuidle/current_driver"), "test_idle\n").unwrap();
-    std::fs::write(root.join("cpuidle/current_governor"), "menu\n").unwrap();
-    for &cpu in cpus {
-        for (index, name, latency, time, usage) in [
-            (0, "POLL", 0, 1_500_000 + u64::from(cpu), 42),
-            (1, "C6 deep", 170, 2_000_000_000, 7_000_001),
-        ] {
-            let state = root.join(format!("cpu{cpu}/cpuidle/state{index}"));
-            std::fs::create_dir_all(&state).unwrap();
-            for (file, text) in [
-                ("name", name.to_owned()),
-                ("latency", latency.to_string()),
-                ("time", time.to_string()),
-                ("usage", usage.to_string()),
-                ("disable", "0".to_owned()),
-            ] {
-                std::fs::write(state.join(file), format!("{text}\n")).unwrap();
-            }
-        }
-    }
+/// A tree with two idle states per CPU and known counters.
+fn lay_out_tree() -> IdleTree {
+    IdleTree::lay_out(|cpu| {
+        vec![
+            State {
+                time_us: 1_500_000 + u64::from(cpu),
+                entries: 42,
+                ..State::new("POLL", 0)
+            },
+            State {
+                time_us: 2_000_000_000,
+                entries: 7_000_001,
+                ..State::new("C6 deep", 170)
+            },
+        ]
+    })
 }
 
 /// Idle-state metrics from a tree the test lays out, on any machine: the counters in seconds and
@@ -143,9 +137,8 @@ fn idle_states_of_a_laid_out_tree_read_back_with_the_limit_in_force() {
         kernel.baseline == crate::common::UNCONSTRAINED,
         "another process holds a request on this machine"
     );
-    let tree = tempfile::tempdir().unwrap();
+    let tree = lay_out_tree();
     let cpus = cpus();
-    lay_out_tree(tree.path(), &cpus);
     let env = [("LLLQOS_SYSFS_CPU", tree.path())];
     let mut hold = Reaped::spawn(&mut lllqos_std(["-l", "100"]));
     wait_for_node(100);
@@ -252,8 +245,7 @@ fn promtool_finds_the_output_valid() {
     let mut global = Reaped::spawn(&mut lllqos_std(["-l", "77", "--name", "with \"quotes\""]));
     let mut per_cpu = Reaped::spawn(&mut lllqos_std(["--cpu", &cpu.to_string(), "-l", "30"]));
     wait_for_cpu(cpu, "30");
-    let tree = tempfile::tempdir().unwrap();
-    lay_out_tree(tree.path(), &cpus());
+    let tree = lay_out_tree();
     for env in [vec![], vec![("LLLQOS_SYSFS_CPU", tree.path())]] {
         let text = metrics(&env);
         let mut check = Command::new("promtool")
@@ -415,8 +407,7 @@ fn docs_list_every_metric_and_no_other() {
         "60",
     ]));
     wait_for_cpu(cpu, "33");
-    let tree = tempfile::tempdir().unwrap();
-    lay_out_tree(tree.path(), &cpus());
+    let tree = lay_out_tree();
     let text = metrics(&[("LLLQOS_SYSFS_CPU", tree.path())]);
     for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
         let name = family.split(' ').next().unwrap();

@@ -1,7 +1,7 @@
 //! The static build for machines without a matching glibc (the musl target), against the real
 //! kernel: it is static, and wraps a command as the glibc build does (request in force, exit
 //! status, a signal death, status). `.ci/run` builds it first:
-//! `cargo build --release --target x86_64-unknown-linux-musl`.
+//! `cargo build --release --target $(uname -m)-unknown-linux-musl`.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -14,7 +14,10 @@ fn musl_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("x86_64-unknown-linux-musl/release/lllqos")
+    target.join(format!(
+        "{}-unknown-linux-musl/release/lllqos",
+        std::env::consts::ARCH
+    ))
 }
 
 #[test]
@@ -23,7 +26,8 @@ fn the_musl_build_is_static_and_wraps_a_command_like_the_glibc_build() {
     let musl = musl_binary();
     require!(
         musl.is_file(),
-        "needs the musl build: rustup target add x86_64-unknown-linux-musl && cargo build --release --target x86_64-unknown-linux-musl"
+        "needs the musl build: rustup target add {arch}-unknown-linux-musl && cargo build --release --target {arch}-unknown-linux-musl",
+        arch = std::env::consts::ARCH
     );
     assert!(
         crate::common::is_static(&musl),

@@ -2,8 +2,10 @@
 //! as well as by lllqos, and per-CPU values written directly in sysfs.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::common::idle::{self, IdleTree, Source, State};
 use crate::common::{
     Reaped, last_cpu, lllqos, lllqos_std, read_node, wait_for_cpu, wait_for_node, write_cpu,
 };
@@ -37,12 +39,11 @@ fn foreign_holder(us: i32) -> Reaped {
 }
 
 fn status_json() -> Value {
-    let out = lllqos(["status", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    status_json_of(lllqos(["status", "--json"]))
+}
+
+fn status_json_of(mut command: assert_cmd::Command) -> Value {
+    let out = command.assert().success().get_output().stdout.clone();
     serde_json::from_slice(&out).expect("status --json is JSON")
 }
 
@@ -181,8 +182,9 @@ fn per_cpu_values_including_zero_tolerance() {
     assert!(!text.contains("777 us"), "{text}");
 }
 
-/// `allowed` recomputed from sysfs: not disabled and exit latency within min(global, own).
-fn check_allowed(status: &Value) -> usize {
+/// `allowed` recomputed from the tree at `root`: not disabled and exit latency within
+/// min(global, own). Returns how many states it checked.
+fn check_allowed(status: &Value, root: &Path) -> usize {
     let global = status["cpu_latency_us"].as_u64();
     let mut checked = 0;
     for cpu in status["cpus"].as_array().unwrap() {
@@ -192,18 +194,12 @@ fn check_allowed(status: &Value) -> usize {
             .flatten()
             .min()
             .unwrap_or(u64::MAX);
-        let n = cpu["cpu"].as_u64().unwrap();
+        let n = cpu["cpu"].as_u64().unwrap() as u32;
         for (k, state) in cpu["idle_states"].as_array().unwrap().iter().enumerate() {
-            let dir = format!("/sys/devices/system/cpu/cpu{n}/cpuidle/state{k}");
-            let latency: u64 = std::fs::read_to_string(format!("{dir}/latency"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            let disabled = std::fs::read_to_string(format!("{dir}/disable"))
-                .unwrap()
-                .trim()
-                != "0";
+            let dir = idle::state_dir(root, n, k);
+            let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+            let latency: u64 = read("latency").trim().parse().unwrap();
+            let disabled = read("disable").trim() != "0";
             assert_eq!(state["exit_latency_us"], latency);
             assert_eq!(state["disabled"], disabled);
             assert_eq!(
@@ -217,27 +213,91 @@ fn check_allowed(status: &Value) -> usize {
     checked
 }
 
+/// Which idle states each CPU may enter follows the global limit, the CPU's own, and a state's
+/// `disable`: from a tree the test lays out (one state disabled), and the kernel's own states.
 #[test]
 fn idle_states_allowed_follow_the_limits() {
     let kernel = kernel!();
     let cpu = last_cpu();
-    let checked = check_allowed(&status_json());
-    let mut hold = Reaped::spawn(&mut lllqos_std(["-l", "0"]));
-    wait_for_node(kernel.expect(0));
-    let status = status_json();
-    check_allowed(&status);
-    for c in status["cpus"].as_array().unwrap() {
-        for state in c["idle_states"].as_array().unwrap() {
-            if state["exit_latency_us"].as_u64().unwrap() > 0 {
-                assert_eq!(state["allowed"], false);
+    let tree = IdleTree::lay_out(|cpu| {
+        vec![
+            State::new("POLL", 0),
+            State::new("C1", 3),
+            State::new("C1E", 40 + cpu),
+            State::new("C6", 170),
+        ]
+    });
+    std::fs::write(tree.state(cpu, 1).join("disable"), "1\n").unwrap();
+    for source in Source::both(tree) {
+        let status = || status_json_of(source.lllqos(["status", "--json"]));
+        let checked = check_allowed(&status(), source.root());
+        assert_eq!(
+            checked,
+            source.states.values().map(Vec::len).sum::<usize>(),
+            "{source}"
+        );
+        // The CPU's own limit: states deeper than it are not allowed there, and only there.
+        write_cpu(cpu, "50");
+        let now = status();
+        check_allowed(&now, source.root());
+        if source.tree.is_some() {
+            let allowed = |c: u32| -> Vec<bool> {
+                (now["cpus"].as_array().unwrap().iter())
+                    .find(|e| e["cpu"] == c)
+                    .unwrap()["idle_states"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["allowed"].as_bool().unwrap())
+                    .collect()
+            };
+            // POLL, C1 (disabled on this CPU), C1E (40 + cpu us), C6 (170 us).
+            assert_eq!(allowed(cpu), [true, false, true, false], "{now}");
+        }
+        write_cpu(cpu, "0");
+        // The global limit: nothing deeper than 0 us.
+        let mut hold = Reaped::spawn(&mut lllqos_std(["-l", "0"]));
+        wait_for_node(kernel.expect(0));
+        let held = status();
+        check_allowed(&held, source.root());
+        for c in held["cpus"].as_array().unwrap() {
+            for state in c["idle_states"].as_array().unwrap() {
+                if state["exit_latency_us"].as_u64().unwrap() > 0 {
+                    assert_eq!(state["allowed"], false);
+                }
             }
         }
+        hold.signal(Signal::SIGTERM);
+        hold.wait();
+        write_cpu(cpu, "n/a");
+        check_allowed(&status(), source.root());
+        write_cpu(cpu, "0");
     }
-    hold.signal(Signal::SIGTERM);
-    hold.wait();
-    write_cpu(cpu, "n/a");
-    check_allowed(&status_json());
-    applicable!(checked > 0, "(in part) this kernel lists no idle states");
+}
+
+/// The text names the driver and each CPU's states, and which of them the CPU's limit forbids.
+#[test]
+fn the_text_lists_the_idle_states_of_a_laid_out_tree() {
+    let _kernel = kernel!();
+    let cpu = last_cpu();
+    let tree = IdleTree::lay_out(|_| vec![State::new("POLL", 0), State::new("C6 deep", 170)]);
+    write_cpu(cpu, "100");
+    let out = lllqos(["status"])
+        .env("LLLQOS_SYSFS_CPU", tree.path())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("driver test_idle"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "CPU {cpu}: POLL (0 us); not allowed: C6 deep (170 us)"
+        )),
+        "{text}"
+    );
+    write_cpu(cpu, "0");
 }
 
 #[test]
@@ -351,7 +411,7 @@ fn a_holder_known_only_to_an_nss_module_is_shown_by_name() {
         "/lib/x86_64-linux-gnu/libnss_extrausers.so.2",
     ];
     require!(
-        module.iter().any(|m| std::path::Path::new(m).exists()),
+        module.iter().any(|m| Path::new(m).exists()),
         "needs libnss-extrausers (Debian package libnss-extrausers)"
     );
     require_program!("unshare", "util-linux");

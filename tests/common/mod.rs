@@ -1,5 +1,6 @@
 //! Shared test helpers: what a test requires, the kernel-state lock and guard ([`kernel`]), the
-//! binary and its processes ([`process`]), a real terminal ([`tmux`]).
+//! binary and its processes ([`process`]), a real terminal ([`tmux`]), idle states laid out as
+//! sysfs has them ([`idle`]).
 //!
 //! # Tests that cannot pass by skipping
 //!
@@ -22,6 +23,7 @@
 //! thread (so `cargo test` and `cargo nextest` both serialize them), plus a guard that records the
 //! per-CPU values and restores them when the test ends, even by panic.
 
+pub mod idle;
 pub mod kernel;
 pub mod process;
 pub mod tmux;

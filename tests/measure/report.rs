@@ -1,6 +1,7 @@
 //! What a measurement reports: both phases, the baseline, idle residency, the chart; and the errors it gives before measuring.
 
 use super::*;
+use crate::common::idle::{IdleTree, State};
 
 #[test]
 fn a_short_run_gives_consistent_json() {
@@ -220,30 +221,119 @@ fn idle_residency_per_cpu_and_nothing_deeper_than_the_request() {
     assert!(rested > 10.0, "{report}");
 }
 
-/// The human report has a table of where the CPUs slept; without a cpuidle driver it says there is
-/// nothing to compare, and why.
+/// A tree whose deeper state a thread of the test enters on every CPU while it lives: 1 ms of
+/// `time` and one entry every 5 ms (so never more than a fifth of the time), `POLL` never.
+struct Sleeping {
+    tree: IdleTree,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sleeping {
+    fn start() -> Sleeping {
+        use std::sync::atomic::Ordering;
+        let tree = IdleTree::lay_out(|_| vec![State::new("POLL", 0), State::new("C6 deep", 170)]);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dirs: Vec<_> = (crate::common::cpus().into_iter())
+            .map(|cpu| tree.state(cpu, 1))
+            .collect();
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut ticks = 0_u64;
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                ticks += 1;
+                for dir in &dirs {
+                    // Replaced whole, as lllqos may read them at any moment.
+                    for (file, value) in [("time", ticks * 1000), ("usage", ticks)] {
+                        let new = dir.join(format!("{file}.new"));
+                        std::fs::write(&new, format!("{value}\n")).unwrap();
+                        std::fs::rename(&new, dir.join(file)).unwrap();
+                    }
+                }
+            }
+        });
+        Sleeping {
+            tree,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Sleeping {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Where the CPUs slept, from the counters of a laid-out tree (so on every machine): each CPU with
+/// the tree's states in order, the state entered counted in both phases, the other not, and no
+/// phase's shares above what was slept.
 #[test]
-fn the_human_report_shows_where_the_cpus_slept() {
+fn idle_residency_of_a_laid_out_tree() {
     let _kernel = kernel!();
-    let out = lllqos(["measure", "--duration", "0.3"])
+    let sleeping = Sleeping::start();
+    let out = lllqos(["measure", "--json", "--duration", "0.4"])
+        .env("LLLQOS_SYSFS_CPU", sleeping.tree.path())
         .assert()
         .success()
         .get_output()
         .stdout
         .clone();
-    let out = String::from_utf8(out).unwrap();
-    let has_states = lllqos::idle::all_states().values().any(|s| !s.is_empty());
-    if has_states {
-        assert!(
-            out.contains("idle states (share of the phase; entries)"),
-            "{out}"
-        );
-    } else {
-        assert!(
-            out.contains("idle states: none (no cpuidle driver)"),
-            "{out}"
-        );
+    drop(sleeping);
+    let report: Value = serde_json::from_slice(&out).unwrap();
+    let cpus = crate::common::cpus();
+    for phase in ["without", "with"] {
+        let idle = report[phase]["idle_states"].as_array().unwrap();
+        let listed: Vec<u64> = idle.iter().map(|c| c["cpu"].as_u64().unwrap()).collect();
+        let expected: Vec<u64> = cpus.iter().map(|&c| u64::from(c)).collect();
+        assert_eq!(listed, expected, "{phase}");
+        for cpu in idle {
+            let states = cpu["states"].as_array().unwrap();
+            let names: Vec<&str> = states.iter().map(|s| s["name"].as_str().unwrap()).collect();
+            assert_eq!(names, ["POLL", "C6 deep"], "{phase}: {cpu}");
+            assert_eq!(states[1]["exit_latency_us"], 170);
+            assert_eq!(states[0]["entries"], 0, "{phase}: {cpu}");
+            assert_eq!(states[0]["time_pct"], 0.0, "{phase}: {cpu}");
+            assert!(states[1]["entries"].as_u64().unwrap() > 0, "{phase}: {cpu}");
+            let pct = states[1]["time_pct"].as_f64().unwrap();
+            assert!(pct > 0.0 && pct <= 21.0, "{phase}: {cpu}");
+        }
     }
+}
+
+/// The human report has a table of where the CPUs slept, with the states of the tree it reads;
+/// without a cpuidle driver it says there is nothing to compare, and why.
+#[test]
+fn the_human_report_shows_where_the_cpus_slept() {
+    let _kernel = kernel!();
+    let sleeping = Sleeping::start();
+    let report = |tree: &std::path::Path| {
+        let out = lllqos(["measure", "--duration", "0.3"])
+            .env("LLLQOS_SYSFS_CPU", tree)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let out = report(sleeping.tree.path());
+    assert!(
+        out.contains("idle states (share of the phase; entries)"),
+        "{out}"
+    );
+    assert!(out.contains("C6 deep"), "{out}");
+    let empty = tempfile::tempdir().unwrap();
+    let out = report(empty.path());
+    assert!(
+        out.contains("idle states: none (no cpuidle driver)"),
+        "{out}"
+    );
 }
 
 /// `--plot FILE.svg` writes one chart of both phases, SVG that parses as XML, with both labels.

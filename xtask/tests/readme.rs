@@ -68,12 +68,9 @@ fn the_option_tables_match_the_command_line() {
     }
 }
 
-/// docs/json.md's table of `lllqos trace --json` keys says what `cli::TRACE_JSON_KEYS` says (from
-/// which --help and the man page render theirs), key for key.
-#[test]
-fn the_documented_trace_keys_are_the_codes() {
-    let trace = section("docs/json.md", "lllqos trace --json");
-    let rows: Vec<(String, String)> = trace
+/// The rows of docs/json.md's table in section `title`: key and meaning, words made one space.
+fn json_rows(title: &str) -> Vec<(String, String)> {
+    section("docs/json.md", title)
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
         .filter_map(|row| {
@@ -84,12 +81,24 @@ fn the_documented_trace_keys_are_the_codes() {
             ))
         })
         .filter(|(key, _)| !key.starts_with("--"))
-        .collect();
-    let documented: Vec<(String, String)> = xtask::cli::TRACE_JSON_KEYS
-        .iter()
-        .map(|(key, meaning)| ((*key).to_owned(), words(meaning)))
-        .collect();
-    assert_eq!(rows, documented);
+        .collect()
+}
+
+/// docs/json.md's tables of the keys of `status`, `trace` and `measure` say what `cli`'s say
+/// (from which --help and the man pages render theirs), key for key.
+#[test]
+fn the_documented_json_keys_are_the_codes() {
+    for (title, keys) in [
+        ("lllqos status --json", xtask::cli::STATUS_JSON_KEYS),
+        ("lllqos trace --json", xtask::cli::TRACE_JSON_KEYS),
+        ("lllqos measure --json", xtask::cli::MEASURE_JSON_KEYS),
+    ] {
+        let documented: Vec<(String, String)> = keys
+            .iter()
+            .map(|(key, meaning)| ((*key).to_owned(), words(meaning)))
+            .collect();
+        assert_eq!(json_rows(title), documented, "{title}");
+    }
 }
 
 /// docs/library.md's Rust example is the body of `readme()` in examples/library.rs, which
@@ -161,4 +170,153 @@ fn every_man_page_carries_the_version() {
             path.display()
         );
     }
+}
+
+/// The README and the reference quote the shipped udev rule line for line, and its trigger.
+#[test]
+fn the_docs_quote_the_shipped_udev_rule_and_its_trigger() {
+    let rules = read("contrib/udev/70-lllqos.rules");
+    let lines: Vec<&str> = rules
+        .lines()
+        .filter(|l| l.starts_with("KERNEL=="))
+        .collect();
+    assert!(!lines.is_empty());
+    let trigger = rules
+        .lines()
+        .find_map(|l| l.strip_prefix("#   udevadm trigger "))
+        .unwrap();
+    for doc in ["README.md", "docs/reference.md"] {
+        let text = read(doc);
+        for line in &lines {
+            assert!(
+                text.contains(&format!("    {line}\n")),
+                "{doc} lacks {line}"
+            );
+        }
+        let flat = words(&text);
+        assert!(
+            flat.contains(&format!("udevadm trigger {trigger}")),
+            "{doc}: the trigger"
+        );
+    }
+}
+
+/// Where the Debian package installs each file of the repository (`[package.metadata.deb]`
+/// assets; a source ending in `*.md` stands for every such file of its directory).
+fn installed() -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+    let manifest = read("Cargo.toml");
+    let assets = manifest
+        .split("assets = [")
+        .nth(1)
+        .unwrap()
+        .split("\n]")
+        .next()
+        .unwrap();
+    let mut files = Vec::new();
+    for line in assets.lines().filter(|l| l.trim_start().starts_with("[\"")) {
+        let fields: Vec<&str> = line.split('"').collect();
+        let (source, dest) = (fields[1], std::path::Path::new("/").join(fields[3]));
+        let sources: Vec<std::path::PathBuf> = match source.strip_suffix("*.md") {
+            Some(dir) => std::fs::read_dir(xtask::root().join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| std::path::Path::new(dir).join(e.file_name()))
+                .filter(|p| p.extension().is_some_and(|e| e == "md"))
+                .collect(),
+            None => vec![source.into()],
+        };
+        for source in sources {
+            let target = if fields[3].ends_with('/') {
+                dest.join(source.file_name().unwrap())
+            } else {
+                dest.clone()
+            };
+            files.push((source, target));
+        }
+    }
+    files
+}
+
+/// Every relative link of the README and docs/ leads, once the package is installed, to a file it
+/// installs (in /usr/share/doc/lllqos: the README, docs/, the chart, the example), as it does in
+/// the source tree.
+#[test]
+fn every_link_of_the_docs_resolves_where_the_package_installs_them() {
+    let installed = installed();
+    let targets: BTreeSet<std::path::PathBuf> = installed.iter().map(|(_, t)| t.clone()).collect();
+    let mut checked = 0;
+    for (source, target) in installed
+        .iter()
+        .filter(|(s, _)| s.extension().is_some_and(|e| e == "md"))
+    {
+        let text = read(source.to_str().unwrap());
+        for link in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            let link = link.split('#').next().unwrap();
+            if link.is_empty() || link.contains("://") {
+                continue;
+            }
+            assert!(
+                xtask::root()
+                    .join(source.parent().unwrap())
+                    .join(link)
+                    .exists(),
+                "{}: {link}",
+                source.display()
+            );
+            let resolved = target.parent().unwrap().join(link);
+            let resolved: std::path::PathBuf =
+                resolved
+                    .components()
+                    .fold(std::path::PathBuf::new(), |mut path, c| {
+                        match c {
+                            std::path::Component::ParentDir => {
+                                path.pop();
+                            }
+                            c => path.push(c),
+                        }
+                        path
+                    });
+            assert!(
+                targets.contains(&resolved),
+                "{}: {link} is {} once installed, which the package lacks",
+                source.display(),
+                resolved.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked} links");
+}
+
+/// CHANGELOG.md and the Debian changelog date each release the same day.
+#[test]
+fn the_changelogs_agree_on_each_release_date() {
+    let upstream = read("CHANGELOG.md");
+    let debian = read("contrib/debian/changelog");
+    let mut checked = 0;
+    let lines: Vec<&str> = debian.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.strip_prefix("lllqos (") else {
+            continue;
+        };
+        let version = rest.split(['-', ')']).next().unwrap();
+        let trailer = lines[i..]
+            .iter()
+            .find_map(|l| l.strip_prefix(" -- "))
+            .unwrap();
+        let date = trailer.split("  ").nth(1).unwrap();
+        let day = std::process::Command::new("date")
+            .args(["-u", "-d", date, "+%Y-%m-%d"])
+            .output()
+            .unwrap();
+        let day = String::from_utf8(day.stdout).unwrap();
+        let heading = format!("## [{version}] - {}", day.trim());
+        assert!(upstream.contains(&heading), "CHANGELOG.md lacks {heading}");
+        checked += 1;
+    }
+    assert!(checked > 0);
 }

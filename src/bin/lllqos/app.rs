@@ -26,32 +26,48 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         return ExitStatus::Failure;
     }
     // The same definition the man page and completions are rendered from.
-    let parsed = lllqos::cli::command()
-        .try_get_matches_from(args)
+    let args: Vec<OsString> = args.into_iter().collect();
+    let command = lllqos::cli::command();
+    let parsed = command
+        .clone()
+        .try_get_matches_from(&args)
         .and_then(|matches| Cli::from_arg_matches(&matches));
     let cli = match parsed {
         Ok(cli) => cli,
-        Err(error) => return usage_error(error),
+        Err(error) => return usage_error(error, &help_for(&command, &args)),
     };
     match run(cli) {
         Ok(status) => status,
         Err(error) => {
-            say!("lllqos: {error:#}");
+            say!("lllqos: {}", crate::output::describe_error(&error));
             ExitStatus::Failure
         }
     }
 }
 
 /// Help and version go to stdout with status 0; every usage error is one line and status 125
-/// (clap's own default, 2, would look like the command's status).
-fn usage_error(error: clap::Error) -> ExitStatus {
+/// (clap's own default, 2, would look like the command's status), ending, as coreutils' and
+/// util-linux's do, with where to read more: `--help` of the command or subcommand it is about.
+fn usage_error(error: clap::Error, help: &str) -> ExitStatus {
     use clap::error::ErrorKind;
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => emit(&error.to_string()),
         _ => {
-            say!("lllqos: {}", clap_message(&error.to_string()));
+            say!(
+                "lllqos: {} (try '{help} --help')",
+                clap_message(&error.to_string())
+            );
             ExitStatus::Failure
         }
+    }
+}
+
+/// What a usage error is about: `lllqos`, or `lllqos measure` when the line names a subcommand
+/// (which comes first: lllqos's options and its subcommands do not mix).
+fn help_for(command: &clap::Command, args: &[OsString]) -> String {
+    match args.get(1).and_then(|word| word.to_str()) {
+        Some(word) if command.find_subcommand(word).is_some() => format!("lllqos {word}"),
+        _ => "lllqos".to_owned(),
     }
 }
 

@@ -57,6 +57,23 @@ pub fn emit(text: &str) -> ExitStatus {
     }
 }
 
+/// An error and its causes on one line, `what: why: why`, each operating-system error as C tools
+/// print it (`Permission denied`, never `(os error 13)` nor `EACCES`).
+pub fn describe_error(error: &anyhow::Error) -> String {
+    let parts: Vec<String> = (error.chain())
+        .map(|cause| {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                os_message(io)
+            } else if let Some(errno) = cause.downcast_ref::<nix::errno::Errno>() {
+                errno.desc().to_owned()
+            } else {
+                cause.to_string()
+            }
+        })
+        .collect();
+    parts.join(": ")
+}
+
 /// A limit in force for people: `20 us`, or `no constraint`.
 pub fn describe_limit(limit: Option<Latency>) -> String {
     limit.map_or_else(|| "no constraint".to_owned(), |l| l.to_string())
@@ -73,6 +90,25 @@ mod tests {
             "a\\nb\\x1b[31m\\x7fc\\x9b"
         );
         assert_eq!(printable("µs 'x' \\"), "µs 'x' \\");
+    }
+
+    #[test]
+    fn errors_name_the_cause_as_c_tools_do() {
+        let io = std::io::Error::from_raw_os_error(libc::EACCES);
+        let error = anyhow::Error::new(io).context("cannot block signals");
+        assert_eq!(
+            describe_error(&error),
+            "cannot block signals: Permission denied"
+        );
+        let errno = anyhow::Error::new(nix::errno::Errno::ENOENT).context("--plot x");
+        assert_eq!(
+            describe_error(&error.context("outer")),
+            "outer: cannot block signals: Permission denied"
+        );
+        assert_eq!(
+            describe_error(&errno),
+            "--plot x: No such file or directory"
+        );
     }
 
     #[test]

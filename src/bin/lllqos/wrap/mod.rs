@@ -308,7 +308,7 @@ fn hint(error: &LeaseError) -> &'static str {
         .iter()
         .any(|n| error.path() == std::path::Path::new(n));
     if error.is_permission() && node {
-        " (run as root, or give a group access to the node with a udev rule: see lllqos(1), SECURITY)"
+        " (run as root, or be a member of the group lllqos, which the udev rule 70-lllqos.rules gives the node: usermod -aG lllqos USER, then log in again; see lllqos(1), SECURITY)"
     } else if error.is_missing() && error.path() == std::path::Path::new(CPU_DMA_LATENCY) {
         if std::path::Path::new("/sys/class/misc/cpu_dma_latency").exists() {
             // The kernel has the device; this /dev does not show it.

@@ -19,78 +19,11 @@ use crate::lease::CPU_DMA_LATENCY;
 
 use crate::internal::decimal::{Scan, scan};
 
-/// The examples of `lllqos --help`, the man page (rendered by the xtask) and the README (checked
-/// by a test): the command, and what it does.
-pub const EXAMPLES: &[(&str, &str)] = &[
-    (
-        "lllqos -l 0 -- ./control-loop",
-        "Run ./control-loop while 0 us is requested",
-    ),
-    (
-        "lllqos -l 50us chrt -f 80 ./app",
-        "Run ./app under SCHED_FIFO with a 50 us limit",
-    ),
-    ("lllqos -l 0", "Hold 0 us until SIGTERM, SIGINT or SIGHUP"),
-    (
-        "lllqos -l 100 --pid 4242",
-        "Hold 100 us while process 4242 lives",
-    ),
-    (
-        "lllqos --cpu 2-3 -l 0 -- ./rt-app",
-        "Keep only CPUs 2 and 3 out of deep idle states",
-    ),
-    (
-        "lllqos --max-state C1E,C1 -- ./app",
-        "Allow C1E (or C1 without C1E), nothing deeper",
-    ),
-    (
-        "taskset -c 2 lllqos --cpu auto -- ./rt-app",
-        "Constrain the CPUs the command may run on",
-    ),
-    ("lllqos status", "See what is in force and who holds it"),
-    (
-        "lllqos trace --command python3",
-        "Log python3's requests as they change",
-    ),
-    (
-        "lllqos measure --priority 80 --duration 10",
-        "Measure the effect on wake-up latency",
-    ),
-];
+mod examples;
+mod keys;
 
-/// The keys of each line of `lllqos trace --json`, and what they hold: the man page and the
-/// JSON page of docs/ list them from here, and a test checks that trace prints exactly these.
-pub const TRACE_JSON_KEYS: &[(&str, &str)] = &[
-    (
-        "time",
-        "when, in seconds since the Unix epoch (a number, to the microsecond)",
-    ),
-    (
-        "pid",
-        "the process that made the change (null for a per-CPU value in force at the start that no process holds)",
-    ),
-    (
-        "command",
-        "its command as the kernel keeps it (/proc/PID/comm, 15 bytes at most; null when unknown)",
-    ),
-    (
-        "target",
-        "cpu_dma_latency (the global node), cpu_wakeup_latency where the kernel has it, or cpuN for CPU N's resume latency",
-    ),
-    (
-        "action",
-        "add, update or remove; held for what was in force at the start",
-    ),
-    (
-        "value_us",
-        "the request's value in microseconds; null for no constraint (a just-opened node's default, a removal, a CPU's sysfs 0) or, in a held line, a value that cannot be known (one of several holders of the node)",
-    ),
-    (
-        "limit_before_us",
-        "the target's limit in force before the change; null for no constraint",
-    ),
-    ("limit_after_us", "the same, after the change"),
-];
+pub use examples::{EXAMPLES, subcommand_examples};
+pub use keys::{MEASURE_JSON_KEYS, STATUS_JSON_KEYS, TRACE_JSON_KEYS};
 
 /// `lllqos trace --help`'s list of the JSON keys.
 fn trace_json_help() -> String {
@@ -104,16 +37,6 @@ fn trace_json_help() -> String {
     )
 }
 
-/// `Examples:` and the examples, aligned, for `--help`.
-fn examples_help() -> String {
-    let width = EXAMPLES.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
-    let lines: Vec<String> = EXAMPLES
-        .iter()
-        .map(|(command, what)| format!("  {command:width$}  {what}"))
-        .collect();
-    format!("Examples:\n{}", lines.join("\n"))
-}
-
 /// Hold a CPU wake-up latency request for exactly as long as a command runs.
 ///
 /// lllqos asks the kernel, through the PM QoS interface (/dev/cpu_dma_latency), to keep CPUs out of
@@ -125,7 +48,7 @@ fn examples_help() -> String {
 #[command(
     name = "lllqos",
     version = crate::VERSION,
-    after_help = examples_help(),
+    after_help = examples::help(EXAMPLES),
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
     max_term_width = 100
@@ -141,28 +64,48 @@ pub struct Cli {
 /// The subcommands; without one, lllqos holds a request (see [`HoldArgs`]).
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
-    /// Show the CPU latency limit in force, who holds it, the per-CPU constraints and which idle
-    /// states each CPU may still enter.
+    /// Show what is in force, who holds it, and which idle states each CPU may still enter.
+    ///
+    /// The CPU latency limit in force and its holders (the processes with /dev/cpu_dma_latency
+    /// open), each CPU's own constraint, the idle states each CPU may still enter under the limits
+    /// in force, and lllqos's per-CPU registry. What cannot be read (without root: the node, other
+    /// users' processes, the registry) is said in place of the value.
+    #[command(after_help = examples::help(subcommand_examples("status")))]
     Status(StatusArgs),
-    /// Measure wake-up latency without and then with the request of --latency, --max-state and
-    /// --cpu, side by side (a periodic loop on absolute time, as cyclictest does).
+    /// Measure wake-up latency without, then with the request.
+    ///
+    /// A periodic loop on absolute time, as cyclictest runs, measures how late each wake-up is:
+    /// phase one without a request of lllqos's, phase two with the request of --latency,
+    /// --max-state and --cpu, side by side, with where the CPUs slept in each phase.
+    #[command(after_help = examples::help(subcommand_examples("measure")))]
     Measure(MeasureArgs),
-    /// Log every change of a CPU latency request as it happens: who (pid, command), which
-    /// constraint, the value, and the limit before and after. Starts with what is in force; runs
-    /// until SIGINT, SIGTERM or SIGHUP (or --duration). Needs root.
-    #[command(after_long_help = trace_json_help())]
+    /// Log every change of a CPU latency request as it happens.
+    ///
+    /// Who (pid, command), which constraint, the value, and the limit before and after, from the
+    /// kernel's power trace events. Starts with what is in force; runs until SIGINT, SIGTERM or
+    /// SIGHUP (or --duration). Needs root.
+    #[command(
+        after_help = examples::help(subcommand_examples("trace")),
+        after_long_help = trace_json_help()
+    )]
     Trace(TraceArgs),
-    /// Print what is in force, who holds it and where the CPUs slept, in the Prometheus text
-    /// exposition format (node_exporter's textfile collector reads it; docs/metrics.md lists
-    /// every metric). With --output, replace FILE atomically instead.
+    /// Print what status shows as Prometheus metrics.
+    ///
+    /// The limit in force, its holders, each CPU's constraint and effective limit, idle-state
+    /// residency, and the registry, in the Prometheus text exposition format, in seconds, for
+    /// node_exporter's textfile collector (lllqos-metrics(1) lists every metric). With --output,
+    /// replace FILE atomically instead.
+    #[command(after_help = examples::help(subcommand_examples("metrics")))]
     Metrics(MetricsArgs),
-    /// Restore what per-CPU holders that were killed (SIGKILL) left: drop them from the registry
-    /// and set each CPU back to what the live holders need, or to its value from before lllqos.
-    /// Says what it did; exits 0, also when there is nothing to do. The next lllqos on those CPUs
-    /// does the same; run it when none will come (ExecStopPost= of a unit).
+    /// Restore what per-CPU holders killed by SIGKILL left.
+    ///
+    /// Drops them from the registry and sets each CPU back to what the live holders need, or to its
+    /// value from before lllqos. Says what it did; exits 0, also when there is nothing to do. The
+    /// next lllqos on those CPUs does the same; run it when none will come (ExecStopPost= of a
+    /// unit).
+    #[command(after_help = examples::help(subcommand_examples("recover")))]
     Recover,
-    /// Run as an OCI runtime hook: hold a request for a container's lifetime, chosen by its
-    /// annotations.
+    /// Run as an OCI runtime hook: hold a request for a container's lifetime.
     ///
     /// As a createRuntime (or prestart) hook, lllqos reads the container's state on stdin and,
     /// when its annotations ask for it, holds a request while the container's init lives.
@@ -172,7 +115,10 @@ pub enum Subcommand {
     /// config.json). A detached holder places the request before the hook exits 0, and releases it
     /// when the init exits; a bad annotation, or a request that cannot be placed, fails the hook
     /// (status 125), which stops the container from starting. status and trace name the holder
-    /// after the container id. Needs root, on the host, as runtimes run hooks.
+    /// after the container id. Needs root, on the host, as runtimes run hooks; podman and CRI-O
+    /// run it from their hooks.d (runc, Docker and containerd do not read hooks.d: on containerd,
+    /// see lllqos nri).
+    #[command(after_help = examples::help(subcommand_examples("oci-hook")))]
     OciHook,
 }
 
@@ -192,8 +138,8 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NAME")]
     pub command: Vec<String>,
 
-    /// Print JSON Lines (a stable interface: see docs/json.md): time, pid, command, target, action,
-    /// value_us, limit_before_us, limit_after_us.
+    /// Print JSON Lines (a stable interface; every key in lllqos-trace(1)): time, pid, command,
+    /// target, action, value_us, limit_before_us, limit_after_us.
     #[arg(long)]
     pub json: bool,
 }
@@ -249,7 +195,7 @@ pub struct MetricsArgs {
 /// Options of `lllqos status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print JSON (a stable interface: see docs/json.md) instead of the summary.
+    /// Print JSON (a stable interface; every key in lllqos-status(1)) instead of the summary.
     #[arg(long)]
     pub json: bool,
 }
