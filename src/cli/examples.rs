@@ -93,16 +93,6 @@ pub fn subcommand_examples(subcommand: &str) -> &'static [(&'static str, &'stati
             "podman run --annotation lllqos.io/latency=0 IMAGE",
             "A request for the container's lifetime (podman reads hooks.d)",
         )],
-        "nri" => &[
-            (
-                "lllqos nri",
-                "Serve containerd's NRI socket (/var/run/nri/nri.sock)",
-            ),
-            (
-                "systemctl enable --now lllqos-nri",
-                "The same, as the package's unit",
-            ),
-        ],
         _ => &[],
     }
 }

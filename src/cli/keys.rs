@@ -63,7 +63,7 @@ pub const STATUS_JSON_KEYS: &[(&str, &str)] = &[
     ),
     (
         "holders[].container",
-        "the container an lllqos holds the request for (oci-hook's and nri's holders); null for any other holder",
+        "the container an lllqos holds the request for (oci-hook's holders); null for any other holder",
     ),
     (
         "holders_complete",

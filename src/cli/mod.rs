@@ -116,8 +116,7 @@ pub enum Subcommand {
     /// when the init exits; a bad annotation, or a request that cannot be placed, fails the hook
     /// (status 125), which stops the container from starting. status and trace name the holder
     /// after the container id. Needs root, on the host, as runtimes run hooks; podman and CRI-O
-    /// run it from their hooks.d (runc, Docker and containerd do not read hooks.d: on containerd,
-    /// see lllqos nri).
+    /// run it from their hooks.d (runc, Docker and containerd do not read hooks.d).
     #[command(after_help = examples::help(subcommand_examples("oci-hook")))]
     OciHook,
 }

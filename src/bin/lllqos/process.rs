@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use lllqos::internal::procfs;
 use lllqos::internal::sigset::SignalSet;
 
-/// In the environment of an lllqos that holds a request for a container (`oci-hook`'s and `nri`'s
+/// In the environment of an lllqos that holds a request for a container (`oci-hook`'s
 /// holders): the container's id, which `status` and `metrics` name the request after.
 pub const CONTAINER_ENV: &str = "LLLQOS_CONTAINER";
 

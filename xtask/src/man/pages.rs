@@ -60,22 +60,12 @@ pub fn exit_status(r: &mut Roff, name: &str) {
                 "A bad annotation, a state that is not one, or a request that cannot be placed: the runtime does not start the container.",
             ),
         ],
-        "nri" => &[
-            (
-                "0",
-                "containerd closed the connection, or SIGTERM or SIGINT ended the plugin; what it placed is released.",
-            ),
-            (
-                "125",
-                "A usage error, or the NRI socket cannot be reached or registered with.",
-            ),
-        ],
         _ => &[],
     };
     for (status, meaning) in statuses {
         item(r, status, meaning);
     }
-    if matches!(name, "measure" | "trace" | "nri") {
+    if matches!(name, "measure" | "trace") {
         para(
             r,
             "Ended by another signal whose default is to end a process, it restores what it changed and dies of that signal.",

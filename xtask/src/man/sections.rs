@@ -97,7 +97,7 @@ pub fn sections() -> Roff {
     item(
         &mut r,
         "LLLQOS_CONTAINER",
-        "Set by lllqos oci-hook (and lllqos nri) in the environment of the lllqos that holds a container's request: the container's id, which status and metrics name the request after. lllqos reads it from other processes, never from its own environment.",
+        "Set by lllqos oci-hook in the environment of the lllqos that holds a container's request: the container's id, which status and metrics name the request after. lllqos reads it from other processes, never from its own environment.",
     );
     item(
         &mut r,

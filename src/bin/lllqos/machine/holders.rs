@@ -19,8 +19,8 @@ pub struct Holder {
     pub user: String,
     /// Its command line, or `[comm]` for a process without one.
     pub command: String,
-    /// The container it holds the request for, when lllqos placed it for one (`oci-hook`'s and
-    /// `nri`'s holders say so in their environment).
+    /// The container it holds the request for, when lllqos placed it for one (`oci-hook`'s holders
+    /// say so in their environment).
     pub container: Option<String>,
     /// The value it asked for, where that can be known: an lllqos's own `--latency`, or the limit
     /// in force when it is the node's only holder (the kernel tells no holder's own value).

@@ -1,5 +1,5 @@
 //! Requests asked for by annotations: `lllqos.io/latency`, `lllqos.io/max-state` and
-//! `lllqos.io/cpus`, which a container (the OCI hook) or a pod (the NRI plugin) carries. Each is read
+//! `lllqos.io/cpus`, which a container carries (the OCI hook reads them). Each is read
 //! with the syntax of the option it stands for, and every bad value is an error naming the
 //! annotation and the value, before anything is placed.
 
