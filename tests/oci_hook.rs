@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 use crate::common::{Missing, bin, lllqos, read_cpu, read_node, wait_until};
 use serde_json::{Value, json};
 
-/// Where Debian's busybox-static puts its binary.
-const BUSYBOX: &str = "/bin/busybox";
-
 /// A bundle and a runc state directory, removed when dropped.
 struct Bundle {
     dir: tempfile::TempDir,
@@ -25,19 +22,11 @@ impl Bundle {
     /// annotations and, when given, this cpuset; or what is missing (runc, a static busybox).
     fn new(annotations: Value, cpuset: Option<&str>) -> Result<Bundle, Missing> {
         crate::common::program("runc", "runc")?;
-        if !Path::new(BUSYBOX).exists() || !crate::common::is_static(Path::new(BUSYBOX)) {
-            return Err(Missing::Setup(
-                "needs a static /bin/busybox (Debian package busybox-static)".into(),
-            ));
-        }
         let dir = tempfile::Builder::new()
             .prefix("lllqos-oci-")
             .tempdir()
             .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        crate::common::busybox_rootfs(&dir.path().join("rootfs"), &["sh"])?;
         let spec = Command::new("runc")
             .args(["spec", "--bundle"])
             .arg(dir.path())

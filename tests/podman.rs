@@ -4,12 +4,11 @@
 //! storage, the run state and the image live in a directory of the test's, removed with it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crate::common::{Missing, bin, read_node, wait_for_node, wait_until};
 
-const BUSYBOX: &str = "/bin/busybox";
 const IMAGE: &str = "lllqos-test-busybox";
 
 /// podman with a storage of its own, and the image imported; everything removed when dropped.
@@ -20,21 +19,11 @@ struct Podman {
 impl Podman {
     fn new() -> Result<Podman, Missing> {
         crate::common::program("podman", "podman")?;
-        if !Path::new(BUSYBOX).exists() || !crate::common::is_static(Path::new(BUSYBOX)) {
-            return Err(Missing::Setup(
-                "needs a static /bin/busybox (Debian package busybox-static)".into(),
-            ));
-        }
         let dir = tempfile::Builder::new()
             .prefix("lllqos-podman-")
             .tempdir()
             .unwrap();
-        let rootfs = dir.path().join("rootfs/bin");
-        std::fs::create_dir_all(&rootfs).unwrap();
-        std::fs::copy(BUSYBOX, rootfs.join("busybox")).unwrap();
-        for tool in ["sh", "sleep", "cat"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join(tool)).unwrap();
-        }
+        crate::common::busybox_rootfs(&dir.path().join("rootfs"), &["sh", "sleep", "cat"])?;
         let tar = dir.path().join("rootfs.tar");
         let status = Command::new("tar")
             .arg("-C")
@@ -168,8 +157,7 @@ fn container_holders() -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|h| h["container"].as_str().map(PathBuf::from))
-        .map(|c| c.display().to_string())
+        .filter_map(|h| h["container"].as_str().map(str::to_owned))
         .collect()
 }
 

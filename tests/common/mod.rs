@@ -142,6 +142,23 @@ pub fn program(program: &str, package: &str) -> Result<(), Missing> {
     }
 }
 
+/// Lays out a container's root file system at `rootfs`: Debian's static busybox in `/bin`, with
+/// `tools` as links to it; or what is missing.
+pub fn busybox_rootfs(rootfs: &Path, tools: &[&str]) -> Result<(), Missing> {
+    const BUSYBOX: &str = "/bin/busybox";
+    if !Path::new(BUSYBOX).exists() || !is_static(Path::new(BUSYBOX)) {
+        return Err(Missing::Setup(
+            "needs a static /bin/busybox (Debian package busybox-static)".into(),
+        ));
+    }
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for tool in tools {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+    }
+    Ok(())
+}
+
 /// The tests skipped, and why: printed in one line when the test binary exits.
 static SKIPPED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
