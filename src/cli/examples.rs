@@ -89,6 +89,16 @@ pub fn subcommand_examples(subcommand: &str) -> &'static [(&'static str, &'stati
             "lllqos recover",
             "Restore what holders killed by SIGKILL left",
         )],
+        "nri" => &[
+            (
+                "systemctl enable --now lllqos-nri",
+                "Run the plugin beside containerd (the unit lllqos-nri.service)",
+            ),
+            (
+                "lllqos nri --socket /var/run/nri/nri.sock",
+                "Run it by hand, on the runtime's NRI socket",
+            ),
+        ],
         "oci-hook" => &[(
             "podman run --annotation lllqos.io/latency=0 IMAGE",
             "A request for the container's lifetime (podman reads hooks.d)",

@@ -63,7 +63,11 @@ pub const STATUS_JSON_KEYS: &[(&str, &str)] = &[
     ),
     (
         "holders[].container",
-        "the container an lllqos holds the request for (oci-hook's holders); null for any other holder",
+        "the container an lllqos holds the request for (oci-hook's and nri's holders); null for any other holder",
+    ),
+    (
+        "holders[].pod",
+        "that container's pod, NAMESPACE/NAME (nri's holders); null for any other holder",
     ),
     (
         "holders_complete",
@@ -149,6 +153,10 @@ pub const STATUS_JSON_KEYS: &[(&str, &str)] = &[
     (
         "registry.holders[].container",
         "the container a live holder holds it for, as holders[].container",
+    ),
+    (
+        "registry.holders[].pod",
+        "that container's pod, as holders[].pod",
     ),
     ("registry.cpus", "each CPU lllqos has changed, by number"),
     ("registry.cpus.<cpu>", "a CPU lllqos has changed"),

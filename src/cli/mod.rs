@@ -119,6 +119,53 @@ pub enum Subcommand {
     /// run it from their hooks.d (runc, Docker and containerd do not read hooks.d).
     #[command(after_help = examples::help(subcommand_examples("oci-hook")))]
     OciHook,
+    /// Run as a containerd NRI plugin: hold a request for each Kubernetes container that asks.
+    ///
+    /// Connects to the runtime's NRI socket (or the descriptor containerd passes a plugin it
+    /// starts from /opt/nri/plugins, NRI_PLUGIN_SOCKET), registers, and for each container whose
+    /// pod asks, holds the request oci-hook would from its creation until it stops: pod
+    /// annotations lllqos.io/latency, lllqos.io/max-state and lllqos.io/cpus (`container`: the
+    /// container's cpuset), each for one container as lllqos.io/latency.NAME, or CRI-O's
+    /// cpu-c-states.crio.io. A bad annotation fails the container's creation with a message
+    /// naming it. On start it places what running containers ask; when it stops or dies, the
+    /// requests go. status names each after its container and pod. Needs root, on the host.
+    #[command(after_help = examples::help(subcommand_examples("nri")))]
+    Nri(NriArgs),
+}
+
+/// Options of `lllqos nri`.
+#[derive(Args, Debug, Clone)]
+pub struct NriArgs {
+    /// The runtime's NRI socket [default: the descriptor in NRI_PLUGIN_SOCKET when the runtime
+    /// started the plugin, else /var/run/nri/nri.sock]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub socket: Option<PathBuf>,
+    /// The name the plugin registers under [default: NRI_PLUGIN_NAME, else lllqos]
+    #[arg(long, value_name = "NAME", value_parser = parse_plugin_name)]
+    pub plugin_name: Option<String>,
+    /// Its index, two digits: its place among the runtime's plugins [default: NRI_PLUGIN_IDX,
+    /// else 50]
+    #[arg(long, value_name = "NN", value_parser = parse_plugin_index)]
+    pub plugin_index: Option<String>,
+}
+
+/// An NRI plugin index: two digits.
+pub fn parse_plugin_index(text: &str) -> Result<String, String> {
+    if text.len() == 2 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err("an NRI plugin index is two digits, 00 to 99".to_owned())
+    }
+}
+
+/// An NRI plugin name: a word of letters, digits, `-`, `_` and `.`.
+pub fn parse_plugin_name(text: &str) -> Result<String, String> {
+    if !text.is_empty() && (text.bytes()).all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("an NRI plugin name is letters, digits, '-', '_' and '.'".to_owned())
+    }
 }
 
 /// Options of `lllqos trace`.

@@ -94,6 +94,7 @@ fn run(cli: Cli) -> Result<ExitStatus> {
         Some(Subcommand::Metrics(args)) => commands::metrics::metrics(&args),
         Some(Subcommand::Recover) => commands::recover::recover(),
         Some(Subcommand::OciHook) => commands::oci_hook::oci_hook(),
+        Some(Subcommand::Nri(args)) => commands::nri::run(&args),
     }
 }
 
@@ -112,6 +113,10 @@ fn refuse_under_privilege(subcommand: Option<&Subcommand>) -> Result<()> {
         Some(Subcommand::OciHook) => (
             "oci-hook",
             "runtimes run hooks as root, and the paths and processes of a container state are theirs to name",
+        ),
+        Some(Subcommand::Nri(_)) => (
+            "nri",
+            "a runtime's plugin runs as root, and the sockets it connects to are root's to name",
         ),
         Some(Subcommand::Recover) => (
             "recover",

@@ -36,12 +36,8 @@
 //! bytes (`trace --command` matches it).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -54,10 +50,12 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 
+use super::holder::{self, Holder};
 use crate::exit::ExitStatus;
-use crate::process::{CONTAINER_ENV, PidFd};
-use crate::request::annotations::{CPUS, Cpus, Wanted, wanted};
+use crate::process::PidFd;
+use crate::request::annotations::{CPUS, Cpus, wanted};
 use crate::request::{self, Chatter, Naming, Request};
+
 /// The most of stdin (the state) and of `config.json` that is read: far more than either holds.
 const MAX_INPUT: u64 = 16 << 20;
 
@@ -157,11 +155,10 @@ pub fn oci_hook() -> Result<ExitStatus> {
     else {
         return Ok(ExitStatus::Exited(0));
     };
-    let given = &wanted.given;
     let cpus = match &wanted.cpus {
         None => None,
         Some(Cpus::List(list)) => Some(list.clone()),
-        Some(Cpus::Container) => {
+        Some(Cpus::Container | Cpus::ContainerIfPinned) => {
             let bundle = (state.bundle.as_deref()).ok_or_else(|| {
                 anyhow!("container {id}: {CPUS}=container: the state names no bundle")
             })?;
@@ -189,142 +186,14 @@ pub fn oci_hook() -> Result<ExitStatus> {
     }
     PidFd::open(init)
         .map_err(|e| anyhow!("container {id}: its process {init}: {}", os_message(&e)))?;
-    start_holder(id, given, init, &wanted, request.cpus())
-}
-
-/// Starts the holder, `lllqos --name ID --strict --quiet --pid INIT ...` in a session of its own
-/// with /dev/null for stdin and stdout, and waits until it has placed the request (it says
-/// `READY=1` on the notification socket, as it does under systemd) or has failed (its stderr, a
-/// pipe to the hook, ends). `lllqos` options are given in the hook's own (resolved) terms.
-fn start_holder(
-    id: &str,
-    given: &str,
-    init: i32,
-    wanted: &Wanted,
-    cpus: Option<&CpuList>,
-) -> Result<ExitStatus> {
-    let dir = TempDir::new().map_err(|e| {
-        anyhow!(
-            "cannot make a directory for the holder's socket: {}",
-            os_message(&e)
-        )
-    })?;
-    let socket_path = dir.path.join("notify");
-    let socket = UnixDatagram::bind(&socket_path).map_err(|e| {
-        anyhow!(
-            "cannot make the holder's notification socket: {}",
-            os_message(&e)
-        )
-    })?;
-    let mut holder = Command::new("/proc/self/exe");
-    holder.arg0("lllqos").args([
-        "--name",
+    holder::start(&Holder {
         id,
-        "--strict",
-        "--quiet",
-        "--pid",
-        &init.to_string(),
-    ]);
-    match &wanted.max_state {
-        Some(names) => holder.args(["--max-state", &names.to_string()]),
-        None => holder.args(["--latency", &wanted.latency.as_micros().to_string()]),
-    };
-    if let Some(cpus) = cpus {
-        holder.args(["--cpu", &cpus.to_string()]);
-    }
-    holder
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env(CONTAINER_ENV, id)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: setsid and close_range, async-signal-safe system calls on integers. Every other
-    // descriptor the runtime may have passed becomes close-on-exec: the holder keeps none that
-    // the runtime waits on.
-    unsafe {
-        holder.pre_exec(|| {
-            libc::setsid();
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    let mut child = holder.spawn().map_err(|e| {
-        anyhow!(
-            "container {id}: cannot start the holder: {}",
-            os_message(&e)
-        )
+        pod: None,
+        pid: init,
+        wanted: &wanted,
+        cpus: request.cpus(),
     })?;
-    let mut stderr = child.stderr.take();
-    let mut said = Vec::new();
-    loop {
-        let mut fds = vec![PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-        if let Some(stderr) = &stderr {
-            fds.push(PollFd::new(stderr.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => bail!("container {id}: waiting for the holder: {}", e.desc()),
-        }
-        let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
-        drop(fds);
-        if ready[0] {
-            let mut message = [0u8; 4096];
-            let n = socket.recv(&mut message).unwrap_or(0);
-            if message[..n]
-                .split(|&b| b == b'\n')
-                .any(|line| line == b"READY=1")
-            {
-                // The holder lives on; its stderr pipe breaks harmlessly when the hook exits.
-                return Ok(ExitStatus::Exited(0));
-            }
-        }
-        if ready.get(1) == Some(&true)
-            && let Some(pipe) = stderr.as_mut()
-        {
-            let mut chunk = [0u8; 4096];
-            match pipe.read(&mut chunk) {
-                Ok(0) | Err(_) => stderr = None,
-                Ok(n) => said.extend_from_slice(&chunk[..n]),
-            }
-        }
-        if stderr.is_none() {
-            // The holder ended without placing the request.
-            let _ = child.wait();
-            let said = String::from_utf8_lossy(&said);
-            let reasons: Vec<&str> = (said.lines())
-                .map(|line| line.strip_prefix("lllqos: ").unwrap_or(line))
-                .collect();
-            if reasons.is_empty() {
-                bail!("container {id}: {given}: the holder ended before placing the request");
-            }
-            bail!("container {id}: {given}: {}", reasons.join("; "));
-        }
-    }
-}
-
-/// A private directory (mode 0700, in the temporary directory), removed when dropped.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-impl TempDir {
-    fn new() -> std::io::Result<TempDir> {
-        let template = std::env::temp_dir().join("lllqos-oci-hook.XXXXXX");
-        let path = nix::unistd::mkdtemp(&template)?;
-        Ok(TempDir { path })
-    }
+    Ok(ExitStatus::Exited(0))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use lllqos::Latency;
 use lllqos::cli::{Cli, Subcommand};
 use lllqos::internal::procfs;
 
-use crate::process::CONTAINER_ENV;
+use crate::process::{CONTAINER_ENV, POD_ENV};
 
 /// A process holding a PM QoS node open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct Holder {
     /// The container it holds the request for, when lllqos placed it for one (`oci-hook`'s holders
     /// say so in their environment).
     pub container: Option<String>,
+    /// The pod of that container (`NAMESPACE/NAME`), when `nri` placed it.
+    pub pod: Option<String>,
     /// The value it asked for, where that can be known: an lllqos's own `--latency`, or the limit
     /// in force when it is the node's only holder (the kernel tells no holder's own value).
     pub asked: Option<Latency>,
@@ -177,6 +179,7 @@ fn describe(pid: i32, users: &UserNames) -> Holder {
         user,
         command,
         container: procfs::environment_variable(pid, CONTAINER_ENV),
+        pod: procfs::environment_variable(pid, POD_ENV),
         asked: asked_by_lllqos(&arguments),
     }
 }

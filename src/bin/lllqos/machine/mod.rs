@@ -21,7 +21,7 @@ use lllqos::{CpuList, Latency};
 
 pub use holders::Holder;
 
-use crate::process::CONTAINER_ENV;
+use crate::process::{CONTAINER_ENV, POD_ENV};
 
 /// A value read from the system: `Ok(None)` when nothing is set (no constraint), or why it could
 /// not be read.
@@ -91,6 +91,8 @@ pub struct RegistryHolder {
     pub command: Option<String>,
     /// The container a live holder holds it for (see [`Holder::container`]).
     pub container: Option<String>,
+    /// Its pod (see [`Holder::pod`]).
+    pub pod: Option<String>,
 }
 
 /// The system wake-up latency node and its holders.
@@ -173,6 +175,9 @@ fn registry() -> Result<Option<Registry>, String> {
                 .flatten(),
             container: (holder.live)
                 .then(|| procfs::environment_variable(holder.pid, CONTAINER_ENV))
+                .flatten(),
+            pod: (holder.live)
+                .then(|| procfs::environment_variable(holder.pid, POD_ENV))
                 .flatten(),
             holder,
         })

@@ -105,6 +105,7 @@ fn holder_labels(holder: &machine::Holder) -> Vec<(&'static str, String)> {
         ("command", holder.command.clone()),
         ("user", holder.user.clone()),
         ("container", holder.container.clone().unwrap_or_default()),
+        ("pod", holder.pod.clone().unwrap_or_default()),
     ]
 }
 
@@ -224,6 +225,7 @@ fn registry(out: &mut Exposition, machine: &Machine) -> bool {
                 ("pid", h.holder.pid.to_string()),
                 ("command", h.command.clone().unwrap_or_default()),
                 ("container", h.container.clone().unwrap_or_default()),
+                ("pod", h.pod.clone().unwrap_or_default()),
                 ("stale", (!h.holder.live).to_string()),
             ];
             requests.push(Sample::new(labels, seconds(Some(h.holder.latency))));
@@ -311,6 +313,7 @@ mod tests {
                 user: "root".into(),
                 command: "lllqos -l 123".into(),
                 container: None,
+                pod: None,
                 asked: Latency::from_micros(123),
             }],
             holders_complete: true,
@@ -345,7 +348,7 @@ mod tests {
         assert!(text.contains("lllqos_cpu_effective_latency_limit_seconds{cpu=\"1\"} 4.5e-05\n"));
         assert!(text.contains("lllqos_cpu_latency_constrained 1\n"));
         assert!(text.contains(
-            "lllqos_cpu_latency_request_seconds{pid=\"7\",command=\"lllqos -l 123\",user=\"root\",container=\"\"} 0.000123\n"
+            "lllqos_cpu_latency_request_seconds{pid=\"7\",command=\"lllqos -l 123\",user=\"root\",container=\"\",pod=\"\"} 0.000123\n"
         ));
         assert!(text.contains("lllqos_scrape_error{source=\"registry\"} 0\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

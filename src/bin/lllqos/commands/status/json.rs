@@ -100,6 +100,8 @@ pub struct Process {
     pub command: String,
     /// The container lllqos holds it for (`null` for any other holder).
     pub container: Option<String>,
+    /// That container's pod, `NAMESPACE/NAME` (`null` but for `nri`'s holders).
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +156,8 @@ pub struct RegistryHolder {
     pub command: Option<String>,
     /// The container a live holder holds it for (`null` for any other holder).
     pub container: Option<String>,
+    /// That container's pod (`null` but for `nri`'s holders).
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,6 +213,7 @@ fn processes(holders: &[machine::Holder]) -> Vec<Process> {
             user: h.user.clone(),
             command: h.command.clone(),
             container: h.container.clone(),
+            pod: h.pod.clone(),
         })
         .collect()
 }
@@ -255,6 +260,7 @@ fn registry(registry: &Result<Option<machine::Registry>, String>) -> Option<Regi
                     live: h.holder.live,
                     command: h.command.clone(),
                     container: h.container.clone(),
+                    pod: h.pod.clone(),
                 })
                 .collect(),
             cpus: (registry.cpus.iter())

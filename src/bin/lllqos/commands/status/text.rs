@@ -153,16 +153,13 @@ fn render_registry(out: &mut Summary, registry: &Result<Option<Registry>, String
         } else {
             "stale: exited without releasing"
         };
-        let by = match (&h.command, &h.container) {
-            (Some(command), Some(container)) => {
-                format!(
-                    " ({}, container {})",
-                    printable(command),
-                    printable(container)
-                )
-            }
-            (Some(command), None) => format!(" ({})", printable(command)),
-            (None, _) => String::new(),
+        let by = match &h.command {
+            Some(command) => format!(
+                " ({}{})",
+                printable(command),
+                workload(h.container.as_deref(), h.pod.as_deref(), ", ")
+            ),
+            None => String::new(),
         };
         let text = format!(
             "pid {}{by} holds {} on {} ({state})",
@@ -206,8 +203,10 @@ fn render_holders(out: &mut Summary, holders: &[Holder], complete: bool) {
     out.lines(
         "Holders",
         holders.iter().map(|h| {
-            let container = (h.container.as_ref())
-                .map_or_else(String::new, |c| format!(" (container {})", printable(c)));
+            let container = match workload(h.container.as_deref(), h.pod.as_deref(), "") {
+                named if named.is_empty() => named,
+                named => format!(" ({named})"),
+            };
             format!(
                 "{:>pid_width$}  {:<user_width$}  {}{container}",
                 h.pid,
@@ -221,6 +220,21 @@ fn render_holders(out: &mut Summary, holders: &[Holder], complete: bool) {
             "",
             "(only your own processes: run as root to see every holder)",
         );
+    }
+}
+
+/// `container ID` and `pod NAMESPACE/NAME`, when a holder says them, after `lead`; empty when it
+/// says neither.
+fn workload(container: Option<&str>, pod: Option<&str>, lead: &str) -> String {
+    match (container, pod) {
+        (Some(container), Some(pod)) => format!(
+            "{lead}container {}, pod {}",
+            printable(container),
+            printable(pod)
+        ),
+        (Some(container), None) => format!("{lead}container {}", printable(container)),
+        (None, Some(pod)) => format!("{lead}pod {}", printable(pod)),
+        (None, None) => String::new(),
     }
 }
 
