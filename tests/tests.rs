@@ -21,6 +21,7 @@ mod max_state;
 mod measure;
 mod metrics;
 mod musl;
+mod nri;
 mod oci_hook;
 mod percpu;
 mod podman;

@@ -1,0 +1,167 @@
+//! The cases: one behaviour each, on a containerd of the test's own.
+
+use super::{Containerd, Pod};
+use crate::common::{cpus, read_cpu, read_node, wait_for_node, wait_until};
+
+/// The holders `lllqos status --json` shows: (container, pod).
+fn holders() -> Vec<(String, String)> {
+    let out = crate::common::lllqos(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let holders = (json["holders"].as_array().unwrap().iter())
+        .chain(
+            json["registry"]["holders"]
+                .as_array()
+                .map(|a| a.iter())
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|h| {
+            Some((
+                h["container"].as_str()?.to_owned(),
+                h["pod"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    holders
+}
+
+#[test]
+fn nri_holds_a_pods_request_from_creation_until_the_container_stops() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let plugin = containerd.plugin();
+    let pod = Pod {
+        name: "rt",
+        annotations: &[("lllqos.io/latency", "23us")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
+    // In force once created: before the container's process exists.
+    assert_eq!(read_node(), kernel.expect(23));
+    assert_eq!(holders(), [(id.clone(), "default/rt".to_owned())]);
+    containerd.start_container(&id);
+    assert_eq!(read_node(), kernel.expect(23));
+    containerd.stop(&id);
+    wait_for_node(kernel.baseline);
+    assert!(holders().is_empty());
+    containerd.remove(&id);
+    assert!(plugin.said().contains(&format!("container {id} (app, pod default/rt): released")));
+}
+
+#[test]
+fn nri_leaves_a_pod_without_annotations_alone() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let _plugin = containerd.plugin();
+    let pod = Pod {
+        name: "plain",
+        annotations: &[("example.com/other", "1")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
+    containerd.start_container(&id);
+    assert_eq!(read_node(), kernel.baseline);
+    assert!(holders().is_empty());
+}
+
+#[test]
+fn nri_places_per_cpu_on_the_containers_cpuset_and_restores_it() {
+    let _kernel = kernel!();
+    let all = cpus();
+    applicable!(all.len() >= 2, "needs a second CPU");
+    let (cpu, other) = (all[1], all[0]);
+    let (before, other_before) = (read_cpu(cpu), read_cpu(other));
+    let mut containerd = given!(Containerd::start());
+    let _plugin = containerd.plugin();
+    // Only the container named `pinned` asks (the per-container form), on its own cpuset.
+    let pod = Pod {
+        name: "pinned-pod",
+        annotations: &[
+            ("lllqos.io/latency.pinned", "7"),
+            ("lllqos.io/cpus.pinned", "container"),
+        ],
+    };
+    let pod_id = containerd.pod(&pod);
+    let sidecar = containerd.create(&pod_id, &pod, "sidecar", "").unwrap();
+    let id = containerd
+        .create(&pod_id, &pod, "pinned", &cpu.to_string())
+        .unwrap();
+    assert_eq!(read_cpu(cpu), "7");
+    assert_eq!(read_cpu(other), other_before);
+    assert_eq!(holders(), [(id.clone(), "default/pinned-pod".to_owned())]);
+    containerd.start_container(&id);
+    containerd.start_container(&sidecar);
+    containerd.stop(&id);
+    wait_until("the CPU's value back", || read_cpu(cpu) == before);
+}
+
+#[test]
+fn nri_reads_crio_cpu_c_states_as_crio_does() {
+    let _kernel = kernel!();
+    let all = cpus();
+    applicable!(all.len() >= 2, "needs a second CPU");
+    let cpu = all[1];
+    let before = read_cpu(cpu);
+    let mut containerd = given!(Containerd::start());
+    let _plugin = containerd.plugin();
+    let pod = Pod {
+        name: "openshift",
+        annotations: &[("cpu-c-states.crio.io", "disable")],
+    };
+    let pod_id = containerd.pod(&pod);
+    // Pinned: only polling on its CPU ("n/a"); not pinned: nothing, as CRI-O.
+    let id = containerd
+        .create(&pod_id, &pod, "pinned", &cpu.to_string())
+        .unwrap();
+    let unpinned = containerd.create(&pod_id, &pod, "unpinned", "").unwrap();
+    assert_eq!(read_cpu(cpu), "n/a");
+    assert_eq!(holders().len(), 1);
+    containerd.remove(&unpinned);
+    containerd.remove(&id);
+    wait_until("the CPU's value back", || read_cpu(cpu) == before);
+}
+
+#[test]
+fn nri_refuses_a_container_whose_annotation_is_bad_and_names_it() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let _plugin = containerd.plugin();
+    let pod = Pod {
+        name: "typo",
+        annotations: &[("lllqos.io/latency.app", "fast")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let error = containerd.create(&pod_id, &pod, "app", "").unwrap_err();
+    assert!(error.contains("lllqos.io/latency.app=fast"), "{error}");
+    assert_eq!(read_node(), kernel.baseline);
+    assert!(holders().is_empty());
+}
+
+#[test]
+fn nri_restarts_lose_nothing_and_place_nothing_twice() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let mut plugin = containerd.plugin();
+    let pod = Pod {
+        name: "steady",
+        annotations: &[("lllqos.io/latency", "31")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
+    containerd.start_container(&id);
+    assert_eq!(read_node(), kernel.expect(31));
+    // Killed: its holder goes with it.
+    plugin.kill();
+    wait_for_node(kernel.baseline);
+    // Started again: it synchronizes with the running container and places its request once.
+    let again = containerd.plugin();
+    wait_for_node(kernel.expect(31));
+    assert_eq!(holders(), [(id.clone(), "default/steady".to_owned())]);
+    // Stopped: it releases what it placed, and exits 0.
+    let status = again.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    wait_for_node(kernel.baseline);
+    assert!(holders().is_empty());
+}

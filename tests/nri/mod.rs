@@ -1,0 +1,349 @@
+//! `lllqos nri` under a real containerd with NRI enabled, its containers created through the CRI
+//! as the kubelet creates them.
+//!
+//! Debian bookworm's containerd (1.6) has no NRI; trixie's (1.7) has. A trixie root made by
+//! `debootstrap` (once, then cached under the target directory, as the systemd tests' root) holds
+//! containerd, runc, Go and the CRI API's Go package, with which `cri.go` (a small CRI client, and
+//! the maker of the OCI image archive) is built. Each test runs a containerd of its own, chrooted
+//! into that root in a private mount namespace, with its state, its configuration and its sockets
+//! in a directory of the test's; the plugin runs on the host, on that containerd's NRI socket, as
+//! the package's unit runs it. There is no registry: the image is a busybox rootfs, imported.
+//! Requests reach the host's kernel, where the test reads them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::common::{Missing, bin, wait_until};
+
+mod cases;
+
+/// The image every pod and container runs (and the pods' sandbox image).
+const IMAGE: &str = "lllqos.test/busybox:1";
+
+/// Runs `script` with `sh` in a private mount namespace where `root`'s /proc is mounted.
+fn in_root(root: &Path, script: &str) -> Output {
+    let script = format!(
+        "mount --make-rprivate / && mount -t proc proc {root}/proc && chroot {root} sh -c '{script}'",
+        root = root.display()
+    );
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap()
+}
+
+/// The cached trixie root with containerd and the CRI client built, made on first use.
+fn root() -> Result<PathBuf, Missing> {
+    for (tool, package) in [("debootstrap", "debootstrap"), ("unshare", "util-linux")] {
+        crate::common::program(tool, package)?;
+    }
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nri-root");
+    std::fs::create_dir_all(&cache).unwrap();
+    let root = cache.join("trixie");
+    // One test makes it; the others wait for it.
+    let lock = std::fs::File::create(cache.join("lock")).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    if !root.join("usr/bin/containerd").exists() {
+        make_root(&cache, &root)?;
+    }
+    // The client, rebuilt when its source changes.
+    let source = include_str!("cri.go");
+    let built = root.join("build/cri.go");
+    if std::fs::read_to_string(&built).ok().as_deref() != Some(source)
+        || !root.join("build/cri").exists()
+    {
+        std::fs::create_dir_all(root.join("build")).unwrap();
+        std::fs::write(&built, source).unwrap();
+        let out = in_root(
+            &root,
+            "cd /build && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=/build/cache GOFLAGS=-buildvcs=false go build -o cri cri.go",
+        );
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&built);
+            panic!("cannot build the CRI client: {out:?}");
+        }
+    }
+    // The image archive, made once from the busybox rootfs.
+    let image = root.join("build/image.tar");
+    if !image.exists() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::common::busybox_rootfs(&dir.path().join("rootfs"), &["sh", "sleep", "cat"])?;
+        let out = Command::new(root.join("build/cri"))
+            .arg("image")
+            .arg(dir.path().join("rootfs"))
+            .arg(IMAGE)
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cri image: {out:?}");
+    }
+    Ok(root)
+}
+
+/// debootstrap, then apt in the root (debootstrap's own resolver picks conflicting Go packages).
+fn make_root(cache: &Path, root: &Path) -> Result<(), Missing> {
+    let partial = cache.join("trixie.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let output = Command::new("debootstrap")
+        .args(["--variant=minbase", "trixie"])
+        .arg(&partial)
+        .output()
+        .unwrap();
+    let failed = |what: &str, output: &Output| {
+        let _ = std::fs::remove_dir_all(&partial);
+        Err(Missing::Setup(format!(
+            "{what} could not make a Debian trixie root (no network?): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )))
+    };
+    if !output.status.success() {
+        return failed("debootstrap", &output);
+    }
+    let output = in_root(
+        &partial,
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends containerd runc golang-go golang-github-kubernetes-cri-api-dev golang-google-grpc-dev",
+    );
+    if !output.status.success() {
+        return failed("apt-get", &output);
+    }
+    // What the CRI plugin reads to make a pod's files, and where the test's directory goes.
+    std::fs::write(partial.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    std::fs::create_dir_all(partial.join("mnt/test")).unwrap();
+    std::fs::rename(&partial, root).unwrap();
+    Ok(())
+}
+
+/// containerd's configuration: NRI on, the native snapshotter, the imported image as the pods'
+/// sandbox image, and oom_score_adj never below containerd's own (root may lack
+/// CAP_SYS_RESOURCE, as in some sandboxes).
+const CONFIG: &str = r#"version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.nri.v1.nri"]
+  disable = false
+  socket_path = "/var/run/nri/nri.sock"
+  plugin_path = "/opt/nri/plugins"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "lllqos.test/busybox:1"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+"#;
+
+/// A containerd of the test's own; its pods removed and it stopped when dropped.
+pub struct Containerd {
+    root: PathBuf,
+    dir: tempfile::TempDir,
+    daemon: Child,
+    pods: Vec<String>,
+}
+
+/// What a pod's spec and a container's say (as JSON for the client).
+pub struct Pod<'a> {
+    pub name: &'a str,
+    pub annotations: &'a [(&'a str, &'a str)],
+}
+
+impl Pod<'_> {
+    fn json(&self) -> serde_json::Value {
+        let annotations: serde_json::Map<String, serde_json::Value> = (self.annotations.iter())
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        serde_json::json!({"name": self.name, "namespace": "default", "annotations": annotations})
+    }
+}
+
+impl Containerd {
+    pub fn start() -> Result<Containerd, Missing> {
+        let root = root()?;
+        let dir = tempfile::Builder::new()
+            .prefix("lllqos-nri-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        for sub in ["run", "lib", "etc"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("etc/config.toml"), CONFIG).unwrap();
+        std::fs::copy(root.join("build/image.tar"), dir.path().join("image.tar")).unwrap();
+        let (r, d) = (root.display(), dir.path().display());
+        let script = format!(
+            "set -e
+            mount --make-rprivate /
+            mount --bind {r} {r}
+            mount -t proc proc {r}/proc
+            mount --rbind /sys {r}/sys
+            mount --rbind /dev {r}/dev
+            mount --bind {d}/run {r}/run
+            mount --bind {d}/lib {r}/var/lib/containerd
+            mount --bind {d}/etc {r}/etc/containerd
+            mount --bind {d} {r}/mnt/test
+            exec chroot {r} containerd --config /etc/containerd/config.toml"
+        );
+        std::fs::create_dir_all(root.join("var/lib/containerd")).unwrap();
+        std::fs::create_dir_all(root.join("etc/containerd")).unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let daemon = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let containerd = Containerd {
+            root,
+            dir,
+            daemon,
+            pods: Vec::new(),
+        };
+        wait_until("containerd to listen", || {
+            containerd.socket().exists() && containerd.nri_socket().exists()
+        });
+        let out = Command::new("nsenter")
+            .args(["-t", &containerd.daemon.id().to_string(), "-m", "-r"])
+            .args(["ctr", "-n", "k8s.io", "images", "import", "/mnt/test/image.tar"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ctr images import: {out:?}");
+        Ok(containerd)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/containerd/containerd.sock")
+    }
+
+    /// The NRI socket, as the plugin on the host reaches it.
+    pub fn nri_socket(&self) -> PathBuf {
+        self.dir.path().join("run/nri/nri.sock")
+    }
+
+    /// The CRI client's output, or its error.
+    fn cri(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(self.root.join("build/cri"))
+            .arg("-socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// RunPodSandbox: the pod's id.
+    pub fn pod(&mut self, pod: &Pod) -> String {
+        let id = self.cri(&["pod", &pod.json().to_string()]).unwrap();
+        self.pods.push(id.clone());
+        id
+    }
+
+    /// CreateContainer in pod `pod_id` (spec `pod`): the container's id, or the runtime's error.
+    pub fn create(&self, pod_id: &str, pod: &Pod, name: &str, cpuset: &str) -> Result<String, String> {
+        let spec = serde_json::json!({
+            "name": name,
+            "image": IMAGE,
+            "command": ["sleep", "100000"],
+            "cpuset": cpuset,
+            "pod": pod.json(),
+        });
+        self.cri(&["create", pod_id, &spec.to_string()])
+    }
+
+    /// StartContainer, StopContainer, RemoveContainer.
+    pub fn start_container(&self, id: &str) {
+        self.cri(&["start", id]).unwrap();
+    }
+    pub fn stop(&self, id: &str) {
+        self.cri(&["stop", id]).unwrap();
+    }
+    pub fn remove(&self, id: &str) {
+        self.cri(&["rm", id]).unwrap();
+    }
+
+    /// The plugin, started on this containerd's NRI socket; it has registered when this returns.
+    pub fn plugin(&self) -> Plugin {
+        let log = self.dir.path().join(format!("plugin-{}.log", rand_suffix()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .arg("nri")
+            .arg("--socket")
+            .arg(self.nri_socket())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let plugin = Plugin { child, log };
+        wait_until("the plugin to be configured", || {
+            plugin.said().contains("lllqos: nri: configured by containerd")
+        });
+        plugin
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for pod in &self.pods {
+            let _ = self.cri(&["stoppod", pod]);
+            let _ = self.cri(&["rmpod", pod]);
+        }
+        // SAFETY: kill on our own child, not yet reaped.
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+        let _ = self.daemon.wait();
+    }
+}
+
+/// A running `lllqos nri`; stopped (SIGTERM) when dropped.
+pub struct Plugin {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Plugin {
+    /// What it has said on stderr.
+    pub fn said(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: it dies, as under the OOM killer.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill on our own child, not yet reaped.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
