@@ -86,6 +86,20 @@ fn the_metrics_service_and_timer_verify() {
 }
 
 #[test]
+fn the_nri_service_verifies_beside_containerd() {
+    let dir = unit_dir();
+    let unit = localize(&contrib("systemd/lllqos-nri.service"), dir.path());
+    write(dir.path().join("lllqos-nri.service"), &unit);
+    // The unit it is bound to, as containerd's package installs one.
+    write(
+        dir.path().join("containerd.service"),
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    let warnings = given!(verify(dir.path(), "lllqos-nri.service"));
+    assert_eq!(warnings, "");
+}
+
+#[test]
 fn the_per_cpu_hold_template_unit_verifies() {
     let dir = unit_dir();
     let unit = localize(&contrib("systemd/lllqos-hold-cpus@.service"), dir.path());

@@ -47,7 +47,11 @@ fn nri_holds_a_pods_request_from_creation_until_the_container_stops() {
     wait_for_node(kernel.baseline);
     assert!(holders().is_empty());
     containerd.remove(&id);
-    assert!(plugin.said().contains(&format!("container {id} (app, pod default/rt): released")));
+    assert!(
+        plugin
+            .said()
+            .contains(&format!("container {id} (app, pod default/rt): released"))
+    );
 }
 
 #[test]
@@ -164,4 +168,19 @@ fn nri_restarts_lose_nothing_and_place_nothing_twice() {
     assert_eq!(status.code(), Some(0), "{status:?}");
     wait_for_node(kernel.baseline);
     assert!(holders().is_empty());
+}
+
+#[test]
+fn nri_runs_as_a_plugin_containerd_starts_from_its_plugin_directory() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start_with(true));
+    let pod = Pod {
+        name: "started-by-containerd",
+        annotations: &[("lllqos.io/latency", "19")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
+    assert_eq!(read_node(), kernel.expect(19));
+    containerd.stop(&id);
+    wait_for_node(kernel.baseline);
 }

@@ -165,14 +165,35 @@ impl Pod<'_> {
 
 impl Containerd {
     pub fn start() -> Result<Containerd, Missing> {
+        Containerd::start_with(false)
+    }
+
+    /// With `plugin`, lllqos installed in containerd's plugin directory as the package's
+    /// contrib/nri/50-lllqos (this build, copied where the chrooted containerd sees it).
+    pub fn start_with(plugin: bool) -> Result<Containerd, Missing> {
         let root = root()?;
         let dir = tempfile::Builder::new()
             .prefix("lllqos-nri-")
             .tempdir()
             .unwrap();
         std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
-        for sub in ["run", "lib", "etc"] {
+        for sub in ["run", "lib", "etc", "plugins"] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        if plugin {
+            std::fs::copy(bin(), dir.path().join("lllqos")).unwrap();
+            let shipped = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/nri/50-lllqos"),
+            )
+            .unwrap();
+            assert!(shipped.contains("exec /usr/bin/lllqos nri"), "{shipped}");
+            let script = dir.path().join("plugins/50-lllqos");
+            std::fs::write(
+                &script,
+                shipped.replace("/usr/bin/lllqos", "/mnt/test/lllqos"),
+            )
+            .unwrap();
+            std::fs::set_permissions(script, PermissionsExt::from_mode(0o755)).unwrap();
         }
         std::fs::write(dir.path().join("etc/config.toml"), CONFIG).unwrap();
         std::fs::copy(root.join("build/image.tar"), dir.path().join("image.tar")).unwrap();
@@ -187,11 +208,13 @@ impl Containerd {
             mount --bind {d}/run {r}/run
             mount --bind {d}/lib {r}/var/lib/containerd
             mount --bind {d}/etc {r}/etc/containerd
+            mount --bind {d}/plugins {r}/opt/nri/plugins
             mount --bind {d} {r}/mnt/test
             exec chroot {r} containerd --config /etc/containerd/config.toml"
         );
         std::fs::create_dir_all(root.join("var/lib/containerd")).unwrap();
         std::fs::create_dir_all(root.join("etc/containerd")).unwrap();
+        std::fs::create_dir_all(root.join("opt/nri/plugins")).unwrap();
         let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
         let daemon = Command::new("unshare")
             .args(["-m", "sh", "-c", &script])
@@ -211,7 +234,14 @@ impl Containerd {
         });
         let out = Command::new("nsenter")
             .args(["-t", &containerd.daemon.id().to_string(), "-m", "-r"])
-            .args(["ctr", "-n", "k8s.io", "images", "import", "/mnt/test/image.tar"])
+            .args([
+                "ctr",
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "/mnt/test/image.tar",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "ctr images import: {out:?}");
@@ -250,7 +280,13 @@ impl Containerd {
     }
 
     /// CreateContainer in pod `pod_id` (spec `pod`): the container's id, or the runtime's error.
-    pub fn create(&self, pod_id: &str, pod: &Pod, name: &str, cpuset: &str) -> Result<String, String> {
+    pub fn create(
+        &self,
+        pod_id: &str,
+        pod: &Pod,
+        name: &str,
+        cpuset: &str,
+    ) -> Result<String, String> {
         let spec = serde_json::json!({
             "name": name,
             "image": IMAGE,
@@ -274,7 +310,10 @@ impl Containerd {
 
     /// The plugin, started on this containerd's NRI socket; it has registered when this returns.
     pub fn plugin(&self) -> Plugin {
-        let log = self.dir.path().join(format!("plugin-{}.log", rand_suffix()));
+        let log = self
+            .dir
+            .path()
+            .join(format!("plugin-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
             .arg("nri")
@@ -287,7 +326,9 @@ impl Containerd {
             .unwrap();
         let plugin = Plugin { child, log };
         wait_until("the plugin to be configured", || {
-            plugin.said().contains("lllqos: nri: configured by containerd")
+            plugin
+                .said()
+                .contains("lllqos: nri: configured by containerd")
         });
         plugin
     }
