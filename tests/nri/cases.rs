@@ -9,7 +9,7 @@ fn holders() -> Vec<(String, String)> {
         .output()
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let holders = (json["holders"].as_array().unwrap().iter())
+    (json["holders"].as_array().unwrap().iter())
         .chain(
             json["registry"]["holders"]
                 .as_array()
@@ -23,8 +23,7 @@ fn holders() -> Vec<(String, String)> {
                 h["pod"].as_str()?.to_owned(),
             ))
         })
-        .collect();
-    holders
+        .collect()
 }
 
 #[test]
