@@ -45,6 +45,7 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             [CompletionResult]::new('metrics', 'metrics', [CompletionResultType]::ParameterValue, 'Print what status shows as Prometheus metrics')
             [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Restore what per-CPU holders killed by SIGKILL left')
             [CompletionResult]::new('oci-hook', 'oci-hook', [CompletionResultType]::ParameterValue, 'Run as an OCI runtime hook: hold a request for a container''s lifetime')
+            [CompletionResult]::new('nri', 'nri', [CompletionResultType]::ParameterValue, 'Run as a containerd NRI plugin: hold a request for each Kubernetes container that asks')
             break
         }
         'lllqos;status' {
@@ -91,6 +92,14 @@ Register-ArgumentCompleter -Native -CommandName 'lllqos' -ScriptBlock {
             break
         }
         'lllqos;oci-hook' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'lllqos;nri' {
+            [CompletionResult]::new('--socket', '--socket', [CompletionResultType]::ParameterName, 'The runtime''s NRI socket [default: the descriptor in NRI_PLUGIN_SOCKET when the runtime started the plugin, else /var/run/nri/nri.sock]')
+            [CompletionResult]::new('--plugin-name', '--plugin-name', [CompletionResultType]::ParameterName, 'The name the plugin registers under [default: NRI_PLUGIN_NAME, else lllqos]')
+            [CompletionResult]::new('--plugin-index', '--plugin-index', [CompletionResultType]::ParameterName, 'Its index, two digits: its place among the runtime''s plugins [default: NRI_PLUGIN_IDX, else 50]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break

@@ -22,6 +22,9 @@ _lllqos() {
             lllqos,metrics)
                 cmd="lllqos__subcmd__metrics"
                 ;;
+            lllqos,nri)
+                cmd="lllqos__subcmd__nri"
+                ;;
             lllqos,oci-hook)
                 cmd="lllqos__subcmd__oci__subcmd__hook"
                 ;;
@@ -41,7 +44,7 @@ _lllqos() {
 
     case "${cmd}" in
         lllqos)
-            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --name --pid --pass-fd --descendants --help --version status measure trace metrics recover oci-hook"
+            opts="-l -q -v -h -V --latency --max-state --cpu --device --strict --quiet --verbose --name --pid --pass-fd --descendants --help --version status measure trace metrics recover oci-hook nri"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,6 +182,43 @@ _lllqos() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lllqos__subcmd__nri)
+            opts="-h --socket --plugin-name --plugin-index --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --plugin-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plugin-index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lllqos__subcmd__oci__subcmd__hook)
             opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -282,14 +322,14 @@ _lllqos_with_command() {
     fi
     if (( i == 1 && COMP_CWORD > 1 )); then
         case "${COMP_WORDS[1]}" in
-            status|measure|trace|metrics|recover|oci-hook) _lllqos "$@"; return ;;    # a subcommand's options
+            status|measure|trace|metrics|recover|oci-hook|nri) _lllqos "$@"; return ;;    # a subcommand's options
         esac
     fi
     if declare -F _command_offset >/dev/null; then
         _command_offset "$i"
     elif (( i == COMP_CWORD )); then
         COMPREPLY=( $(compgen -c -- "${COMP_WORDS[COMP_CWORD]}") )
-        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace metrics recover oci-hook" -- "${COMP_WORDS[1]}") )
+        (( i == 1 )) && COMPREPLY+=( $(compgen -W "status measure trace metrics recover oci-hook nri" -- "${COMP_WORDS[1]}") )
     else
         COMPREPLY=( $(compgen -f -- "${COMP_WORDS[COMP_CWORD]}") )
     fi

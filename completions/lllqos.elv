@@ -42,6 +42,7 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand metrics 'Print what status shows as Prometheus metrics'
             cand recover 'Restore what per-CPU holders killed by SIGKILL left'
             cand oci-hook 'Run as an OCI runtime hook: hold a request for a container''s lifetime'
+            cand nri 'Run as a containerd NRI plugin: hold a request for each Kubernetes container that asks'
         }
         &'lllqos;status'= {
             cand --json 'Print JSON (a stable interface; every key in lllqos-status(1)) instead of the summary'
@@ -82,6 +83,13 @@ set edit:completion:arg-completer[lllqos] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'lllqos;oci-hook'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'lllqos;nri'= {
+            cand --socket 'The runtime''s NRI socket [default: the descriptor in NRI_PLUGIN_SOCKET when the runtime started the plugin, else /var/run/nri/nri.sock]'
+            cand --plugin-name 'The name the plugin registers under [default: NRI_PLUGIN_NAME, else lllqos]'
+            cand --plugin-index 'Its index, two digits: its place among the runtime''s plugins [default: NRI_PLUGIN_IDX, else 50]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

@@ -43,6 +43,7 @@ complete -c lllqos -n "__fish_lllqos_needs_command" -a "trace" -d 'Log every cha
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "metrics" -d 'Print what status shows as Prometheus metrics'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "recover" -d 'Restore what per-CPU holders killed by SIGKILL left'
 complete -c lllqos -n "__fish_lllqos_needs_command" -a "oci-hook" -d 'Run as an OCI runtime hook: hold a request for a container\'s lifetime'
+complete -c lllqos -n "__fish_lllqos_needs_command" -a "nri" -d 'Run as a containerd NRI plugin: hold a request for each Kubernetes container that asks'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -l json -d 'Print JSON (a stable interface; every key in lllqos-status(1)) instead of the summary'
 complete -c lllqos -n "__fish_lllqos_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand measure" -s l -l latency -d 'Latency limit to request: microseconds, or a value with a unit (ns, us, µs, ms, s), e.g. 50, 50us, 0.5ms. 0 keeps CPUs out of every idle state but polling' -r
@@ -65,8 +66,12 @@ complete -c lllqos -n "__fish_lllqos_using_subcommand metrics" -l output -d 'Wri
 complete -c lllqos -n "__fish_lllqos_using_subcommand metrics" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand recover" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lllqos -n "__fish_lllqos_using_subcommand oci-hook" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c lllqos -n "__fish_lllqos_using_subcommand nri" -l socket -d 'The runtime\'s NRI socket [default: the descriptor in NRI_PLUGIN_SOCKET when the runtime started the plugin, else /var/run/nri/nri.sock]' -r -F
+complete -c lllqos -n "__fish_lllqos_using_subcommand nri" -l plugin-name -d 'The name the plugin registers under [default: NRI_PLUGIN_NAME, else lllqos]' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand nri" -l plugin-index -d 'Its index, two digits: its place among the runtime\'s plugins [default: NRI_PLUGIN_IDX, else 50]' -r
+complete -c lllqos -n "__fish_lllqos_using_subcommand nri" -s h -l help -d 'Print help (see more with \'--help\')'
 
 # Added by `cargo xtask gen`: COMMAND and its arguments complete as a command line of their own.
-complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace metrics recover oci-hook" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --name --pid)"
+complete -c lllqos -n "not __fish_lllqos_using_subcommand status measure trace metrics recover oci-hook nri" -x -a "(__fish_complete_subcommand -- -l --latency --max-state --cpu --device --name --pid)"
 # --max-state: the idle-state names this machine lists.
 complete -c lllqos -l max-state -x -a "(sort -u /sys/devices/system/cpu/cpu*/cpuidle/state*/name 2>/dev/null)"

@@ -183,3 +183,58 @@ fn nri_runs_as_a_plugin_containerd_starts_from_its_plugin_directory() {
     containerd.stop(&id);
     wait_for_node(kernel.baseline);
 }
+
+#[test]
+fn nri_is_not_woken_between_events() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let plugin = containerd.plugin();
+    let pod = Pod {
+        name: "quiet",
+        annotations: &[("lllqos.io/latency", "41")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
+    containerd.start_container(&id);
+    assert_eq!(read_node(), kernel.expect(41));
+    // Holding a request, with containerd idle: no timer, no polling.
+    let before = plugin.wake_ups();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(plugin.wake_ups(), before);
+}
+
+#[test]
+fn nri_says_in_one_line_when_the_socket_cannot_be_reached() {
+    let out = crate::common::lllqos(["nri", "--socket", "/nonexistent/nri.sock"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("lllqos: cannot connect to the NRI socket /nonexistent/nri.sock: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is NRI enabled in containerd?"), "{stderr}");
+}
+
+#[test]
+fn nri_refuses_a_bad_plugin_index_or_name() {
+    for args in [
+        ["nri", "--plugin-index", "5"],
+        ["nri", "--plugin-name", "a b"],
+    ] {
+        let out = crate::common::lllqos(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("NRI plugin"), "{stderr}");
+    }
+    // From the runtime's variables too.
+    let out = crate::common::lllqos(["nri", "--socket", "/nonexistent"])
+        .env("NRI_PLUGIN_IDX", "x1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NRI_PLUGIN_IDX=x1"));
+}

@@ -9,6 +9,8 @@
 //	cri -socket S create POD_ID SPEC       CreateContainer; prints the container's id
 //	cri -socket S start|stop|rm ID         StartContainer, StopContainer (timeout 0), RemoveContainer
 //	cri -socket S stoppod|rmpod ID         StopPodSandbox, RemovePodSandbox
+//	cri -socket S cycle POD_ID SPEC N      N times: create and start a container (timed: one line
+//	                                       of microseconds each), then stop and remove it
 //
 // SPEC is JSON: {"name", "namespace", "annotations", "image", "cpuset", "command", "pod"} (the
 // pod's spec again when creating a container, as the kubelet passes it).
@@ -84,7 +86,7 @@ func main() {
 		image(args[1], args[2], args[3])
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	conn, err := grpc.NewClient("unix://"+*socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -109,27 +111,29 @@ func main() {
 		fmt.Println(rpl.PodSandboxId)
 	case "create":
 		one(2)
-		s := parse(args[2])
-		if s.Pod == nil {
-			fail("create: the spec names no pod")
-		}
-		config := &runtime.ContainerConfig{
-			Metadata:    &runtime.ContainerMetadata{Name: s.Name},
-			Image:       &runtime.ImageSpec{Image: s.Image},
-			Command:     s.Command,
-			Annotations: s.Annotations,
-			LogPath:     s.Name + ".log",
-			Linux: &runtime.LinuxContainerConfig{
-				Resources: &runtime.LinuxContainerResources{CpusetCpus: s.Cpuset},
-			},
-		}
-		rpl, err := client.CreateContainer(ctx, &runtime.CreateContainerRequest{
-			PodSandboxId: args[1], Config: config, SandboxConfig: podConfig(s.Pod, ""),
-		})
+		id, err := create(ctx, client, args[1], parse(args[2]))
 		if err != nil {
 			fail("%v", err)
 		}
-		fmt.Println(rpl.ContainerId)
+		fmt.Println(id)
+	case "cycle":
+		one(3)
+		var n int
+		fmt.Sscan(args[3], &n)
+		s := parse(args[2])
+		for i := 0; i < n; i++ {
+			begin := time.Now()
+			id, err := create(ctx, client, args[1], s)
+			if err == nil {
+				_, err = client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id})
+			}
+			if err != nil {
+				fail("%v", err)
+			}
+			fmt.Println(time.Since(begin).Microseconds())
+			client.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 0})
+			client.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: id})
+		}
 	case "start":
 		one(1)
 		_, err = client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: args[1]})
@@ -151,6 +155,30 @@ func main() {
 	if err != nil {
 		fail("%v", err)
 	}
+}
+
+// create is CreateContainer of spec s in pod podID, as the kubelet asks it.
+func create(ctx context.Context, client runtime.RuntimeServiceClient, podID string, s *spec) (string, error) {
+	if s.Pod == nil {
+		return "", fmt.Errorf("create: the spec names no pod")
+	}
+	config := &runtime.ContainerConfig{
+		Metadata:    &runtime.ContainerMetadata{Name: s.Name},
+		Image:       &runtime.ImageSpec{Image: s.Image},
+		Command:     s.Command,
+		Annotations: s.Annotations,
+		LogPath:     s.Name + ".log",
+		Linux: &runtime.LinuxContainerConfig{
+			Resources: &runtime.LinuxContainerResources{CpusetCpus: s.Cpuset},
+		},
+	}
+	rpl, err := client.CreateContainer(ctx, &runtime.CreateContainerRequest{
+		PodSandboxId: podID, Config: config, SandboxConfig: podConfig(s.Pod, ""),
+	})
+	if err != nil {
+		return "", err
+	}
+	return rpl.ContainerId, nil
 }
 
 // blob is content and its digest.

@@ -365,6 +365,15 @@ impl Plugin {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How often it has been woken (its voluntary and involuntary context switches).
+    pub fn wake_ups(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        (status.lines())
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// SIGKILL: it dies, as under the OOM killer.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

@@ -60,12 +60,22 @@ pub fn exit_status(r: &mut Roff, name: &str) {
                 "A bad annotation, a state that is not one, or a request that cannot be placed: the runtime does not start the container.",
             ),
         ],
+        "nri" => &[
+            (
+                "0",
+                "Ended by SIGTERM, SIGINT or SIGHUP, or the runtime closed the connection (containerd stopped): every request it placed is released first.",
+            ),
+            (
+                "125",
+                "A usage error, a privileged install, an NRI socket that cannot be reached, or a runtime that refused the registration.",
+            ),
+        ],
         _ => &[],
     };
     for (status, meaning) in statuses {
         item(r, status, meaning);
     }
-    if matches!(name, "measure" | "trace") {
+    if matches!(name, "measure" | "trace" | "nri") {
         para(
             r,
             "Ended by another signal whose default is to end a process, it restores what it changed and dies of that signal.",

@@ -97,7 +97,17 @@ pub fn sections() -> Roff {
     item(
         &mut r,
         "LLLQOS_CONTAINER",
-        "Set by lllqos oci-hook in the environment of the lllqos that holds a container's request: the container's id, which status and metrics name the request after. lllqos reads it from other processes, never from its own environment.",
+        "Set by lllqos oci-hook and lllqos nri in the environment of the lllqos that holds a container's request: the container's id, which status and metrics name the request after. lllqos reads it from other processes, never from its own environment.",
+    );
+    item(
+        &mut r,
+        "LLLQOS_POD",
+        "Set by lllqos nri beside LLLQOS_CONTAINER: the container's pod, NAMESPACE/NAME.",
+    );
+    item(
+        &mut r,
+        "NRI_PLUGIN_SOCKET, NRI_PLUGIN_NAME, NRI_PLUGIN_IDX",
+        "Set by containerd for a plugin it starts from /opt/nri/plugins: lllqos nri takes its connection (a descriptor number), name and index from them, unless --socket, --plugin-name or --plugin-index is given.",
     );
     item(
         &mut r,
@@ -135,7 +145,7 @@ pub fn sections() -> Roff {
     r.control("SH", ["SECURITY"]);
     para(
         &mut r,
-        "lllqos may be installed setuid root or with the file capability cap_dac_override so that ordinary users can place requests. It then uses that privilege to open the PM QoS node, to write the per-CPU files of the request it places, and to restore what the registry (/run/lllqos) records, and for nothing else. Everything else runs with the real user's rights, or is refused with one line and status 125 before anything is changed: lllqos gives the privilege up as it starts and takes it back only around those operations; measure --plot creates or replaces only a file the user could, measure --priority gets only the scheduling the user could get, status sees what the user may see; trace, oci-hook and recover are refused; no environment variable changes a path lllqos uses. Before COMMAND is executed, the child takes the real uid and gid (real, effective and saved) and empties every capability set, so COMMAND cannot open the node itself; --device must resolve with the real user's rights and be a genuine PM QoS device node, identified by device number. A udev rule that gives a group the node needs no privileged binary at all: the Debian package creates the group lllqos, empty, and installs /usr/lib/udev/rules.d/70-lllqos.rules, which gives that group the node (KERNEL==\"cpu_dma_latency\", GROUP=\"lllqos\", MODE=\"0660\"); an administrator adds a user with usermod -aG lllqos USER, who logs in again. Without root, the group or a privileged install, lllqos warns that it cannot open the node and runs COMMAND without a request (--strict: exits 125).",
+        "lllqos may be installed setuid root or with the file capability cap_dac_override so that ordinary users can place requests. It then uses that privilege to open the PM QoS node, to write the per-CPU files of the request it places, and to restore what the registry (/run/lllqos) records, and for nothing else. Everything else runs with the real user's rights, or is refused with one line and status 125 before anything is changed: lllqos gives the privilege up as it starts and takes it back only around those operations; measure --plot creates or replaces only a file the user could, measure --priority gets only the scheduling the user could get, status sees what the user may see; trace, oci-hook, nri and recover are refused; no environment variable changes a path lllqos uses. Before COMMAND is executed, the child takes the real uid and gid (real, effective and saved) and empties every capability set, so COMMAND cannot open the node itself; --device must resolve with the real user's rights and be a genuine PM QoS device node, identified by device number. A udev rule that gives a group the node needs no privileged binary at all: the Debian package creates the group lllqos, empty, and installs /usr/lib/udev/rules.d/70-lllqos.rules, which gives that group the node (KERNEL==\"cpu_dma_latency\", GROUP=\"lllqos\", MODE=\"0660\"); an administrator adds a user with usermod -aG lllqos USER, who logs in again. Without root, the group or a privileged install, lllqos warns that it cannot open the node and runs COMMAND without a request (--strict: exits 125).",
     );
 
     examples(&mut r, cli::EXAMPLES);

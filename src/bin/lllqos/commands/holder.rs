@@ -45,8 +45,47 @@ pub struct Holder<'a> {
     pub cpus: Option<&'a CpuList>,
 }
 
+/// Where holders say `READY=1`: a datagram socket in a private directory (mode 0700), both
+/// removed when dropped. One serves every holder its starter starts, one at a time.
+pub struct Notifier {
+    socket: UnixDatagram,
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Notifier {
+    pub fn new() -> Result<Notifier> {
+        let dir = TempDir::new().map_err(|e| {
+            anyhow!(
+                "cannot make a directory for the holders' socket: {}",
+                os_message(&e)
+            )
+        })?;
+        let path = dir.path.join("notify");
+        let socket = UnixDatagram::bind(&path)
+            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+            .map_err(|e| {
+                anyhow!(
+                    "cannot make the holders' notification socket: {}",
+                    os_message(&e)
+                )
+            })?;
+        Ok(Notifier {
+            socket,
+            path,
+            _dir: dir,
+        })
+    }
+
+    /// Drops what earlier holders may have left unread.
+    fn drain(&self) {
+        let mut message = [0u8; 4096];
+        while self.socket.recv(&mut message).is_ok() {}
+    }
+}
+
 /// Starts the holder and waits until it has placed the request; returns it, running.
-pub fn start(holder: &Holder) -> Result<Child> {
+pub fn start(holder: &Holder, notifier: &Notifier) -> Result<Child> {
     let Holder {
         id,
         pod,
@@ -55,19 +94,8 @@ pub fn start(holder: &Holder) -> Result<Child> {
         cpus,
     } = holder;
     let given = &wanted.given;
-    let dir = TempDir::new().map_err(|e| {
-        anyhow!(
-            "cannot make a directory for the holder's socket: {}",
-            os_message(&e)
-        )
-    })?;
-    let socket_path = dir.path.join("notify");
-    let socket = UnixDatagram::bind(&socket_path).map_err(|e| {
-        anyhow!(
-            "cannot make the holder's notification socket: {}",
-            os_message(&e)
-        )
-    })?;
+    let (socket, socket_path) = (&notifier.socket, &notifier.path);
+    notifier.drain();
     let mut command = Command::new("/proc/self/exe");
     command.arg0("lllqos").args([
         "--name",
@@ -85,7 +113,7 @@ pub fn start(holder: &Holder) -> Result<Child> {
         command.args(["--cpu", &cpus.to_string()]);
     }
     command
-        .env("NOTIFY_SOCKET", &socket_path)
+        .env("NOTIFY_SOCKET", socket_path)
         .env(CONTAINER_ENV, id)
         .current_dir("/")
         .stdin(Stdio::null())

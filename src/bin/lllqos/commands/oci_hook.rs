@@ -50,7 +50,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 
-use super::holder::{self, Holder};
+use super::holder::{self, Holder, Notifier};
 use crate::exit::ExitStatus;
 use crate::process::PidFd;
 use crate::request::annotations::{CPUS, Cpus, wanted};
@@ -186,13 +186,16 @@ pub fn oci_hook() -> Result<ExitStatus> {
     }
     PidFd::open(init)
         .map_err(|e| anyhow!("container {id}: its process {init}: {}", os_message(&e)))?;
-    holder::start(&Holder {
-        id,
-        pod: None,
-        pid: init,
-        wanted: &wanted,
-        cpus: request.cpus(),
-    })?;
+    holder::start(
+        &Holder {
+            id,
+            pod: None,
+            pid: init,
+            wanted: &wanted,
+            cpus: request.cpus(),
+        },
+        &Notifier::new()?,
+    )?;
     Ok(ExitStatus::Exited(0))
 }
 

@@ -68,6 +68,7 @@ pub fn run(args: &NriArgs) -> Result<ExitStatus> {
         "50",
         parse_plugin_index,
     )?;
+    let mut plugin = Plugin::new()?;
     let mut socket = connect(args.socket.as_deref())?;
     let signals = Signals::block(Mode::Hold)?;
     let register = api::RegisterPluginRequest {
@@ -90,7 +91,6 @@ pub fn run(args: &NriArgs) -> Result<ExitStatus> {
             .encode_to_vec(),
         },
     )?;
-    let mut plugin = Plugin::new();
     let ended = serve(
         &mut socket,
         &signals,

@@ -12,7 +12,7 @@ use lllqos::CpuList;
 use lllqos::internal::oserror::os_message;
 
 use super::api::{self, Container, ContainerRequest, PodSandbox, event};
-use crate::commands::holder::{self, Holder};
+use crate::commands::holder::{self, Holder, Notifier};
 use crate::process::PidFd;
 use crate::request::annotations::{Cpus, Wanted, wanted_by_pod};
 use crate::request::{self, Chatter, Naming, Request};
@@ -28,6 +28,8 @@ pub struct Plugin {
     held: BTreeMap<String, Held>,
     /// The parts of a synchronization received so far (`more`).
     sync: api::SynchronizeRequest,
+    /// Where the holders say they have placed their request.
+    notifier: Notifier,
 }
 
 /// A container's running holder.
@@ -94,12 +96,13 @@ fn decode<M: Message + Default>(payload: &[u8]) -> Result<M, Refusal> {
 }
 
 impl Plugin {
-    pub fn new() -> Plugin {
-        Plugin {
+    pub fn new() -> anyhow::Result<Plugin> {
+        Ok(Plugin {
             pid: std::process::id() as i32,
             held: BTreeMap::new(),
             sync: api::SynchronizeRequest::default(),
-        }
+            notifier: Notifier::new()?,
+        })
     }
 
     /// Answers the runtime's call of `method` with `payload`: the response's payload, or a refusal.
@@ -194,13 +197,16 @@ impl Plugin {
             return Ok(());
         }
         let pod_name = pod_name(pod);
-        let child = holder::start(&Holder {
-            id: &container.id,
-            pod: Some(&pod_name),
-            pid: self.pid,
-            wanted: &wanted,
-            cpus: request.cpus(),
-        })
+        let child = holder::start(
+            &Holder {
+                id: &container.id,
+                pod: Some(&pod_name),
+                pid: self.pid,
+                wanted: &wanted,
+                cpus: request.cpus(),
+            },
+            &self.notifier,
+        )
         .map_err(|e| format!("{e:#}"))?;
         let pidfd = PidFd::open(child.id() as i32)
             .map_err(|e| anyhow!("{what}: its holder: {}", os_message(&e)))
@@ -317,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_plugin_subscribes_to_create_stop_and_remove() {
-        let mut plugin = Plugin::new();
+        let mut plugin = Plugin::new().unwrap();
         let reply = plugin
             .call(
                 "Configure",

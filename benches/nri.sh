@@ -1,0 +1,116 @@
+#!/bin/bash
+# What `lllqos nri` adds to a container's start: CreateContainer then StartContainer through the
+# CRI, as the kubelet asks them, timed by the CRI client, against the same containerd without the
+# plugin, in the same run. Three cases, in interleaved ROUNDS of RUNS containers each: no plugin;
+# the plugin, for a pod that asks nothing (NRI's round trips alone); the plugin, for a pod that
+# asks for a request (its holder starts before CreateContainer is answered). The target (issue
+# 35) is under 5 ms added.
+#
+# The containerd is the tests' (Debian trixie's 1.7, chrooted into the root that tests/nri/ makes
+# and caches: run `cargo test --test tests nri` once first), with its state in a directory of its
+# own, removed on exit.
+#
+#   cargo build --release && sudo benches/nri.sh [LLLQOS] [ROUNDS] [RUNS]
+#
+# Prints the median of each case and what the plugin adds to it.
+set -eu
+cd "$(dirname "$0")/.."
+LLLQOS=$(realpath "${1:-target/release/lllqos}")
+ROUNDS=${2:-20}
+RUNS=${3:-10}
+ROOT=$PWD/target/tmp/nri-root/trixie
+[ -x "$LLLQOS" ] || { echo "nri: $LLLQOS is not an executable (cargo build --release?)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "nri: needs root (containerd)" >&2; exit 2; }
+[ -x "$ROOT/build/cri" ] || { echo "nri: no $ROOT/build/cri: run 'cargo test --test tests nri' once first" >&2; exit 2; }
+
+DIR=$(mktemp -d /tmp/lllqos-nri-bench.XXXXXX)
+chmod 755 "$DIR"
+DAEMON= PLUGIN= PODS=()
+CRI="$ROOT/build/cri -socket $DIR/run/containerd/containerd.sock"
+cleanup() {
+    [ -n "$PLUGIN" ] && kill "$PLUGIN" 2>/dev/null && wait "$PLUGIN" 2>/dev/null
+    for pod in "${PODS[@]}"; do $CRI stoppod "$pod" >/dev/null 2>&1; $CRI rmpod "$pod" >/dev/null 2>&1; done
+    [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+mkdir "$DIR/run" "$DIR/lib" "$DIR/etc" "$DIR/plugins"
+cp "$ROOT/build/image.tar" "$DIR/"
+# As tests/nri/mod.rs configures it (NRI on, the imported image as the sandbox image).
+cat >"$DIR/etc/config.toml" <<'TOML'
+version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.nri.v1.nri"]
+  disable = false
+  socket_path = "/var/run/nri/nri.sock"
+  plugin_path = "/opt/nri/plugins"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "lllqos.test/busybox:1"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+TOML
+unshare -m sh -c "set -e
+    mount --make-rprivate /
+    mount --bind $ROOT $ROOT
+    mount -t proc proc $ROOT/proc
+    mount --rbind /sys $ROOT/sys
+    mount --rbind /dev $ROOT/dev
+    mount --bind $DIR/run $ROOT/run
+    mount --bind $DIR/lib $ROOT/var/lib/containerd
+    mount --bind $DIR/etc $ROOT/etc/containerd
+    mount --bind $DIR/plugins $ROOT/opt/nri/plugins
+    mount --bind $DIR $ROOT/mnt/test
+    exec chroot $ROOT containerd --config /etc/containerd/config.toml" >"$DIR/containerd.log" 2>&1 &
+DAEMON=$!
+for _ in $(seq 100); do [ -S "$DIR/run/nri/nri.sock" ] && break; sleep 0.1; done
+nsenter -t "$DAEMON" -m -r ctr -n k8s.io images import /mnt/test/image.tar >/dev/null
+
+pod() { # NAME ANNOTATIONS-JSON
+    echo "{\"name\":\"$1\",\"namespace\":\"bench\",\"annotations\":$2}"
+}
+PLAIN=$(pod plain '{}')
+ASKING=$(pod asking '{"lllqos.io/latency":"50"}')
+PLAIN_ID=$($CRI pod "$PLAIN"); PODS+=("$PLAIN_ID")
+ASKING_ID=$($CRI pod "$ASKING"); PODS+=("$ASKING_ID")
+container() { # POD-JSON
+    echo "{\"name\":\"c\",\"image\":\"lllqos.test/busybox:1\",\"command\":[\"sleep\",\"100000\"],\"pod\":$1}"
+}
+
+without() {
+    $CRI cycle "$PLAIN_ID" "$(container "$PLAIN")" "$RUNS" >>"$DIR/without"
+}
+with() {
+    "$LLLQOS" nri --socket "$DIR/run/nri/nri.sock" 2>"$DIR/plugin.log" &
+    PLUGIN=$!
+    for _ in $(seq 100); do grep -q "configured by" "$DIR/plugin.log" && break; sleep 0.05; done
+    # The two pods by turns, five containers at a time.
+    for _ in $(seq $(((RUNS + 4) / 5))); do
+        $CRI cycle "$PLAIN_ID" "$(container "$PLAIN")" 5 >>"$DIR/plain"
+        $CRI cycle "$ASKING_ID" "$(container "$ASKING")" 5 >>"$DIR/asking"
+    done
+    kill "$PLUGIN"
+    wait "$PLUGIN" || true
+    PLUGIN=
+}
+# Each case first in half the rounds: what drifts over a run (caches, containerd's own garbage
+# collection) falls on both alike.
+for round in $(seq "$ROUNDS"); do
+    if [ $((round % 2)) = 0 ]; then without; with; else with; without; fi
+done
+
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+WITHOUT=$(median "$DIR/without")
+report() { # LABEL FILE
+    local m; m=$(median "$2")
+    printf '%-44s median %6.2f ms  (+%5.2f ms, ratio %.2f)\n' "$1" \
+        "$(echo "$m / 1000" | bc -l)" "$(echo "($m - $WITHOUT) / 1000" | bc -l)" "$(echo "$m / $WITHOUT" | bc -l)"
+}
+echo "container create + start, $(wc -l <"$DIR/without") containers per case, $ROUNDS interleaved rounds:"
+printf '%-44s median %6.2f ms\n' "containerd without the plugin" "$(echo "$WITHOUT / 1000" | bc -l)"
+report "with lllqos nri, a pod that asks nothing" "$DIR/plain"
+report "with lllqos nri, a pod that asks (a holder)" "$DIR/asking"
