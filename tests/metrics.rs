@@ -47,7 +47,7 @@ fn a_hold_of_123_us_reads_0_000123_seconds_with_its_holder_labelled() {
         Some("1")
     );
     let series = format!(
-        "lllqos_cpu_latency_request_seconds{{pid=\"{}\",command=\"{} -l 123\",user=\"root\",container=\"\"}}",
+        "lllqos_cpu_latency_request_seconds{{pid=\"{}\",command=\"{} -l 123\",user=\"root\",container=\"\",pod=\"\"}}",
         hold.pid(),
         crate::common::bin().display()
     );
@@ -82,7 +82,7 @@ fn a_per_cpu_45_us_reads_4_5e_05_for_that_cpu_and_a_killed_holder_is_stale() {
     let pid = hold.pid();
     let request = |stale: bool| {
         format!(
-            "lllqos_percpu_request_seconds{{cpu=\"{cpu}\",pid=\"{pid}\",command=\"{}\",container=\"\",stale=\"{stale}\"}}",
+            "lllqos_percpu_request_seconds{{cpu=\"{cpu}\",pid=\"{pid}\",command=\"{}\",container=\"\",pod=\"\",stale=\"{stale}\"}}",
             if stale { "" } else { &command }
         )
     };

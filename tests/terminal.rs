@@ -77,6 +77,8 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it() {
     let lllqos = bin().display().to_string();
     tmux.line(&format!("{lllqos} -l 0 -- cat - /dev/null marker-z"));
     let wrapper = find_lllqos("marker-z");
+    // As a user does: once the command runs.
+    crate::common::wait_until_waiting(wrapper);
     tmux.keys("C-z");
     tmux.wait_for("Stopped");
     crate::common::wait_until("lllqos to stop", || crate::common::state(wrapper) == 'T');

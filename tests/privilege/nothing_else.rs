@@ -91,6 +91,20 @@ fn oci_hook_is_refused_and_reveals_nothing_of_roots_files() {
     );
 }
 
+/// The NRI plugin is root's: a privileged copy connects to no socket it is given.
+#[test]
+fn nri_is_refused() {
+    let (kernel, setup) = setup!();
+    for copy in setup.copies() {
+        let out = setup
+            .as_user(&copy, &["nri", "--socket", "/run/no-such.sock"])
+            .output()
+            .unwrap();
+        assert_refused(&out, "nri", &copy);
+        assert_eq!(read_node(), kernel.baseline);
+    }
+}
+
 /// A holder killed with SIGKILL left a CPU changed: the privileged copy does not restore it (the
 /// registry and the CPU stay as they are); root's recover does.
 #[test]

@@ -27,7 +27,7 @@ mod plugin;
 mod wire;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -145,9 +145,13 @@ fn inherited(value: &str) -> Result<UnixStream, String> {
         .ok()
         .filter(|fd| *fd > 2)
         .ok_or("not a descriptor number above 2")?;
-    // SAFETY: borrowed only for fstat, which fails cleanly on a descriptor that is not open.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stat = nix::sys::stat::fstat(borrowed).map_err(|e| e.desc().to_owned())?;
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a stat into our buffer, or fails (EBADF) on a descriptor not open.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return Err(os_message(&std::io::Error::last_os_error()));
+    }
+    // SAFETY: fstat succeeded and filled it.
+    let stat = unsafe { stat.assume_init() };
     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(format!("descriptor {fd} is not a socket"));
     }
