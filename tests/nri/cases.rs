@@ -238,3 +238,23 @@ fn nri_refuses_a_bad_plugin_index_or_name() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NRI_PLUGIN_IDX=x1"));
 }
+
+#[test]
+fn nri_releases_when_the_containers_process_exits_on_its_own() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let _plugin = containerd.plugin();
+    let pod = Pod {
+        name: "batch",
+        annotations: &[("lllqos.io/latency", "29")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let id = containerd
+        .create_running(&pod_id, &pod, "job", "", &["sleep", "1"])
+        .unwrap();
+    containerd.start_container(&id);
+    assert_eq!(read_node(), kernel.expect(29));
+    // No StopContainer from the kubelet: the process ends, and containerd says so.
+    wait_for_node(kernel.baseline);
+    assert!(holders().is_empty());
+}

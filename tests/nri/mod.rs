@@ -287,10 +287,22 @@ impl Containerd {
         name: &str,
         cpuset: &str,
     ) -> Result<String, String> {
+        self.create_running(pod_id, pod, name, cpuset, &["sleep", "100000"])
+    }
+
+    /// CreateContainer of a container that runs `command`.
+    pub fn create_running(
+        &self,
+        pod_id: &str,
+        pod: &Pod,
+        name: &str,
+        cpuset: &str,
+        command: &[&str],
+    ) -> Result<String, String> {
         let spec = serde_json::json!({
             "name": name,
             "image": IMAGE,
-            "command": ["sleep", "100000"],
+            "command": command,
             "cpuset": cpuset,
             "pod": pod.json(),
         });
