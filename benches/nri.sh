@@ -35,37 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir "$DIR/run" "$DIR/lib" "$DIR/etc" "$DIR/plugins"
 cp "$ROOT/build/image.tar" "$DIR/"
-# As tests/nri/mod.rs configures it (NRI on, the imported image as the sandbox image).
-cat >"$DIR/etc/config.toml" <<'TOML'
-version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.nri.v1.nri"]
-  disable = false
-  socket_path = "/var/run/nri/nri.sock"
-  plugin_path = "/opt/nri/plugins"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "lllqos.test/busybox:1"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-TOML
-unshare -m sh -c "set -e
-    mount --make-rprivate /
-    mount --bind $ROOT $ROOT
-    mount -t proc proc $ROOT/proc
-    mount --rbind /sys $ROOT/sys
-    mount --rbind /dev $ROOT/dev
-    mount --bind $DIR/run $ROOT/run
-    mount --bind $DIR/lib $ROOT/var/lib/containerd
-    mount --bind $DIR/etc $ROOT/etc/containerd
-    mount --bind $DIR/plugins $ROOT/opt/nri/plugins
-    mount --bind $DIR $ROOT/mnt/test
-    exec chroot $ROOT containerd --config /etc/containerd/config.toml" >"$DIR/containerd.log" 2>&1 &
+# The tests' containerd (NRI on, the imported image as the sandbox image).
+tests/nri/containerd.sh "$ROOT" "$DIR" >"$DIR/containerd.log" 2>&1 &
 DAEMON=$!
 for _ in $(seq 100); do [ -S "$DIR/run/nri/nri.sock" ] && break; sleep 0.1; done
 nsenter -t "$DAEMON" -m -r ctr -n k8s.io images import /mnt/test/image.tar >/dev/null

@@ -258,3 +258,91 @@ fn nri_releases_when_the_containers_process_exits_on_its_own() {
     wait_for_node(kernel.baseline);
     assert!(holders().is_empty());
 }
+
+#[test]
+fn nri_says_when_a_containers_holder_is_killed() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let plugin = containerd.plugin();
+    let pod = Pod {
+        name: "victim",
+        annotations: &[("lllqos.io/latency", "37")],
+    };
+    let pod_id = containerd.pod(&pod);
+    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
+    assert_eq!(read_node(), kernel.expect(37));
+    let holder = holder_pid(&id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for_node(kernel.baseline);
+    wait_until("the plugin to say so", || {
+        plugin.said().contains(&format!(
+            "container {id} (app, pod default/victim): its holder ended"
+        ))
+    });
+    // The plugin goes on: the next container that asks is held.
+    let next = containerd.create(&pod_id, &pod, "next", "").unwrap();
+    assert_eq!(read_node(), kernel.expect(37));
+    containerd.remove(&next);
+    wait_for_node(kernel.baseline);
+}
+
+#[test]
+fn nri_releases_then_dies_of_another_ending_signal() {
+    let kernel = kernel!();
+    let mut containerd = given!(Containerd::start());
+    let plugin = containerd.plugin();
+    let pod = Pod {
+        name: "quit",
+        annotations: &[("lllqos.io/latency", "43")],
+    };
+    let pod_id = containerd.pod(&pod);
+    containerd.create(&pod_id, &pod, "app", "").unwrap();
+    assert_eq!(read_node(), kernel.expect(43));
+    let status = plugin.signal(nix::sys::signal::Signal::SIGQUIT);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGQUIT),
+        "{status:?}"
+    );
+    // Released before it died: no holder is left to notice.
+    assert_eq!(read_node(), kernel.baseline);
+    assert!(holders().is_empty());
+}
+
+/// The pid of the holder `status --json` names after container `id`.
+fn holder_pid(id: &str) -> i32 {
+    let out = crate::common::lllqos(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (json["holders"].as_array().unwrap().iter())
+        .find(|h| h["container"] == id)
+        .and_then(|h| h["pid"].as_i64())
+        .unwrap() as i32
+}
+
+#[test]
+fn nri_refuses_a_descriptor_from_the_runtime_that_is_not_a_socket() {
+    for (setup, value, why) in [
+        ("", "abc", "not a descriptor number above 2"),
+        ("exec 7</dev/null;", "7", "descriptor 7 is not a socket"),
+        ("", "9", "descriptor 9 is not open"),
+    ] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{setup} NRI_PLUGIN_SOCKET={value} exec \"$0\" nri",))
+            .arg(crate::common::bin())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            format!("lllqos: NRI_PLUGIN_SOCKET={value}: {why}"),
+        );
+    }
+}

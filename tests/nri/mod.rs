@@ -121,25 +121,6 @@ fn make_root(cache: &Path, root: &Path) -> Result<(), Missing> {
     Ok(())
 }
 
-/// containerd's configuration: NRI on, the native snapshotter, the imported image as the pods'
-/// sandbox image, and oom_score_adj never below containerd's own (root may lack
-/// CAP_SYS_RESOURCE, as in some sandboxes).
-const CONFIG: &str = r#"version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.nri.v1.nri"]
-  disable = false
-  socket_path = "/var/run/nri/nri.sock"
-  plugin_path = "/opt/nri/plugins"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "lllqos.test/busybox:1"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-"#;
-
 /// A containerd of the test's own; its pods removed and it stopped when dropped.
 pub struct Containerd {
     root: PathBuf,
@@ -177,9 +158,7 @@ impl Containerd {
             .tempdir()
             .unwrap();
         std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
-        for sub in ["run", "lib", "etc", "plugins"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
         if plugin {
             std::fs::copy(bin(), dir.path().join("lllqos")).unwrap();
             let shipped = std::fs::read_to_string(
@@ -195,29 +174,12 @@ impl Containerd {
             .unwrap();
             std::fs::set_permissions(script, PermissionsExt::from_mode(0o755)).unwrap();
         }
-        std::fs::write(dir.path().join("etc/config.toml"), CONFIG).unwrap();
         std::fs::copy(root.join("build/image.tar"), dir.path().join("image.tar")).unwrap();
-        let (r, d) = (root.display(), dir.path().display());
-        let script = format!(
-            "set -e
-            mount --make-rprivate /
-            mount --bind {r} {r}
-            mount -t proc proc {r}/proc
-            mount --rbind /sys {r}/sys
-            mount --rbind /dev {r}/dev
-            mount --bind {d}/run {r}/run
-            mount --bind {d}/lib {r}/var/lib/containerd
-            mount --bind {d}/etc {r}/etc/containerd
-            mount --bind {d}/plugins {r}/opt/nri/plugins
-            mount --bind {d} {r}/mnt/test
-            exec chroot {r} containerd --config /etc/containerd/config.toml"
-        );
-        std::fs::create_dir_all(root.join("var/lib/containerd")).unwrap();
-        std::fs::create_dir_all(root.join("etc/containerd")).unwrap();
-        std::fs::create_dir_all(root.join("opt/nri/plugins")).unwrap();
         let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        let daemon = Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
+        let daemon = Command::new("sh")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nri/containerd.sh"))
+            .arg(&root)
+            .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -393,9 +355,13 @@ impl Plugin {
     }
 
     /// SIGTERM, and its exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// `signal`, and its exit status.
+    pub fn signal(mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
         self.child.wait().unwrap()
     }
 }

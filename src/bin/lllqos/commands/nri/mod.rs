@@ -148,7 +148,10 @@ fn inherited(value: &str) -> Result<UnixStream, String> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat writes a stat into our buffer, or fails (EBADF) on a descriptor not open.
     if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return Err(os_message(&std::io::Error::last_os_error()));
+        return Err(match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EBADF) => format!("descriptor {fd} is not open"),
+            e => os_message(&e),
+        });
     }
     // SAFETY: fstat succeeded and filled it.
     let stat = unsafe { stat.assume_init() };
