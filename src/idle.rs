@@ -48,7 +48,25 @@ impl Default for Cpuidle {
     }
 }
 
+/// The variable that names a tree to read idle states from instead of the kernel's, for tests (so
+/// that the idle-state logic runs on machines without a cpuidle driver): [`Cpuidle::configured`].
+pub const CPUIDLE_ENV: &str = "LLLQOS_SYSFS_CPU";
+
 impl Cpuidle {
+    /// The tree this process reads idle states from: the one `LLLQOS_SYSFS_CPU` names, or the
+    /// kernel's. Only idle states are read there; CPUs, their resume latency and the node are
+    /// always the kernel's. A privileged process (setuid, file capabilities) ignores the variable:
+    /// the environment is its real user's.
+    pub fn configured() -> &'static Cpuidle {
+        static TREE: std::sync::OnceLock<Cpuidle> = std::sync::OnceLock::new();
+        TREE.get_or_init(|| match std::env::var_os(CPUIDLE_ENV) {
+            Some(root) if !root.is_empty() && !crate::internal::privilege::is_privileged() => {
+                Cpuidle::at(root)
+            }
+            _ => Cpuidle::system(),
+        })
+    }
+
     /// The kernel's: `/sys/devices/system/cpu`.
     pub fn system() -> Cpuidle {
         Cpuidle::at(SYSFS_CPU)

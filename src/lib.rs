@@ -67,6 +67,13 @@ pub mod internal;
 #[cfg(all(feature = "cli", target_os = "linux"))]
 pub mod cli;
 
+/// Not part of the library's API: what is in force on this machine and who holds it, the model
+/// `lllqos status` prints and the Python package's `lllqos.status()` returns. Its JSON document is
+/// the stable interface (docs/json.md), not these types.
+#[doc(hidden)]
+#[cfg(target_os = "linux")]
+pub mod status;
+
 /// This crate's version, which the `lllqos` command reports (its command line is also compiled
 /// into the xtask, whose own version is not lllqos's).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,7 +10,7 @@
 //! main ─ app ─┬─ wrap/      the wrapper: place, spawn, relay and reap, hold, release
 //!             └─ commands/  status, measure, trace, metrics, recover, oci-hook
 //!                  │
-//!  request/  machine/  signals  process  output  exit  sched  sysfs   (leaves: no module above)
+//!  request/  machine  signals  process  output  exit  sched   (leaves: no module above)
 //! ```
 //!
 //! - [`app`]: parses the command line and runs what it asks; every error is printed there, once.
@@ -19,10 +19,10 @@
 //! - [`commands`]: the subcommands, one module each.
 //! - [`request`]: what to place, from options or a container's annotations.
 //! - [`machine`]: what is in force on this machine (holders, per-CPU values, idle states, the
-//!   registry), collected from the library's readers; `status`, `trace` and `metrics` view it.
-//! - [`signals`], [`process`], [`output`], [`exit`], [`sched`], [`sysfs`]: blocked signals read
-//!   from a signalfd; pidfds and process names; stdout and stderr; exit statuses; scheduling;
-//!   where idle states are read.
+//!   registry): the library's model (`lllqos::status`), with what each lllqos holder asked for;
+//!   `status`, `trace` and `metrics` view it.
+//! - [`signals`], [`process`], [`output`], [`exit`], [`sched`]: blocked signals read from a
+//!   signalfd; pidfds and process names; stdout and stderr; exit statuses; scheduling.
 //!
 //! `no_main`: Rust's runtime start-up would ignore SIGPIPE and open /dev/null on closed standard
 //! descriptors before `main`, and the command lllqos runs must inherit neither change (a direct
@@ -52,7 +52,6 @@ mod process;
 mod request;
 mod sched;
 mod signals;
-mod sysfs;
 mod wrap;
 
 /// The C `main` the program starts at. Under `cargo test` the harness has its own `main`, and this

@@ -8,13 +8,6 @@ use std::sync::OnceLock;
 use lllqos::internal::procfs;
 use lllqos::internal::sigset::SignalSet;
 
-/// In the environment of an lllqos that holds a request for a container (`oci-hook`'s
-/// holders): the container's id, which `status` and `metrics` name the request after.
-pub const CONTAINER_ENV: &str = "LLLQOS_CONTAINER";
-/// In the environment of an lllqos that holds a request for a Kubernetes container (`nri`'s
-/// holders): its pod, `NAMESPACE/NAME`.
-pub const POD_ENV: &str = "LLLQOS_POD";
-
 /// The signals that were ignored when lllqos started, recorded by [`init_process`].
 static IGNORED_AT_START: OnceLock<SignalSet> = OnceLock::new();
 

@@ -27,8 +27,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use lllqos::CpuList;
 use lllqos::internal::oserror::os_message;
+use lllqos::status::{CONTAINER_ENV, POD_ENV};
 
-use crate::process::{CONTAINER_ENV, POD_ENV};
 use crate::request::annotations::Wanted;
 
 /// A holder to start.

@@ -114,7 +114,7 @@ pub fn resolve(asked: &RequestArgs, chatter: Chatter, naming: Naming) -> Result<
 
 /// `--max-state` for the global request.
 fn resolve_global(names: &StateNames, label: &str, chatter: Chatter) -> Result<Request> {
-    let resolution = idle::resolve_global(names, &crate::sysfs::cpuidle().all_states())
+    let resolution = idle::resolve_global(names, &idle::Cpuidle::configured().all_states())
         .map_err(|e| anyhow!("{label}: {e}"))?;
     let everywhere = CpuList::listed();
     let cpus = everywhere
@@ -143,7 +143,7 @@ fn resolve_per_cpu(
         );
     }
     let states = (cpus.cpus().iter())
-        .map(|&cpu| (cpu, crate::sysfs::cpuidle().cpu_states(cpu)))
+        .map(|&cpu| (cpu, idle::Cpuidle::configured().cpu_states(cpu)))
         .collect();
     let resolved =
         idle::resolve_per_cpu(names, &cpus, &states).map_err(|e| anyhow!("{label}: {e}"))?;

@@ -42,7 +42,7 @@ impl IdleSnapshot {
             at: Instant::now(),
             cpus: cpus
                 .into_iter()
-                .map(|cpu| (cpu, crate::sysfs::cpuidle().cpu_counters(cpu)))
+                .map(|cpu| (cpu, lllqos::idle::Cpuidle::configured().cpu_counters(cpu)))
                 .filter(|(_, states)| !states.is_empty())
                 .collect(),
         }

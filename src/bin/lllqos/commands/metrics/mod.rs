@@ -30,7 +30,7 @@ use exposition::{Exposition, Kind, Sample};
 
 /// `lllqos metrics [--output FILE]`.
 pub fn metrics(args: &MetricsArgs) -> Result<ExitStatus> {
-    let text = render(&Machine::collect());
+    let text = render(&machine::collect());
     match &args.output {
         None => Ok(emit(&text)),
         Some(path) => {
@@ -164,7 +164,7 @@ fn per_cpu(out: &mut Exposition, machine: &Machine) -> bool {
 /// Per CPU and idle state: time and entries (the kernel's counters), exit latency, and whether the
 /// limits in force allow it.
 fn idle_states(out: &mut Exposition, machine: &Machine) {
-    let tree = crate::sysfs::cpuidle();
+    let tree = lllqos::idle::Cpuidle::configured();
     let global = machine.global_limit();
     let (mut time, mut entries, mut latency, mut allowed) = (vec![], vec![], vec![], vec![]);
     for cpu in &machine.cpus {

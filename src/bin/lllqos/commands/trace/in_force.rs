@@ -1,12 +1,12 @@
 //! Where the log starts: the requests in force when the trace begins, as `status` finds them (the
-//! [`Machine`]), so that the first lines of the log make sense.
+//! [`Machine`](crate::machine::Machine)), so that the first lines of the log make sense.
 
 use lllqos::Latency;
 use lllqos::internal::procfs;
 use lllqos::percpu::ResumeLatency;
 
 use super::parse::Target;
-use crate::machine::Machine;
+use crate::machine;
 
 /// A request in force at the start: who holds it (when known), and the target's limit.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct Held {
 
 /// What is in force now, as `status` finds it, and each target's limit.
 pub fn in_force() -> (Vec<Held>, Vec<(Target, Option<Latency>)>) {
-    let machine = Machine::collect();
+    let machine = machine::collect();
     let global = Target::Global("cpu_dma_latency".into());
     let global_limit = machine.global_limit();
     let mut held: Vec<Held> = (machine.holders.iter())

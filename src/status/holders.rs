@@ -5,11 +5,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use lllqos::Latency;
-use lllqos::cli::{Cli, Subcommand};
-use lllqos::internal::procfs;
-
-use crate::process::{CONTAINER_ENV, POD_ENV};
+use super::{Asked, CONTAINER_ENV, POD_ENV};
+use crate::Latency;
+use crate::internal::procfs;
 
 /// A process holding a PM QoS node open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +22,9 @@ pub struct Holder {
     pub container: Option<String>,
     /// The pod of that container (`NAMESPACE/NAME`), when `nri` placed it.
     pub pod: Option<String>,
-    /// The value it asked for, where that can be known: an lllqos's own `--latency`, or the limit
-    /// in force when it is the node's only holder (the kernel tells no holder's own value).
+    /// The value it asked for, where that can be known: what [`Asked`] reads from its command line
+    /// (an lllqos's own `--latency`), or the limit in force when it is the node's only holder (the
+    /// kernel tells no holder's own value).
     pub asked: Option<Latency>,
 }
 
@@ -47,7 +46,7 @@ pub struct Scan<const N: usize> {
 /// processes are the same few files: /dev/null, a terminal). A path a cache says is a PM QoS node
 /// is checked on the descriptor itself, so that a path that names another file in another mount
 /// namespace can never make a holder of a process that is not one.
-pub fn scan<const N: usize>(nodes: &[&str; N]) -> Scan<N> {
+pub fn scan<const N: usize>(nodes: &[&str; N], asked: Asked) -> Scan<N> {
     let users = UserNames::default();
     let mut holders: [Vec<Holder>; N] = std::array::from_fn(|_| Vec::new());
     let Ok(proc) = procfs::Proc::open() else {
@@ -76,7 +75,7 @@ pub fn scan<const N: usize>(nodes: &[&str; N]) -> Scan<N> {
     });
     let complete = found.iter().all(|f| f.complete);
     for (pid, held) in found.into_iter().flat_map(|f| f.held) {
-        let holder = describe(pid, &users);
+        let holder = describe(pid, &users, asked);
         for (list, _) in holders.iter_mut().zip(held).filter(|(_, h)| *h) {
             list.push(holder.clone());
         }
@@ -163,7 +162,7 @@ fn char_device(path: &Path) -> Option<u64> {
     meta.file_type().is_char_device().then(|| meta.rdev())
 }
 
-fn describe(pid: i32, users: &UserNames) -> Holder {
+fn describe(pid: i32, users: &UserNames, asked: Asked) -> Holder {
     let arguments = procfs::arguments(pid).unwrap_or_default();
     let command = if arguments.is_empty() {
         format!("[{}]", procfs::comm(pid).unwrap_or_default())
@@ -180,24 +179,8 @@ fn describe(pid: i32, users: &UserNames) -> Holder {
         command,
         container: procfs::environment_variable(pid, CONTAINER_ENV),
         pod: procfs::environment_variable(pid, POD_ENV),
-        asked: asked_by_lllqos(&arguments),
+        asked: asked(&arguments),
     }
-}
-
-/// What an lllqos asked for, from its own command line (read with the one definition of it): the
-/// latency of a hold, a wrapper or a measurement's phase two, when given as a latency.
-pub fn asked_by_lllqos(arguments: &[String]) -> Option<Latency> {
-    let program = Path::new(arguments.first()?).file_name()?;
-    if program != "lllqos" {
-        return None;
-    }
-    let cli = <Cli as clap::Parser>::try_parse_from(arguments).ok()?;
-    let request = match &cli.subcommand {
-        None => &cli.hold.request,
-        Some(Subcommand::Measure(measure)) => &measure.request,
-        Some(_) => return None,
-    };
-    (request.max_state.is_none() && request.cpu.is_none()).then_some(request.latency)
 }
 
 /// User names by uid, looked up once each through the C library's name service (`getpwuid_r`):
@@ -225,23 +208,6 @@ impl UserNames {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn what_an_lllqos_asked_for_is_read_from_its_command_line() {
-        let args = |line: &str| -> Vec<String> { line.split(' ').map(String::from).collect() };
-        let asked = |line: &str| asked_by_lllqos(&args(line)).map(Latency::as_micros);
-        assert_eq!(asked("lllqos -l 123 -- sleep 9"), Some(123));
-        assert_eq!(asked("/usr/bin/lllqos --latency 0.5ms"), Some(500));
-        assert_eq!(
-            asked("lllqos --name c1 --strict --quiet --pid 7 --latency 17"),
-            Some(17)
-        );
-        assert_eq!(asked("lllqos measure -l 5"), Some(5));
-        assert_eq!(asked("lllqos --max-state C1 -- x"), None);
-        assert_eq!(asked("lllqos --cpu 1 -l 5"), None);
-        assert_eq!(asked("cyclictest -l 5"), None);
-        assert_eq!(asked("lllqos status"), None);
-    }
 
     #[test]
     fn user_names_come_from_the_name_service() {

@@ -1,4 +1,5 @@
-//! The `--json` view of the [`Machine`]: the document docs/json.md describes, a stable interface.
+//! The JSON view of the [`Machine`]: the document docs/json.md describes, a stable interface, which
+//! `lllqos status --json` prints and the Python package's `lllqos.status()` returns.
 //! Its keys are the library's values in microseconds (`null` for no constraint), and a value that
 //! could not be read has its reason beside it.
 
@@ -6,11 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use lllqos::Latency;
-use lllqos::idle::IdleState;
-use lllqos::percpu::ResumeLatency;
-
-use crate::machine::{self, Machine};
+use super::{self as machine, Machine};
+use crate::Latency;
+use crate::idle::IdleState;
+use crate::percpu::ResumeLatency;
 
 /// Everything `lllqos status` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +178,19 @@ pub struct WakeupLatency {
     pub holders: Vec<Process>,
 }
 
+impl Status {
+    /// What is in force now, as the document.
+    pub fn collect() -> Status {
+        Status::from(&Machine::collect())
+    }
+
+    /// The document as `lllqos status --json` prints it (indented, without the final newline).
+    pub fn to_json(&self) -> String {
+        // Maps with string and number keys, strings, numbers and booleans: nothing can fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
 impl From<&Machine> for Status {
     fn from(machine: &Machine) -> Status {
         let global = machine.global_limit();
@@ -246,7 +259,7 @@ impl CpuState {
 }
 
 fn registry(registry: &Result<Option<machine::Registry>, String>) -> Option<RegistryStatus> {
-    let path = lllqos::percpu::Registered::location().display().to_string();
+    let path = crate::percpu::Registered::location().display().to_string();
     match registry {
         Ok(None) => None,
         Ok(Some(registry)) => Some(RegistryStatus {

@@ -1,5 +1,7 @@
-//! What is in force on this machine, and who holds it: the one model that `status` shows (as text
-//! and as JSON), `trace` starts its log from, and `metrics` exports.
+//! Not part of the library's API: what is in force on this machine, and who holds it. The one
+//! model that the `lllqos` command's `status` shows (as text and as [`json`]), `trace` starts its
+//! log from and `metrics` exports, and that the Python package's `lllqos.status()` returns (the
+//! same JSON document). Its stable interface is that document (docs/json.md), not these types.
 //!
 //! The kernel has no interface that lists the holders of `/dev/cpu_dma_latency`, but a holder is a
 //! process with a file descriptor open on the node, and `/proc/PID/fd` shows those (all of them to
@@ -11,17 +13,27 @@
 //! unusual.
 
 pub mod holders;
+pub mod json;
 
-use lllqos::idle::IdleState;
-use lllqos::internal::oserror::os_message;
-use lllqos::internal::procfs;
-use lllqos::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, read_limit};
-use lllqos::percpu::{self, RegisteredCpu, RegisteredHolder, ResumeLatency};
-use lllqos::{CpuList, Latency};
+use crate::idle::{Cpuidle, IdleState};
+use crate::internal::oserror::os_message;
+use crate::internal::procfs;
+use crate::lease::{CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY, read_limit};
+use crate::percpu::{self, RegisteredCpu, RegisteredHolder, ResumeLatency};
+use crate::{CpuList, Latency};
 
 pub use holders::Holder;
 
-use crate::process::{CONTAINER_ENV, POD_ENV};
+/// In the environment of an lllqos that holds a request for a container (`oci-hook`'s and `nri`'s
+/// holders): the container's id, which `status` and `metrics` name the request after.
+pub const CONTAINER_ENV: &str = "LLLQOS_CONTAINER";
+/// In the environment of an lllqos that holds a request for a Kubernetes container (`nri`'s
+/// holders): its pod, `NAMESPACE/NAME`.
+pub const POD_ENV: &str = "LLLQOS_POD";
+
+/// What a holder of the global node asked for, told by its command line where it is an lllqos's
+/// (the command knows its own options; the library does not parse them).
+pub type Asked = fn(&[String]) -> Option<Latency>;
 
 /// A value read from the system: `Ok(None)` when nothing is set (no constraint), or why it could
 /// not be read.
@@ -103,17 +115,24 @@ pub struct Wakeup {
 }
 
 impl Machine {
-    /// Reads what is in force now.
+    /// Reads what is in force now; each holder's own value is known only where it is the node's
+    /// sole holder.
     pub fn collect() -> Machine {
+        Machine::collect_with(|_| None)
+    }
+
+    /// [`Machine::collect`], with `asked` telling what a holder asked for from its command line.
+    pub fn collect_with(asked: Asked) -> Machine {
         let cpu_latency = limit(CPU_DMA_LATENCY);
-        let scan = holders::scan(&[CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY]);
+        let scan = holders::scan(&[CPU_DMA_LATENCY, CPU_WAKEUP_LATENCY], asked);
+        let cpuidle = Cpuidle::configured();
         let listed = CpuList::listed();
         let cpus = (listed.as_ref().map_or(&[][..], |l| l.cpus()).iter())
             .map(|&cpu| Cpu {
                 cpu,
-                online: lllqos::cpulist::is_online(cpu),
+                online: crate::cpulist::is_online(cpu),
                 resume_latency: ResumeLatency::of_cpu(cpu).map_err(|e| os_message(&e)),
-                idle_states: crate::sysfs::cpuidle().cpu_states(cpu),
+                idle_states: cpuidle.cpu_states(cpu),
             })
             .collect();
         let [holders, wakeup_holders] = scan.holders;
@@ -129,8 +148,8 @@ impl Machine {
             cpu_latency,
             holders,
             holders_complete: scan.complete,
-            driver: crate::sysfs::cpuidle().driver(),
-            governor: crate::sysfs::cpuidle().governor(),
+            driver: cpuidle.driver(),
+            governor: cpuidle.governor(),
             cpus,
             registry: registry(),
             wakeup,
