@@ -1,8 +1,9 @@
 //! The library as another crate uses it, through its public API only: the README's example, the
 //! strict form, per-CPU constraints, and telling errors apart. `tests/library.rs` runs it against
-//! the real kernel; by hand, as root: `cargo run --example library -- CPU`.
+//! the real kernel; by hand, as root: `cargo run --example library -- CPU`. With `watched` after
+//! the CPU, it holds a watched constraint until killed: `kill -9` it, and the CPU is restored.
 
-use lllqos::{CpuConstraint, CpuErrorKind, CpuList, Latency, Lease};
+use lllqos::{CpuConstraint, CpuErrorKind, CpuLimits, CpuList, Latency, Lease};
 
 /// The README's example ("Library"), as written there.
 fn readme() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,7 +43,21 @@ fn show(cpus: &CpuList, when: &str) -> std::io::Result<()> {
 /// A limit written as a constant.
 const LIMIT: Latency = Latency::micros(7);
 
+/// A constraint guarded by a watchdog, held until this process is killed: whatever kills it, the
+/// watchdog restores the CPUs.
+fn watched(cpus: &CpuList) -> Result<(), Box<dyn std::error::Error>> {
+    let _constraint = CpuConstraint::acquire_each_watched(&CpuLimits::uniform(cpus, LIMIT))?;
+    show(cpus, "watched")?;
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().nth(2).as_deref() == Some("watched") {
+        let cpus: CpuList = std::env::args().nth(1).unwrap_or_default().parse()?;
+        return watched(&cpus);
+    }
     readme()?;
 
     // Strict: an error when the node is missing or not permitted, told apart by kind.

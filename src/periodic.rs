@@ -8,6 +8,7 @@
 //! number to measure: the time of waking minus the deadline. Elsewhere it is the platform's sleep
 //! for the time left.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 /// An iterator of deadlines `period` apart on the monotonic clock: each `next()` sleeps until the
@@ -33,8 +34,12 @@ use std::time::{Duration, Instant};
 #[must_use = "an iterator sleeps only when it is advanced"]
 pub struct Periodic {
     period: Duration,
-    /// The next deadline, on the monotonic clock.
+    /// The next deadline.
     next: Instant,
+    /// One moment read on both clocks: every deadline converts to the clock's own time (to sleep
+    /// to it, to align it, to tell it) by its distance from here, exactly, so that deadlines a
+    /// period apart as `Instant`s are a period apart on the clock too.
+    anchor: clock::Anchor,
 }
 
 impl Periodic {
@@ -42,19 +47,30 @@ impl Periodic {
     /// nanosecond.
     pub fn new(period: Duration) -> Periodic {
         let period = period.max(Duration::from_nanos(1));
+        let anchor = clock::Anchor::now();
         Periodic {
             period,
-            next: Instant::now() + period,
+            next: anchor.instant + period,
+            anchor,
         }
     }
 
-    /// The same deadlines moved to a grid of `align`: the first is the next multiple of `align`
-    /// on the monotonic clock (abs-sleep's `align_secs`), so that loops started apart, or in two
-    /// programs, activate together. A zero `align` changes nothing.
+    /// The same deadlines moved to a grid of `align`: the first is the first multiple of `align`
+    /// on the clock ([`Periodic::on_clock`]) at or after the first deadline, as abs-sleep's
+    /// `align_secs` does, so that loops started apart, or in two programs, activate together. A
+    /// zero `align` changes nothing.
     pub fn aligned(self, align: Duration) -> Periodic {
-        match monotonic::next_multiple(align) {
-            Some(next) => Periodic { next, ..self },
-            None => self,
+        let align_ns = align.as_nanos();
+        if align_ns == 0 {
+            return self;
+        }
+        let first = self.on_clock(self.next).as_nanos();
+        let Ok(ahead) = u64::try_from(first.div_ceil(align_ns) * align_ns - first) else {
+            return self;
+        };
+        Periodic {
+            next: self.next + Duration::from_nanos(ahead),
+            ..self
         }
     }
 
@@ -68,13 +84,33 @@ impl Periodic {
         self.next
     }
 
+    /// `deadline` (one of these deadlines) as a time on the clock they are slept to and aligned
+    /// on, from its start: `CLOCK_MONOTONIC` on Linux (what Python's `time.monotonic()` and
+    /// abs-sleep's deadlines read), the system clock since the Unix epoch elsewhere. Deadlines a
+    /// period apart are exactly a period apart here too.
+    pub fn on_clock(&self, deadline: Instant) -> Duration {
+        self.anchor.clock_at(deadline)
+    }
+
     /// Sleeps until the next deadline and returns it, then advances. Signals do not cut the sleep
     /// short: it is resumed to the same deadline.
     pub fn wait(&mut self) -> Instant {
+        loop {
+            if let Ok(deadline) = self.try_wait() {
+                return deadline;
+            }
+        }
+    }
+
+    /// [`Periodic::wait`], for a caller that handles signals itself (an interpreter that runs its
+    /// handlers between calls): a signal handler that interrupts the sleep makes it return an
+    /// error of kind [`io::ErrorKind::Interrupted`] without advancing, and the next call sleeps to
+    /// the same deadline.
+    pub fn try_wait(&mut self) -> io::Result<Instant> {
         let deadline = catch_up(self.next, self.period, Instant::now());
-        monotonic::sleep_until(deadline);
+        self.anchor.sleep_until(deadline)?;
         self.next = deadline + self.period;
-        deadline
+        Ok(deadline)
     }
 }
 
@@ -101,76 +137,96 @@ impl Iterator for Periodic {
 }
 
 #[cfg(target_os = "linux")]
-mod monotonic {
-    //! `Instant` is `CLOCK_MONOTONIC` on Linux: a deadline converts to the clock's own time by
-    //! its distance from a reading of both.
+mod clock {
+    //! `Instant` is `CLOCK_MONOTONIC` on Linux, but opaque: a deadline converts to the clock's own
+    //! time by its distance from one reading of both.
 
+    use std::io;
     use std::time::{Duration, Instant};
 
     use nix::sys::time::TimeSpec;
     use nix::time::{ClockId, ClockNanosleepFlags, clock_gettime, clock_nanosleep};
 
-    /// The monotonic clock now, with the `Instant` of the same moment.
-    fn now() -> Option<(Duration, Instant)> {
-        let clock = clock_gettime(ClockId::CLOCK_MONOTONIC).ok()?;
-        Some((Duration::from(clock), Instant::now()))
+    /// One moment on both clocks.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Anchor {
+        clock: Duration,
+        pub(super) instant: Instant,
     }
 
-    /// The next whole multiple of `align` on the monotonic clock, as an `Instant`.
-    pub(super) fn next_multiple(align: Duration) -> Option<Instant> {
-        let align_ns = align.as_nanos();
-        if align_ns == 0 {
-            return None;
+    impl Anchor {
+        pub(super) fn now() -> Anchor {
+            // The clock cannot fail to be read; were it to, the instant alone still paces the loop.
+            let clock =
+                clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(Duration::ZERO, Duration::from);
+            Anchor {
+                clock,
+                instant: Instant::now(),
+            }
         }
-        let (clock, instant) = now()?;
-        let next_ns = (clock.as_nanos() / align_ns + 1) * align_ns;
-        let ahead = u64::try_from(next_ns - clock.as_nanos()).ok()?;
-        Some(instant + Duration::from_nanos(ahead))
-    }
 
-    /// An absolute sleep to `deadline`, resumed when a signal handler interrupts it.
-    pub(super) fn sleep_until(deadline: Instant) {
-        let Some((clock, instant)) = now() else {
-            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-            return;
-        };
-        let target = clock + deadline.saturating_duration_since(instant);
-        let target = TimeSpec::from_duration(target);
-        while clock_nanosleep(
-            ClockId::CLOCK_MONOTONIC,
-            ClockNanosleepFlags::TIMER_ABSTIME,
-            &target,
-        ) == Err(nix::errno::Errno::EINTR)
-        {}
+        /// `instant` on the clock (an instant before the anchor counts as the anchor).
+        pub(super) fn clock_at(&self, instant: Instant) -> Duration {
+            self.clock + instant.saturating_duration_since(self.instant)
+        }
+
+        /// An absolute sleep to `deadline`; `Interrupted` when a signal handler cut it short.
+        pub(super) fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
+            if self.clock.is_zero() {
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                return Ok(());
+            }
+            let target = TimeSpec::from_duration(self.clock_at(deadline));
+            clock_nanosleep(
+                ClockId::CLOCK_MONOTONIC,
+                ClockNanosleepFlags::TIMER_ABSTIME,
+                &target,
+            )
+            .map(drop)
+            .map_err(io::Error::from)
+        }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-mod monotonic {
-    //! Without an absolute sleep: the time left, slept again when cut short.
+mod clock {
+    //! Without an absolute sleep: the time left, slept again when cut short; deadlines told and
+    //! aligned on the system clock (the grid another program sees too, where there is no shared
+    //! monotonic clock to align on).
 
+    use std::io;
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-    /// The next whole multiple of `align` since the Unix epoch (the grid another program sees
-    /// too, where there is no shared monotonic clock to align on).
-    pub(super) fn next_multiple(align: Duration) -> Option<Instant> {
-        let align_ns = align.as_nanos();
-        if align_ns == 0 {
-            return None;
-        }
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-        let instant = Instant::now();
-        let next_ns = (since.as_nanos() / align_ns + 1) * align_ns;
-        let ahead = u64::try_from(next_ns - since.as_nanos()).ok()?;
-        Some(instant + Duration::from_nanos(ahead))
+    /// One moment on both clocks.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Anchor {
+        clock: Duration,
+        pub(super) instant: Instant,
     }
 
-    pub(super) fn sleep_until(deadline: Instant) {
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            if left.is_zero() {
-                break;
+    impl Anchor {
+        pub(super) fn now() -> Anchor {
+            let clock = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            Anchor {
+                clock,
+                instant: Instant::now(),
             }
-            std::thread::sleep(left);
+        }
+
+        pub(super) fn clock_at(&self, instant: Instant) -> Duration {
+            self.clock + instant.saturating_duration_since(self.instant)
+        }
+
+        pub(super) fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left);
+            }
+            Ok(())
         }
     }
 }
@@ -231,13 +287,39 @@ mod tests {
     }
 
     #[test]
-    fn aligned_deadlines_fall_on_the_grid() {
-        let periodic = Periodic::new(Duration::from_millis(1)).aligned(Duration::from_millis(5));
-        let ahead = periodic
-            .deadline()
-            .saturating_duration_since(Instant::now());
-        assert!(ahead <= Duration::from_millis(5), "{ahead:?}");
+    fn aligned_deadlines_fall_on_the_grid_at_or_after_the_first_one() {
+        let align = Duration::from_millis(5);
+        let plain = Periodic::new(Duration::from_millis(1));
+        let first = plain.on_clock(plain.deadline());
+        let mut periodic = plain.aligned(align);
+        let aligned = periodic.on_clock(periodic.deadline());
+        assert_eq!(aligned.as_nanos() % align.as_nanos(), 0, "{aligned:?}");
+        assert!(
+            aligned >= first && aligned - first < align,
+            "{first:?} {aligned:?}"
+        );
+        // Each deadline a period on, exactly, on the clock too.
+        let one = periodic.wait();
+        let two = periodic.wait();
+        assert_eq!(
+            periodic.on_clock(two) - periodic.on_clock(one),
+            Duration::from_millis(1)
+        );
         let same = Periodic::new(Duration::from_millis(1)).aligned(Duration::ZERO);
         assert!(same.deadline() > Instant::now());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn deadlines_are_told_on_the_monotonic_clock() {
+        let periodic = Periodic::new(Duration::from_millis(3));
+        let now =
+            Duration::from(nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap());
+        let told = periodic.on_clock(periodic.deadline());
+        let ahead = told.saturating_sub(now);
+        assert!(
+            told > now && ahead <= Duration::from_millis(3),
+            "{now:?} {told:?}"
+        );
     }
 }

@@ -43,3 +43,40 @@ fn an_outside_program_places_and_releases_both_kinds_of_request() {
     assert_eq!(read_cpu(cpu), before);
     assert_eq!(crate::common::read_node(), kernel.baseline);
 }
+
+#[test]
+fn a_watched_constraint_is_restored_within_a_second_of_a_sigkill() {
+    let _kernel = kernel!();
+    let example = crate::common::bin()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("library");
+    let cpu = crate::common::last_cpu();
+    let before = read_cpu(cpu);
+    let mut child = crate::common::Reaped::spawn(
+        std::process::Command::new(&example)
+            .args([cpu.to_string(), "watched".into()])
+            .stdout(std::process::Stdio::piped()),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), format!("watched: cpu{cpu}: 7"));
+    child.signal(nix::sys::signal::Signal::SIGKILL);
+    child.wait();
+    let killed = std::time::Instant::now();
+    crate::common::wait_for_cpu(cpu, &before);
+    let took = killed.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "restored after {took:?}"
+    );
+    // The watchdog went with its work done: none is left.
+    crate::common::wait_until("the watchdog to exit", || {
+        !crate::common::processes_named("lllqos-watchdog")
+    });
+}

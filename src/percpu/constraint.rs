@@ -9,7 +9,7 @@ use super::change::{abandon, check_range, no_such_cpu, prepare, undo, write_all,
 use super::error::Place;
 use super::registry::{CpuEntry, Holder, HolderFile, Locked, REGISTRY_DIR};
 use super::sysfs::{self, resume_latency_path};
-use super::{CpuError, CpuErrorKind, CpuLimits, Left, Notice, Result};
+use super::{CpuError, CpuErrorKind, CpuLimits, Left, Notice, Result, Watchdog};
 use crate::cpulist::CpuList;
 use crate::internal::privilege::elevated;
 use crate::latency::Latency;
@@ -41,6 +41,8 @@ pub struct CpuConstraint {
     released: bool,
     /// Locked for as long as the constraint holds: what tells other lllqos processes it is alive.
     _holder: HolderFile,
+    /// The watchdog of [`CpuConstraint::acquire_each_watched`]: dropped after the release.
+    _watchdog: Option<Watchdog>,
 }
 
 impl CpuConstraint {
@@ -115,6 +117,17 @@ impl CpuConstraint {
         elevated(|| CpuConstraint::acquire_now(limits, on_wait))
     }
 
+    /// [`CpuConstraint::acquire_each`], guarded by a [`Watchdog`] started first: should this process
+    /// end without releasing (SIGKILL, the OOM killer), the watchdog restores the CPUs at once,
+    /// as `lllqos recover` would. For a program that nothing else watches (an interpreter, a
+    /// service without `ExecStopPost=lllqos recover`).
+    pub fn acquire_each_watched(limits: &CpuLimits) -> Result<CpuConstraint> {
+        let watchdog = Watchdog::start()?;
+        let mut constraint = CpuConstraint::acquire_each(limits)?;
+        constraint._watchdog = Some(watchdog);
+        Ok(constraint)
+    }
+
     fn acquire_now(limits: &CpuLimits, on_wait: &mut dyn FnMut(&str)) -> Result<CpuConstraint> {
         check_range(limits)?;
         let pid = std::process::id() as i32;
@@ -174,6 +187,7 @@ impl CpuConstraint {
             notices: change.notices,
             released: false,
             _holder: holder,
+            _watchdog: None,
         })
     }
 

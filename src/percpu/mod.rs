@@ -35,6 +35,7 @@ mod error;
 mod plan;
 mod registry;
 mod sysfs;
+mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -42,6 +43,7 @@ use std::fmt;
 pub use constraint::CpuConstraint;
 pub use error::{CpuError, CpuErrorKind, Left};
 pub use sysfs::ResumeLatency;
+pub use watchdog::Watchdog;
 
 use crate::cpulist::CpuList;
 use crate::latency::Latency;

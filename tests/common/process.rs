@@ -184,3 +184,10 @@ while True:
         counts[byte] += 1
         print("got", signal.Signals(byte).name, flush=True)
 "#;
+
+/// Whether a process named `comm` (its `/proc/PID/comm`) runs.
+pub fn processes_named(comm: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim() == comm)
+    })
+}
