@@ -26,6 +26,7 @@ mod oci_hook;
 mod percpu;
 mod podman;
 mod privilege;
+mod python;
 mod status;
 mod systemd;
 mod terminal;
