@@ -109,16 +109,16 @@ impl LowLatencyLease {
         let outcome = py.detach(|| {
             let mut state = self.state();
             if state.held.is_some() {
-                return Ok(Vec::new());
+                return Ok((true, Vec::new()));
             }
             let placed = place::place(&state.request)?;
             state.held = placed.held;
-            Ok(placed.warnings)
+            Ok((state.held.is_some(), placed.warnings))
         });
         match outcome {
-            Ok(warnings) => {
+            Ok((acquired, warnings)) => {
                 warn(py, &warnings)?;
-                Ok(self.acquired(py))
+                Ok(acquired)
             }
             Err(Failure::Unavailable) => Ok(false),
             Err(failure) => Err(failure.into_pyerr()),

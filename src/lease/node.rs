@@ -4,8 +4,9 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Mutex;
 
 use super::LeaseError;
 use crate::internal::privilege;
@@ -42,21 +43,64 @@ pub(super) fn read(file: &File) -> io::Result<Option<Latency>> {
 
 /// Opens a PM QoS node without side effects on anything else.
 ///
-/// When lllqos is privileged, the path must first be reachable by the real user. The path is then
-/// opened with `O_PATH`, which runs no driver code, and the inode is checked to be
-/// a character device; when the process is privileged it must also be one of the kernel's PM QoS
-/// nodes, by device number (`/sys/dev/char/M:m/uevent`), whatever path or symlink led to it. Only
-/// then is it reopened for I/O through `/proc/self/fd`, which opens that very inode: nothing can be
-/// swapped in between the check and the use.
+/// The path is looked at before it is opened (`stat`, which runs no driver code): it must be a
+/// character device, and, by device number (`/sys/dev/char/M:m/uevent`), one of the kernel's PM
+/// QoS nodes, whatever path or symlink led to it, so that no other device's driver is ever opened.
+///
+/// When lllqos is privileged (setuid, file capabilities), the path must first be reachable by the
+/// real user, and the node is then opened for I/O through `/proc/self/fd` of an `O_PATH` handle
+/// checked as above, which opens that very inode: nothing can be swapped in between the check and
+/// the use. Otherwise the path is opened as it is and the descriptor checked to be the node looked
+/// at (the seed's five system calls: a request is cheap to place).
 pub(super) fn open(path: &Path, write: bool) -> Result<File, LeaseError> {
-    let fail = |action, source| LeaseError::new(path, action, source);
     if privilege::is_privileged() {
-        // The path is the real user's to name: it must resolve with their rights (access(2) checks
-        // with the real uid and gid and without capabilities), so that a privileged lllqos does not
-        // even tell them whether a file they cannot reach exists.
-        nix::unistd::access(path, nix::unistd::AccessFlags::F_OK)
-            .map_err(|e| fail("open", io::Error::from(e)))?;
+        return open_privileged(path, write);
     }
+    let fail = |action, source| LeaseError::new(path, action, source);
+    let meta = std::fs::metadata(path).map_err(|e| fail("open", e))?;
+    check_node(path, &meta, false)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail("open", e))?;
+    let opened = file.metadata().map_err(|e| fail("open", e))?;
+    if (opened.dev(), opened.ino(), opened.rdev()) != (meta.dev(), meta.ino(), meta.rdev()) {
+        return Err(fail(
+            "use",
+            io::Error::other("it was replaced while it was being opened"),
+        ));
+    }
+    Ok(file)
+}
+
+/// Refuses what `meta` describes unless it is a PM QoS node (or, unprivileged, a character
+/// device whose name cannot be read: sysfs missing).
+fn check_node(path: &Path, meta: &std::fs::Metadata, privileged: bool) -> Result<(), LeaseError> {
+    let fail = |action, source| LeaseError::new(path, action, source);
+    if !meta.file_type().is_char_device() {
+        return Err(fail("use", io::Error::other("not a character device")));
+    }
+    match device_name(meta.rdev()) {
+        Some(name) if PM_QOS_DEVICE_NAMES.contains(&name.as_str()) => Ok(()),
+        Some(_) => Err(fail("use", io::Error::other("not a PM QoS device node"))),
+        None if privileged => Err(fail(
+            "use",
+            io::Error::other("cannot verify it is a PM QoS device node"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// [`open`] in a privileged process: see there.
+fn open_privileged(path: &Path, write: bool) -> Result<File, LeaseError> {
+    let fail = |action, source| LeaseError::new(path, action, source);
+    // The path is the real user's to name: it must resolve with their rights (access(2) checks
+    // with the real uid and gid and without capabilities), so that a privileged lllqos does not
+    // even tell them whether a file they cannot reach exists.
+    nix::unistd::access(path, nix::unistd::AccessFlags::F_OK)
+        .map_err(|e| fail("open", io::Error::from(e)))?;
     let handle = nix::fcntl::open(
         path,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
@@ -65,20 +109,7 @@ pub(super) fn open(path: &Path, write: bool) -> Result<File, LeaseError> {
     .map_err(|e| fail("open", io::Error::from(e)))?;
     let handle = File::from(handle);
     let meta = handle.metadata().map_err(|e| fail("open", e))?;
-    if !meta.file_type().is_char_device() {
-        return Err(fail("use", io::Error::other("not a character device")));
-    }
-    match device_name(meta.rdev()) {
-        Some(name) if PM_QOS_DEVICE_NAMES.contains(&name.as_str()) => {}
-        Some(_) => return Err(fail("use", io::Error::other("not a PM QoS device node"))),
-        None if privilege::is_privileged() => {
-            return Err(fail(
-                "use",
-                io::Error::other("cannot verify it is a PM QoS device node"),
-            ));
-        }
-        None => {}
-    }
+    check_node(path, &meta, true)?;
     // Reopening through the descriptor's /proc link opens this very inode, with fresh permission
     // checks; lllqos needs /proc anyway (start times, status).
     // To place a request, with the privilege of a setuid or capability install (the path was
@@ -104,13 +135,32 @@ pub(super) fn open(path: &Path, write: bool) -> Result<File, LeaseError> {
     })
 }
 
-/// The kernel's name for character device `rdev`, from `/sys/dev/char/MAJOR:MINOR/uevent`.
+/// The kernel's name for character device `rdev`, from `/sys/dev/char/MAJOR:MINOR/uevent`. A PM
+/// QoS node's is read once in a process: such a node is made at boot and never removed, so its
+/// number names it for good (another device's number may be reused, and is read each time).
 fn device_name(rdev: u64) -> Option<String> {
+    static NAMES: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+    let cached = |names: &[(u64, String)]| {
+        names
+            .iter()
+            .find(|(known, _)| *known == rdev)
+            .map(|(_, name)| name.clone())
+    };
+    if let Some(name) = cached(&NAMES.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Some(name);
+    }
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
     let uevent =
         crate::internal::file::read_small(format!("/sys/dev/char/{major}:{minor}/uevent")).ok()?;
-    uevent
+    let name = uevent
         .lines()
         .find_map(|line| line.strip_prefix("DEVNAME="))
-        .map(str::to_owned)
+        .map(str::to_owned)?;
+    if PM_QOS_DEVICE_NAMES.contains(&name.as_str()) {
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        if cached(&names).is_none() {
+            names.push((rdev, name.clone()));
+        }
+    }
+    Some(name)
 }
