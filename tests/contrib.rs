@@ -90,13 +90,35 @@ fn the_nri_service_verifies_beside_containerd() {
     let dir = unit_dir();
     let unit = localize(&contrib("systemd/lllqos-nri.service"), dir.path());
     write(dir.path().join("lllqos-nri.service"), &unit);
-    // The unit it is bound to, as containerd's package installs one.
+    // The unit it starts after and is wanted by, as containerd's package installs one.
     write(
         dir.path().join("containerd.service"),
         "[Service]\nExecStart=/bin/sleep infinity\n",
     );
     let warnings = given!(verify(dir.path(), "lllqos-nri.service"));
     assert_eq!(warnings, "");
+}
+
+#[test]
+fn the_nri_service_leaves_the_holders_when_it_stops() {
+    // The holders are in the unit's cgroup: stopping or restarting the plugin must signal the
+    // plugin alone (systemd's default, control-group, would end every container's request), and
+    // nothing may stop the plugin with containerd (it waits for containerd by itself).
+    let unit = contrib("systemd/lllqos-nri.service");
+    let settings: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(settings.contains(&"KillMode=process"), "{unit}");
+    for binding in ["BindsTo=", "PartOf=", "Requisite="] {
+        assert!(
+            !settings.iter().any(|l| l.starts_with(binding)),
+            "{binding} in {unit}"
+        );
+    }
+    // A descriptor per held container: room for 10,000 and more.
+    let limit = (settings.iter())
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(limit >= 10_100, "LimitNOFILE={limit}");
 }
 
 #[test]

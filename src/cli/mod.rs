@@ -21,9 +21,11 @@ use crate::internal::decimal::{Scan, scan};
 
 mod examples;
 mod keys;
+mod lifetime;
 
 pub use examples::{EXAMPLES, subcommand_examples};
 pub use keys::{MEASURE_JSON_KEYS, STATUS_JSON_KEYS, TRACE_JSON_KEYS};
+pub use lifetime::NRI_LIFETIME;
 
 /// `lllqos trace --help`'s list of the JSON keys.
 fn trace_json_help() -> String {
@@ -125,10 +127,14 @@ pub enum Subcommand {
     /// starts from /opt/nri/plugins, NRI_PLUGIN_SOCKET), registers, and for each container whose
     /// pod asks, holds the request oci-hook would from its creation until it stops: pod
     /// annotations lllqos.io/latency, lllqos.io/max-state and lllqos.io/cpus (`container`: the
-    /// container's cpuset), each for one container as lllqos.io/latency.NAME, or CRI-O's
-    /// cpu-c-states.crio.io. A bad annotation fails the container's creation with a message
-    /// naming it. On start it places what running containers ask; when it stops or dies, the
-    /// requests go. status names each after its container and pod. Needs root, on the host.
+    /// container's cpuset, followed when it changes), each for one container as
+    /// lllqos.io/latency.NAME, or CRI-O's cpu-c-states.crio.io. A bad annotation, or a request not
+    /// in force within a second, fails the container's creation with a message naming it. Each
+    /// request is held by a process of its own, which lasts as long as its container: a stop,
+    /// crash, restart or upgrade of the plugin or of containerd leaves it in force, and the next
+    /// plugin adopts it (see WHAT SURVIVES WHAT). When the runtime goes, the plugin waits for its
+    /// socket and registers again. One plugin serves a runtime: a second refuses, naming the
+    /// first. status names each request after its container and pod. Needs root, on the host.
     #[command(after_help = examples::help(subcommand_examples("nri")))]
     Nri(NriArgs),
 }

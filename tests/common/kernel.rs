@@ -183,3 +183,35 @@ pub fn wait_for_node(value: i32) {
         read_node() == value
     });
 }
+
+/// The node read every millisecond by a thread, from when it is started until it is finished:
+/// what a latency-sensitive process would have had in force at each moment.
+pub struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<i32>>,
+}
+
+impl Sampler {
+    pub fn start() -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let node = File::open(NODE).unwrap();
+            let mut samples = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut value = [0u8; 4];
+                std::os::unix::fs::FileExt::read_exact_at(&node, &mut value, 0).unwrap();
+                samples.push(i32::from_ne_bytes(value));
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            samples
+        });
+        Sampler { stop, thread }
+    }
+
+    /// Every sample taken.
+    pub fn finish(self) -> Vec<i32> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}

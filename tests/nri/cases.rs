@@ -143,33 +143,6 @@ fn nri_refuses_a_container_whose_annotation_is_bad_and_names_it() {
 }
 
 #[test]
-fn nri_restarts_lose_nothing_and_place_nothing_twice() {
-    let kernel = kernel!();
-    let mut containerd = given!(Containerd::start());
-    let mut plugin = containerd.plugin();
-    let pod = Pod {
-        name: "steady",
-        annotations: &[("lllqos.io/latency", "31")],
-    };
-    let pod_id = containerd.pod(&pod);
-    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
-    containerd.start_container(&id);
-    assert_eq!(read_node(), kernel.expect(31));
-    // Killed: its holder goes with it.
-    plugin.kill();
-    wait_for_node(kernel.baseline);
-    // Started again: it synchronizes with the running container and places its request once.
-    let again = containerd.plugin();
-    wait_for_node(kernel.expect(31));
-    assert_eq!(holders(), [(id.clone(), "default/steady".to_owned())]);
-    // Stopped: it releases what it placed, and exits 0.
-    let status = again.terminate();
-    assert_eq!(status.code(), Some(0), "{status:?}");
-    wait_for_node(kernel.baseline);
-    assert!(holders().is_empty());
-}
-
-#[test]
 fn nri_runs_as_a_plugin_containerd_starts_from_its_plugin_directory() {
     let kernel = kernel!();
     let mut containerd = given!(Containerd::start_with(true));
@@ -196,6 +169,7 @@ fn nri_is_not_woken_between_events() {
     let pod_id = containerd.pod(&pod);
     let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
     containerd.start_container(&id);
+    plugin.wait_watching(&id);
     assert_eq!(read_node(), kernel.expect(41));
     // Holding a request, with containerd idle: no timer, no polling.
     let before = plugin.wake_ups();
@@ -260,38 +234,7 @@ fn nri_releases_when_the_containers_process_exits_on_its_own() {
 }
 
 #[test]
-fn nri_says_when_a_containers_holder_is_killed() {
-    let kernel = kernel!();
-    let mut containerd = given!(Containerd::start());
-    let plugin = containerd.plugin();
-    let pod = Pod {
-        name: "victim",
-        annotations: &[("lllqos.io/latency", "37")],
-    };
-    let pod_id = containerd.pod(&pod);
-    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
-    assert_eq!(read_node(), kernel.expect(37));
-    let holder = holder_pid(&id);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(holder),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_for_node(kernel.baseline);
-    wait_until("the plugin to say so", || {
-        plugin.said().contains(&format!(
-            "container {id} (app, pod default/victim): its holder ended"
-        ))
-    });
-    // The plugin goes on: the next container that asks is held.
-    let next = containerd.create(&pod_id, &pod, "next", "").unwrap();
-    assert_eq!(read_node(), kernel.expect(37));
-    containerd.remove(&next);
-    wait_for_node(kernel.baseline);
-}
-
-#[test]
-fn nri_releases_then_dies_of_another_ending_signal() {
+fn nri_dies_of_another_ending_signal_and_the_containers_keep_their_requests() {
     let kernel = kernel!();
     let mut containerd = given!(Containerd::start());
     let plugin = containerd.plugin();
@@ -300,7 +243,8 @@ fn nri_releases_then_dies_of_another_ending_signal() {
         annotations: &[("lllqos.io/latency", "43")],
     };
     let pod_id = containerd.pod(&pod);
-    containerd.create(&pod_id, &pod, "app", "").unwrap();
+    let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
+    containerd.start_container(&id);
     assert_eq!(read_node(), kernel.expect(43));
     let status = plugin.signal(nix::sys::signal::Signal::SIGQUIT);
     assert_eq!(
@@ -308,8 +252,12 @@ fn nri_releases_then_dies_of_another_ending_signal() {
         Some(libc::SIGQUIT),
         "{status:?}"
     );
-    // Released before it died: no holder is left to notice.
-    assert_eq!(read_node(), kernel.baseline);
+    // The request is the container's: it holds on, and goes with the container.
+    assert_eq!(read_node(), kernel.expect(43));
+    assert_eq!(holders(), [(id.clone(), "default/quit".to_owned())]);
+    assert_ne!(holder_pid(&id), 0);
+    containerd.stop(&id);
+    wait_for_node(kernel.baseline);
     assert!(holders().is_empty());
 }
 

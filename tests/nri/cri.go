@@ -11,6 +11,9 @@
 //	cri -socket S stoppod|rmpod ID         StopPodSandbox, RemovePodSandbox
 //	cri -socket S cycle POD_ID SPEC N      N times: create and start a container (timed: one line
 //	                                       of microseconds each), then stop and remove it
+//	cri -socket S many POD_ID SPEC N       create and start N containers named NAME-1 to NAME-N;
+//	                                       prints their ids
+//	cri -socket S update ID CPUSET         UpdateContainerResources: the container's new cpuset
 //
 // SPEC is JSON: {"name", "namespace", "annotations", "image", "cpuset", "command", "pod"} (the
 // pod's spec again when creating a container, as the kubelet passes it).
@@ -134,6 +137,27 @@ func main() {
 			client.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 0})
 			client.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: id})
 		}
+	case "many":
+		one(3)
+		var n int
+		fmt.Sscan(args[3], &n)
+		for i := 1; i <= n; i++ {
+			s := parse(args[2])
+			s.Name = fmt.Sprintf("%s-%d", s.Name, i)
+			id, err := create(ctx, client, args[1], s)
+			if err == nil {
+				_, err = client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id})
+			}
+			if err != nil {
+				fail("%v", err)
+			}
+			fmt.Println(id)
+		}
+	case "update":
+		one(2)
+		_, err = client.UpdateContainerResources(ctx, &runtime.UpdateContainerResourcesRequest{
+			ContainerId: args[1], Linux: &runtime.LinuxContainerResources{CpusetCpus: args[2]},
+		})
 	case "start":
 		one(1)
 		_, err = client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: args[1]})

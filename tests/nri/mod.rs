@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use crate::common::{Missing, bin, wait_until};
 
 mod cases;
+mod lifetime;
 
 /// The image every pod and container runs (and the pods' sandbox image).
 const IMAGE: &str = "lllqos.test/busybox:1";
@@ -121,11 +122,13 @@ fn make_root(cache: &Path, root: &Path) -> Result<(), Missing> {
     Ok(())
 }
 
-/// A containerd of the test's own; its pods removed and it stopped when dropped.
+/// A containerd of the test's own; its pods removed and it stopped when dropped. It may be
+/// stopped or killed and started again ([`Containerd::kill_daemon`], [`Containerd::start_daemon`]):
+/// its state is in the test's directory, and its containers run on under their shims.
 pub struct Containerd {
     root: PathBuf,
     dir: tempfile::TempDir,
-    daemon: Child,
+    daemon: Option<Child>,
     pods: Vec<String>,
 }
 
@@ -175,27 +178,15 @@ impl Containerd {
             std::fs::set_permissions(script, PermissionsExt::from_mode(0o755)).unwrap();
         }
         std::fs::copy(root.join("build/image.tar"), dir.path().join("image.tar")).unwrap();
-        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        let daemon = Command::new("sh")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nri/containerd.sh"))
-            .arg(&root)
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let containerd = Containerd {
+        let mut containerd = Containerd {
             root,
             dir,
-            daemon,
+            daemon: None,
             pods: Vec::new(),
         };
-        wait_until("containerd to listen", || {
-            containerd.socket().exists() && containerd.nri_socket().exists()
-        });
+        containerd.start_daemon();
         let out = Command::new("nsenter")
-            .args(["-t", &containerd.daemon.id().to_string(), "-m", "-r"])
+            .args(["-t", &containerd.daemon_pid().to_string(), "-m", "-r"])
             .args([
                 "ctr",
                 "-n",
@@ -208,6 +199,44 @@ impl Containerd {
             .unwrap();
         assert!(out.status.success(), "ctr images import: {out:?}");
         Ok(containerd)
+    }
+
+    /// Starts containerd (again), and waits until it listens on both sockets.
+    pub fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "containerd runs already");
+        // A killed containerd leaves its sockets: gone, so that the wait below sees new ones.
+        let _ = std::fs::remove_file(self.socket());
+        let _ = std::fs::remove_file(self.nri_socket());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("containerd.log"))
+            .unwrap();
+        self.daemon = Some(
+            Command::new("sh")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nri/containerd.sh"))
+                .arg(&self.root)
+                .arg(self.dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        wait_until("containerd to listen", || {
+            self.socket().exists() && self.nri_socket().exists()
+        });
+    }
+
+    /// Ends containerd with `signal` (its containers run on) and waits for it.
+    pub fn kill_daemon(&mut self, signal: nix::sys::signal::Signal) {
+        let mut daemon = self.daemon.take().expect("containerd runs");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), signal).unwrap();
+        daemon.wait().unwrap();
+    }
+
+    fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("containerd runs").id()
     }
 
     fn socket(&self) -> PathBuf {
@@ -271,6 +300,27 @@ impl Containerd {
         self.cri(&["create", pod_id, &spec.to_string()])
     }
 
+    /// `count` containers named `name-1` to `name-N`, created and started in pod `pod_id`: their
+    /// ids.
+    pub fn many(&self, pod_id: &str, pod: &Pod, name: &str, count: usize) -> Vec<String> {
+        let spec = serde_json::json!({
+            "name": name,
+            "image": IMAGE,
+            "command": ["sleep", "100000"],
+            "cpuset": "",
+            "pod": pod.json(),
+        });
+        let ids = self
+            .cri(&["many", pod_id, &spec.to_string(), &count.to_string()])
+            .unwrap();
+        ids.lines().map(str::to_owned).collect()
+    }
+
+    /// UpdateContainerResources: the container's new cpuset.
+    pub fn update(&self, id: &str, cpuset: &str) {
+        self.cri(&["update", id, cpuset]).unwrap();
+    }
+
     /// StartContainer, StopContainer, RemoveContainer.
     pub fn start_container(&self, id: &str) {
         self.cri(&["start", id]).unwrap();
@@ -282,8 +332,16 @@ impl Containerd {
         self.cri(&["rm", id]).unwrap();
     }
 
-    /// The plugin, started on this containerd's NRI socket; it has registered when this returns.
+    /// The plugin, started on this containerd's NRI socket; it has synchronized when this
+    /// returns.
     pub fn plugin(&self) -> Plugin {
+        let plugin = self.plugin_started();
+        plugin.wait_synchronized(1);
+        plugin
+    }
+
+    /// The plugin, started on this containerd's NRI socket (which it may be waiting for).
+    pub fn plugin_started(&self) -> Plugin {
         let log = self
             .dir
             .path()
@@ -298,13 +356,7 @@ impl Containerd {
             .stderr(file)
             .spawn()
             .unwrap();
-        let plugin = Plugin { child, log };
-        wait_until("the plugin to be configured", || {
-            plugin
-                .said()
-                .contains("lllqos: nri: configured by containerd")
-        });
-        plugin
+        Plugin { child, log }
     }
 }
 
@@ -317,13 +369,37 @@ fn rand_suffix() -> u128 {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        if self.daemon.is_none() {
+            self.start_daemon();
+        }
         for pod in &self.pods {
             let _ = self.cri(&["stoppod", pod]);
             let _ = self.cri(&["rmpod", pod]);
         }
-        // SAFETY: kill on our own child, not yet reaped.
-        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
-        let _ = self.daemon.wait();
+        if let Some(mut daemon) = self.daemon.take() {
+            // SAFETY: kill on our own child, not yet reaped.
+            unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+            let _ = daemon.wait();
+        }
+        // What a plugin killed on this containerd's socket left: its lock and notification
+        // socket (named after the socket's path), and their directory once empty.
+        let name: String = (self
+            .nri_socket()
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .chars())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+        for suffix in ["lock", "notify"] {
+            let _ = std::fs::remove_file(format!("/run/lllqos-nri/{name}.{suffix}"));
+        }
+        let _ = std::fs::remove_dir("/run/lllqos-nri");
     }
 }
 
@@ -337,6 +413,35 @@ impl Plugin {
     /// What it has said on stderr.
     pub fn said(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until it has synchronized `n` times (once per registration), and returns what it
+    /// said of the last: `synchronized in N ms: ...`.
+    pub fn wait_synchronized(&self, n: usize) -> String {
+        wait_until("the plugin to synchronize", || {
+            self.said().matches("lllqos: nri: synchronized in ").count() >= n
+        });
+        let said = self.said();
+        said.lines()
+            .filter(|line| line.starts_with("lllqos: nri: synchronized in "))
+            .nth(n - 1)
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until the holder of container `id` watches the container's own process (it watched
+    /// the pod's sandbox until the container started).
+    pub fn wait_watching(&self, id: &str) {
+        wait_until("the holder to watch the container", || {
+            self.said()
+                .lines()
+                .any(|line| line.contains(id) && line.contains(": its holder watches pid "))
+        });
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// How often it has been woken (its voluntary and involuntary context switches).

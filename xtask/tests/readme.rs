@@ -101,6 +101,29 @@ fn the_documented_json_keys_are_the_codes() {
     }
 }
 
+/// docs/containers.md's table of what survives what is the one lllqos-nri(1) renders
+/// (`cli::NRI_LIFETIME`).
+#[test]
+fn the_nri_lifetime_table_is_the_codes() {
+    let section = section("docs/containers.md", "Kubernetes on containerd");
+    let table = section
+        .split("| what happens | the requests |\n|---|---|\n")
+        .nth(1)
+        .expect("the table of what survives what");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .take_while(|line| line.starts_with("| "))
+        .filter_map(|line| {
+            let (event, outcome) = line.strip_prefix("| ")?.split_once(" | ")?;
+            Some((event.to_owned(), outcome.trim_end_matches(" |").to_owned()))
+        })
+        .collect();
+    let code: Vec<(String, String)> = (xtask::cli::NRI_LIFETIME.iter())
+        .map(|(event, outcome)| ((*event).to_owned(), (*outcome).to_owned()))
+        .collect();
+    assert_eq!(rows, code);
+}
+
 /// docs/library.md's Rust example is the body of `readme()` in examples/library.rs, which
 /// `cargo test` compiles and `tests/library.rs` runs: the docs cannot show code that does not
 /// build.

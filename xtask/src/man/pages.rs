@@ -63,11 +63,11 @@ pub fn exit_status(r: &mut Roff, name: &str) {
         "nri" => &[
             (
                 "0",
-                "Ended by SIGTERM, SIGINT or SIGHUP, or the runtime closed the connection (containerd stopped): every request it placed is released first.",
+                "Ended by SIGTERM, SIGINT or SIGHUP, or, started by containerd, containerd closed the connection: the containers' requests stay in force, held by their holders.",
             ),
             (
                 "125",
-                "A usage error, a privileged install, an NRI socket that cannot be reached, or a runtime that refused the registration.",
+                "A usage error, a privileged install, an NRI socket whose directory does not exist (NRI not enabled), another lllqos nri on the same runtime, or a runtime that refused the registration.",
             ),
         ],
         _ => &[],
@@ -75,10 +75,16 @@ pub fn exit_status(r: &mut Roff, name: &str) {
     for (status, meaning) in statuses {
         item(r, status, meaning);
     }
-    if matches!(name, "measure" | "trace" | "nri") {
+    if matches!(name, "measure" | "trace") {
         para(
             r,
             "Ended by another signal whose default is to end a process, it restores what it changed and dies of that signal.",
+        );
+    }
+    if name == "nri" {
+        para(
+            r,
+            "Ended by another signal whose default is to end a process, it dies of that signal; the containers' requests stay in force.",
         );
     }
 }
@@ -97,6 +103,16 @@ pub fn about(r: &mut Roff, name: &str) {
             cli::MEASURE_JSON_KEYS,
         ),
         "trace" => super::sections::trace_output(r),
+        "nri" => {
+            r.control("SH", ["WHAT SURVIVES WHAT"]);
+            para(
+                r,
+                "Each container's request is held by a process of its own (lllqos, named after the container), which lasts as long as the container, not as long as the plugin or containerd:",
+            );
+            for (event, outcome) in cli::NRI_LIFETIME {
+                item(r, event, outcome);
+            }
+        }
         _ => {}
     }
 }

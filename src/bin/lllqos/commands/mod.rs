@@ -1,7 +1,7 @@
 //! The subcommands, one module each: what `lllqos SUBCOMMAND` does, from its parsed options to its
 //! exit status. (Without a subcommand lllqos is the wrapper: [`crate::wrap`].)
 
-pub mod holder;
+pub mod container;
 pub mod measure;
 pub mod metrics;
 pub mod nri;

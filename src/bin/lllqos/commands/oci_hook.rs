@@ -37,26 +37,21 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 
-use lllqos::CpuList;
-use lllqos::internal::file::{self, Kind};
 use lllqos::internal::oserror::os_message;
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::stat::Mode;
 
-use super::holder::{self, Holder, Notifier};
+use super::container::holder::{Notifier, Spec};
+use super::container::{Container, Cpuset};
 use crate::exit::ExitStatus;
 use crate::process::PidFd;
-use crate::request::annotations::{CPUS, Cpus, wanted};
-use crate::request::{self, Chatter, Naming, Request};
 
-/// The most of stdin (the state) and of `config.json` that is read: far more than either holds.
+/// The most of stdin (the state) that is read: far more than it holds.
 const MAX_INPUT: u64 = 16 << 20;
 
 /// The container state a runtime writes on a hook's stdin (runtime-spec, "State"); the fields the
@@ -69,31 +64,6 @@ struct State {
     bundle: Option<PathBuf>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
-}
-
-/// The cpuset the container's `config.json` gives it (`linux.resources.cpu.cpus`).
-fn container_cpus(bundle: &Path) -> Result<CpuList> {
-    let path = bundle.join("config.json");
-    // As every file lllqos reads that others could replace: never blocking (a FIFO is refused at
-    // once), never following a link, bounded.
-    let text = file::open(None, &path, OFlag::O_RDONLY, Mode::empty(), Kind::Regular)
-        .and_then(|fd| file::read_bounded(fd, MAX_INPUT))
-        .map_err(|e| anyhow!("{}: {}", path.display(), os_message(&e)))?;
-    let config: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| anyhow!("{}: not a container configuration: {e}", path.display()))?;
-    let cpus = config
-        .pointer("/linux/resources/cpu/cpus")
-        .and_then(serde_json::Value::as_str)
-        .filter(|cpus| !cpus.trim().is_empty())
-        .ok_or_else(|| {
-            anyhow!(
-                "{} gives the container no cpuset (linux.resources.cpu.cpus): name the CPUs instead",
-                path.display()
-            )
-        })?;
-    cpus.trim()
-        .parse()
-        .map_err(|e| anyhow!("{}: linux.resources.cpu.cpus '{cpus}': {e}", path.display()))
 }
 
 /// How long the hook waits for the container state on stdin: a runtime writes it at once.
@@ -151,22 +121,18 @@ fn read_state(input: BorrowedFd, deadline: Duration) -> Result<State> {
 pub fn oci_hook() -> Result<ExitStatus> {
     let state = read_state(std::io::stdin().as_fd(), STATE_DEADLINE)?;
     let id = &state.id;
-    let Some(wanted) = wanted(&state.annotations).map_err(|e| anyhow!("container {id}: {e}"))?
+    let container = Container {
+        id,
+        name: None,
+        pod: None,
+        annotations: Some(&state.annotations),
+        cpuset: Cpuset::Bundle(state.bundle.as_deref()),
+    };
+    let Some(placement) = container
+        .placement()
+        .map_err(|e| anyhow!("container {id}: {e}"))?
     else {
         return Ok(ExitStatus::Exited(0));
-    };
-    let cpus = match &wanted.cpus {
-        None => None,
-        Some(Cpus::List(list)) => Some(list.clone()),
-        Some(Cpus::Container | Cpus::ContainerIfPinned) => {
-            let bundle = (state.bundle.as_deref()).ok_or_else(|| {
-                anyhow!("container {id}: {CPUS}=container: the state names no bundle")
-            })?;
-            Some(
-                container_cpus(bundle)
-                    .with_context(|| format!("container {id}: {CPUS}=container"))?,
-            )
-        }
     };
     let init = match state.pid {
         Some(pid) if pid > 0 => pid,
@@ -174,45 +140,8 @@ pub fn oci_hook() -> Result<ExitStatus> {
             "container {id}: the state names no running process (pid): run the hook at createRuntime or prestart"
         ),
     };
-    let request = request::resolve(
-        &wanted.request(cpus),
-        Chatter::Warnings,
-        Naming::Annotations,
-    )
-    .with_context(|| format!("container {id}"))?;
-    if let Request::Nothing(_) = request {
-        // A `none` fallback, said already: the container starts without a request.
-        return Ok(ExitStatus::Exited(0));
-    }
     PidFd::open(init)
         .map_err(|e| anyhow!("container {id}: its process {init}: {}", os_message(&e)))?;
-    holder::start(
-        &Holder {
-            id,
-            pod: None,
-            pid: init,
-            wanted: &wanted,
-            cpus: request.cpus(),
-        },
-        &Notifier::new()?,
-    )?;
+    Spec::new(&container, &placement, None).start(init, &Notifier::new()?)?;
     Ok(ExitStatus::Exited(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_container_cpuset_comes_from_config_json() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |text: &str| std::fs::write(dir.path().join("config.json"), text).unwrap();
-        write(r#"{"linux":{"resources":{"cpu":{"cpus":"0-1"}}}}"#);
-        assert_eq!(container_cpus(dir.path()).unwrap(), "0-1".parse().unwrap());
-        write(r#"{"linux":{"resources":{}}}"#);
-        let error = container_cpus(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("no cpuset"), "{error}");
-        write("{");
-        assert!(container_cpus(dir.path()).is_err());
-    }
 }

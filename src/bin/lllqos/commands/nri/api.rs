@@ -39,11 +39,6 @@ pub struct Status {
     pub message: String,
 }
 
-/// gRPC's code for a failed precondition: what the plugin answers a container it refuses.
-pub const FAILED_PRECONDITION: i32 = 9;
-/// gRPC's code for a method the server does not have.
-pub const UNIMPLEMENTED: i32 = 12;
-
 /// The runtime's service, which the plugin calls on the multiplexed connection's runtime side.
 pub const RUNTIME_SERVICE: &str = "nri.pkg.api.v1alpha1.Runtime";
 /// The plugin's service, which the runtime calls.
@@ -69,6 +64,9 @@ pub struct ConfigureRequest {
     pub runtime_name: String,
     #[prost(string, tag = "3")]
     pub runtime_version: String,
+    /// How long the runtime waits for each request, in milliseconds (0: its default, 2 s).
+    #[prost(int64, tag = "5")]
+    pub request_timeout: i64,
 }
 
 /// `ConfigureResponse`: the events the plugin subscribes to, bit `event - 1` each.
@@ -81,6 +79,9 @@ pub struct ConfigureResponse {
 /// NRI's `Event` numbers, those the plugin subscribes to.
 pub mod event {
     pub const CREATE_CONTAINER: i32 = 4;
+    pub const POST_START_CONTAINER: i32 = 7;
+    pub const UPDATE_CONTAINER: i32 = 8;
+    pub const POST_UPDATE_CONTAINER: i32 = 9;
     pub const STOP_CONTAINER: i32 = 10;
     pub const REMOVE_CONTAINER: i32 = 11;
 
@@ -109,16 +110,22 @@ pub struct SynchronizeResponse {
 }
 
 /// The requests that name a pod and a container: `CreateContainerRequest`,
-/// `StopContainerRequest`, `RemoveContainerRequest` (fields 1 and 2 in each).
+/// `PostStartContainerRequest`, `UpdateContainerRequest` (with its new resources, field 3),
+/// `PostUpdateContainerRequest`, `StopContainerRequest`, `RemoveContainerRequest` (fields 1 and 2
+/// in each).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ContainerRequest {
     #[prost(message, optional, tag = "1")]
     pub pod: Option<PodSandbox>,
     #[prost(message, optional, tag = "2")]
     pub container: Option<Container>,
+    /// `UpdateContainerRequest.linux_resources`: what the container is being given.
+    #[prost(message, optional, tag = "3")]
+    pub linux_resources: Option<LinuxResources>,
 }
 
-/// `StateChangeEvent`: how a runtime before NRI 0.9 tells of a removed container.
+/// `StateChangeEvent`: how a runtime tells of what it does not ask about (a started container, an
+/// update done, and before NRI 0.9 a removed one).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct StateChangeEvent {
     #[prost(int32, tag = "1")]
@@ -140,6 +147,10 @@ pub struct PodSandbox {
     pub namespace: String,
     #[prost(map = "string, string", tag = "6")]
     pub annotations: HashMap<String, String>,
+    /// The pid of the pod's sandbox (its pause process), in the runtime's PID namespace (0 when
+    /// the runtime does not say).
+    #[prost(uint32, tag = "9")]
+    pub pid: u32,
 }
 
 /// `Container`.
@@ -156,6 +167,9 @@ pub struct Container {
     pub state: i32,
     #[prost(message, optional, tag = "11")]
     pub linux: Option<LinuxContainer>,
+    /// Its init's pid, in the runtime's PID namespace, once it runs (0 before).
+    #[prost(uint32, tag = "12")]
+    pub pid: u32,
 }
 
 /// `ContainerState` of a container created and not yet started.
@@ -191,8 +205,14 @@ impl Container {
     pub fn cpuset(&self) -> &str {
         (self.linux.as_ref())
             .and_then(|linux| linux.resources.as_ref())
-            .and_then(|resources| resources.cpu.as_ref())
-            .map_or("", |cpu| cpu.cpus.trim())
+            .map_or("", LinuxResources::cpuset)
+    }
+}
+
+impl LinuxResources {
+    /// The cpuset these resources give (`cpu.cpus`), empty when none.
+    pub fn cpuset(&self) -> &str {
+        self.cpu.as_ref().map_or("", |cpu| cpu.cpus.trim())
     }
 }
 
@@ -213,15 +233,16 @@ mod tests {
     #[test]
     fn a_container_decodes_from_the_published_field_numbers() {
         // Container{id: "c" (1), name: "n" (3), state: 3 (4), labels (5, skipped),
-        // linux (11) {resources (3) {cpu (2) {cpus (6): "1-2"}}}}.
+        // linux (11) {resources (3) {cpu (2) {cpus (6): "1-2"}}}, pid (12): 300}.
         let bytes = [
             0x0a, 1, b'c', 0x1a, 1, b'n', 0x20, 3, 0x2a, 4, 0x0a, 0, 0x12, 0, 0x5a, 9, 0x1a, 7,
-            0x12, 5, 0x32, 3, b'1', b'-', b'2',
+            0x12, 5, 0x32, 3, b'1', b'-', b'2', 0x60, 0xac, 0x02,
         ];
         let container = Container::decode(&bytes[..]).unwrap();
         assert_eq!(container.id, "c");
         assert_eq!(container.name, "n");
         assert_eq!(container.state, RUNNING);
         assert_eq!(container.cpuset(), "1-2");
+        assert_eq!(container.pid, 300);
     }
 }

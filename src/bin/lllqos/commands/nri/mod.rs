@@ -3,33 +3,42 @@
 //!
 //! containerd reads no `hooks.d`, so `oci-hook` does not reach it; NRI is its plugin interface.
 //! The plugin connects to the runtime's socket (or uses the descriptor the runtime passes a plugin
-//! it starts itself), registers, subscribes to the creation, stop and removal of containers, and
-//! answers each call before the runtime goes on:
+//! it starts itself), registers, subscribes to the creation, start, update, stop and removal of
+//! containers, and answers each call before the runtime goes on ([`plugin`] says what each does).
 //!
-//! - **CreateContainer** (before the container's process exists): reads what the pod's annotations
-//!   ask for this container (see [`crate::request::annotations::wanted_by_pod`]), starts its
-//!   holder ([`super::holder`]) and answers once the request is in force. A bad annotation, or a
-//!   request that cannot be placed, is the answer instead: the runtime fails the creation with the
-//!   message, which names the annotation.
-//! - **StopContainer**, **RemoveContainer**: stops the container's holder and reaps it; the
-//!   request is gone when the answer leaves.
-//! - **Synchronize** (at registration): places what the running containers ask, each once.
+//! # A request lasts the container's life
 //!
-//! The holders' requests last with the plugin (`--pid` on it): when it stops (SIGTERM, SIGINT,
-//! SIGHUP, or the runtime closing the connection) it stops them; when it dies, each holder
-//! releases on its own, and after a restart synchronization places them again.
+//! Each container that asks has a holder of its own ([`crate::commands::container::holder`]):
+//! from the answer to its creation (watching the plugin until the container runs) until its stop,
+//! or, when no plugin is there to hear the stop, until the container's init exits. The plugin owns
+//! no request: a SIGTERM, SIGKILL, restart or upgrade of the plugin, and a stop, crash or restart
+//! of containerd, leave every running container's request in force. On SIGTERM, SIGINT or SIGHUP
+//! the plugin exits 0 and leaves them; another ending signal ends it the same way, by that signal.
+//! When the runtime closes the connection, a plugin that connected by path waits for the socket
+//! to come back (inotify on its directory: no polling) and registers again; one the runtime
+//! started exits, and the runtime starts it again. Every registration is followed by a
+//! synchronization, where the plugin adopts the holders in place (found in `/proc` by the runtime
+//! they serve), stops those whose containers are gone, and places what is missing.
 //!
-//! One thread, one `poll` on the socket, the signalfd and the holders' pidfds, without a timeout:
-//! no CPU between events. The wire is in [`wire`], the messages in [`api`].
+//! One plugin serves a runtime: a second one on the same socket refuses to start, naming the
+//! first (a lock in `/run/lllqos-nri`). Each held container costs the plugin one descriptor (its
+//! holder's pidfd): the plugin raises its soft limit of descriptors to the hard one.
+//!
+//! One thread, one `poll` on the socket, the signalfd and the holders' pidfds, without a timeout
+//! (but while holders a synchronization found missing are being started): no CPU between events.
+//! The wire is in [`wire`], the messages in [`api`], the errors on the wire in [`refusal`].
 
 mod api;
+mod endpoint;
+mod lock;
 mod plugin;
+mod refusal;
 mod wire;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use nix::errno::Errno;
@@ -41,7 +50,8 @@ use lllqos::internal::oserror::os_message;
 
 use crate::exit::ExitStatus;
 use crate::signals::{Mode, Signals};
-use plugin::Plugin;
+use endpoint::{Connected, Endpoint};
+use plugin::{Plugin, Which};
 use wire::{Demux, Message};
 
 /// Where containerd listens for plugins it does not start itself.
@@ -54,7 +64,8 @@ const INDEX_ENV: &str = "NRI_PLUGIN_IDX";
 /// The ttrpc stream of the plugin's one call, RegisterPlugin (a client's streams are odd).
 const REGISTER_STREAM: u32 = 1;
 
-/// `lllqos nri`: runs the plugin until the runtime closes the connection or a signal ends it.
+/// `lllqos nri`: serves the runtime until a signal ends the plugin (or, started by the runtime,
+/// until the runtime closes the connection).
 pub fn run(args: &NriArgs) -> Result<ExitStatus> {
     let name = identity(
         args.plugin_name.as_deref(),
@@ -68,15 +79,57 @@ pub fn run(args: &NriArgs) -> Result<ExitStatus> {
         "50",
         parse_plugin_index,
     )?;
-    let mut plugin = Plugin::new()?;
-    let mut socket = connect(args.socket.as_deref())?;
+    let mut endpoint = Endpoint::new(args.socket.as_deref())?;
+    let runtime = endpoint.runtime();
+    let lock = lock::lock(&runtime)?;
+    raise_descriptor_limit();
+    let mut plugin = Plugin::new(&runtime, lock.notify.clone())?;
     let signals = Signals::block(Mode::Hold)?;
+    let me = format!("{index}-{name}");
+    // After the runtime has gone: wait for it to come back (the first time, fail at once).
+    let mut waiting = false;
+    loop {
+        let mut socket = match endpoint.connect(&signals, &mut plugin, waiting)? {
+            Connected::Socket(socket) => socket,
+            Connected::Ended(status) => return Ok(status),
+        };
+        // A runtime that closes the connection at once (not ready yet) is waited for again, a
+        // moment later.
+        let connected = Instant::now();
+        let served = match register(&mut socket, &name, &index) {
+            Ok(()) => serve(&mut socket, &signals, &mut plugin, &me)?,
+            Err(_) => Served::Closed,
+        };
+        match served {
+            Served::Ended(status) => return Ok(status),
+            Served::Closed if endpoint.inherited() => {
+                eprintln!(
+                    "lllqos: nri: the runtime closed the connection; the holders keep the containers' requests, and the runtime starts the plugin again"
+                );
+                return Ok(ExitStatus::Exited(0));
+            }
+            Served::Closed => {
+                if connected.elapsed() < Duration::from_secs(1) {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                eprintln!(
+                    "lllqos: nri: the runtime closed the connection; the holders keep the containers' requests; waiting for {}",
+                    runtime
+                );
+                waiting = true;
+            }
+        }
+    }
+}
+
+/// Sends RegisterPlugin.
+fn register(socket: &mut UnixStream, name: &str, index: &str) -> Result<()> {
     let register = api::RegisterPluginRequest {
-        plugin_name: name.clone(),
-        plugin_idx: index.clone(),
+        plugin_name: name.to_owned(),
+        plugin_idx: index.to_owned(),
     };
     send(
-        &mut socket,
+        socket,
         wire::RUNTIME_CONN,
         &Message {
             stream: REGISTER_STREAM,
@@ -90,15 +143,15 @@ pub fn run(args: &NriArgs) -> Result<ExitStatus> {
             }
             .encode_to_vec(),
         },
-    )?;
-    let ended = serve(
-        &mut socket,
-        &signals,
-        &mut plugin,
-        &format!("{index}-{name}"),
-    );
-    plugin.release_all();
-    ended
+    )
+}
+
+/// Raises the soft limit of descriptors to the hard one: each held container costs one.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 /// The plugin's name or index: the option, else the runtime's variable, else the default.
@@ -115,65 +168,19 @@ fn identity(
     }
 }
 
-/// The connection: `--socket`, else the descriptor the runtime passed, else the default socket.
-fn connect(socket: Option<&Path>) -> Result<UnixStream> {
-    if socket.is_none()
-        && let Ok(value) = std::env::var(SOCKET_ENV)
-    {
-        return inherited(&value).map_err(|e| anyhow!("{SOCKET_ENV}={value}: {e}"));
-    }
-    let path = socket.unwrap_or(Path::new(DEFAULT_SOCKET));
-    UnixStream::connect(path).map_err(|e| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                " (is NRI enabled in containerd? docs/containers.md says how)"
-            }
-            _ => "",
-        };
-        anyhow!(
-            "cannot connect to the NRI socket {}: {}{hint}",
-            path.display(),
-            os_message(&e)
-        )
-    })
-}
-
-/// The connection the runtime passed as descriptor `value`.
-fn inherited(value: &str) -> Result<UnixStream, String> {
-    let fd: i32 = value
-        .parse()
-        .ok()
-        .filter(|fd| *fd > 2)
-        .ok_or("not a descriptor number above 2")?;
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a stat into our buffer, or fails (EBADF) on a descriptor not open.
-    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return Err(match std::io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::EBADF) => format!("descriptor {fd} is not open"),
-            e => os_message(&e),
-        });
-    }
-    // SAFETY: fstat succeeded and filled it.
-    let stat = unsafe { stat.assume_init() };
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(format!("descriptor {fd} is not a socket"));
-    }
-    // SAFETY: the descriptor is open (fstat saw it), a socket, and nothing else in this process
-    // owns it: the runtime passed it for the plugin's connection.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    nix::fcntl::fcntl(
-        &owned,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .map_err(|e| e.desc().to_owned())?;
-    Ok(UnixStream::from(owned))
-}
-
 fn send(socket: &mut UnixStream, conn: u32, message: &Message) -> Result<()> {
     let bytes = wire::encode(conn, message).map_err(|e| anyhow!("cannot answer: {e}"))?;
     socket
         .write_all(&bytes)
         .map_err(|e| anyhow!("the NRI connection: {}", os_message(&e)))
+}
+
+/// How serving a connection ended.
+enum Served {
+    /// The runtime closed it (or it broke).
+    Closed,
+    /// A signal ended the plugin: exit with this status.
+    Ended(ExitStatus),
 }
 
 /// Serves the runtime's calls until the connection ends or a signal ends the plugin.
@@ -182,33 +189,42 @@ fn serve(
     signals: &Signals,
     plugin: &mut Plugin,
     me: &str,
-) -> Result<ExitStatus> {
+) -> Result<Served> {
     let mut demux = Demux::default();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
+        if plugin.has_pending() {
+            plugin.place_pending();
+        }
         let holders = plugin.holders();
         let mut fds: Vec<PollFd> = [socket.as_fd(), signals.as_fd()]
             .into_iter()
-            .chain(holders.iter().map(|(_, fd)| *fd))
+            .chain(holders.iter().map(|(_, _, fd)| *fd))
             .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
             .collect();
-        match poll(&mut fds, PollTimeout::NONE) {
+        // Holders to start: look at the connection and go on at once.
+        let timeout = if plugin.has_pending() {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => bail!("waiting for the runtime: {}", e.desc()),
         }
         let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
         drop(fds);
-        let exited: Vec<String> = (holders.into_iter().zip(&ready[2..]))
+        let ended: Vec<(String, Which)> = (holders.into_iter().zip(&ready[2..]))
             .filter(|(_, ready)| **ready)
-            .map(|((id, _), _)| id)
+            .map(|((id, which, _), _)| (id, which))
             .collect();
-        for id in exited {
-            plugin.reap(&id);
+        for (id, which) in ended {
+            plugin.ended(&id, which);
         }
         if ready[1]
             && let Some(status) = signals.ending()?
         {
-            return Ok(status);
+            return Ok(Served::Ended(status));
         }
         if !ready[0] {
             continue;
@@ -216,11 +232,10 @@ fn serve(
         let n = match socket.read(&mut buffer) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => bail!("the NRI connection: {}", os_message(&e)),
+            Err(_) => return Ok(Served::Closed),
         };
         if n == 0 {
-            eprintln!("lllqos: nri: the runtime closed the connection; the requests are released");
-            return Ok(ExitStatus::Exited(0));
+            return Ok(Served::Closed);
         }
         let messages = demux
             .feed(&buffer[..n])
@@ -229,7 +244,7 @@ fn serve(
             match (conn, message.kind) {
                 (wire::PLUGIN_CONN, wire::REQUEST) => {
                     let reply = answer(plugin, &message.payload);
-                    send(
+                    if send(
                         socket,
                         wire::PLUGIN_CONN,
                         &Message {
@@ -238,7 +253,12 @@ fn serve(
                             flags: 0,
                             payload: reply.encode_to_vec(),
                         },
-                    )?;
+                    )
+                    .is_err()
+                    {
+                        return Ok(Served::Closed);
+                    }
+                    plugin.after_answer();
                 }
                 (wire::RUNTIME_CONN, wire::RESPONSE) if message.stream == REGISTER_STREAM => {
                     registered(&message.payload, me)?;
@@ -255,14 +275,13 @@ fn answer(plugin: &mut Plugin, request: &[u8]) -> api::Response {
         Ok(request) if request.service == api::PLUGIN_SERVICE => {
             plugin.call(&request.method, &request.payload)
         }
-        Ok(request) => Err((
-            api::UNIMPLEMENTED,
-            format!("lllqos: no service {}", request.service),
-        )),
-        Err(e) => Err((
-            api::FAILED_PRECONDITION,
-            format!("lllqos: a request it cannot read: {e}"),
-        )),
+        Ok(request) => Err(refusal::Refusal::Unknown(format!(
+            "no service {}",
+            request.service
+        ))),
+        Err(e) => Err(refusal::Refusal::Unreadable(format!(
+            "a request it cannot read: {e}"
+        ))),
     };
     match result {
         Ok(payload) => api::Response {
@@ -272,8 +291,8 @@ fn answer(plugin: &mut Plugin, request: &[u8]) -> api::Response {
             }),
             payload,
         },
-        Err((code, message)) => api::Response {
-            status: Some(api::Status { code, message }),
+        Err(refusal) => api::Response {
+            status: Some(refusal.status()),
             payload: Vec::new(),
         },
     }
