@@ -50,7 +50,7 @@ pub fn is_privileged() -> bool {
     })
 }
 
-/// Gives up, until [`elevated`] raises it again, the privilege this process was given at exec: the
+/// Gives up, until [`raise`] raises it again, the privilege this process was given at exec: the
 /// effective uid and gid become the real ones, the effective capabilities none. Nothing changes
 /// for a process that is not privileged. Call it before any thread is made: credentials are each
 /// thread's own, and a thread made later starts with its maker's.
@@ -66,33 +66,106 @@ pub fn lower() -> io::Result<()> {
     .set()
 }
 
-/// Runs `f`, on the calling thread, with the privilege this process was given at exec (the saved
-/// uid and gid, the permitted capabilities), and puts back the credentials the thread had before,
-/// whatever `f` returns. For one
-/// operation on the kernel's files of a request: see the module documentation. Without privilege,
-/// it just runs `f`.
-pub fn elevated<T>(f: impl FnOnce() -> T) -> T {
-    if !is_privileged() {
-        return f();
-    }
-    let before = Credentials::current();
-    if let (Ok(uids), Ok(gids), Ok(caps)) = (getresuid(), getresgid(), capabilities()) {
-        let _ = Credentials {
-            euid: uids.saved,
-            egid: gids.saved,
-            effective: caps.permitted,
-        }
-        .set();
-    }
-    let result = f();
-    if let Some(before) = before {
-        let _ = before.set();
-    }
-    result
+/// The privilege of this process raised on the calling thread: the saved uid and gid, the
+/// permitted capabilities, until this value is dropped, which puts back the credentials the thread
+/// had, on every path out of the scope, a panic's unwinding included. A restore that fails ends
+/// the process (`abort`): it must never go on privileged.
+///
+/// Raise it around the kernel's file operations of a request only (an open, a write, a rename in
+/// the registry), never around a caller's code: a callback, a closure passed into the library,
+/// runs with the credentials the caller had.
+#[derive(Debug)]
+#[must_use = "the privilege is lowered again when this value is dropped"]
+pub struct Raised {
+    /// What to put back; `None` when nothing was raised.
+    before: Option<Credentials>,
 }
 
-/// The effective ids and capabilities, which [`lower`] and [`elevated`] change.
-#[derive(Debug, Clone, Copy)]
+/// Raises the privilege this process was given at exec, for the calling thread, until the
+/// returned guard is dropped (see [`Raised`]). Without privilege, or when the thread's credentials
+/// cannot be read (then they could not be put back), nothing is raised.
+pub fn raise() -> Raised {
+    if !is_privileged() {
+        return Raised { before: None };
+    }
+    let Some(before) = Credentials::current() else {
+        return Raised { before: None };
+    };
+    let (Ok(uids), Ok(gids), Ok(caps)) = (getresuid(), getresgid(), capabilities()) else {
+        return Raised { before: None };
+    };
+    let raised = Credentials {
+        euid: uids.saved,
+        egid: gids.saved,
+        effective: caps.permitted,
+    };
+    // A raise that fails half-way is put back by the guard all the same.
+    let guard = Raised {
+        before: Some(before),
+    };
+    let _ = raised.set();
+    guard
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        if let Some(before) = self.before.take()
+            && restore(before).is_err()
+        {
+            // Going on privileged is never an option.
+            std::process::abort();
+        }
+    }
+}
+
+/// Puts `before` back (a test can make it fail, to see the process end).
+fn restore(before: Credentials) -> io::Result<()> {
+    #[cfg(test)]
+    if tests::FAIL_RESTORE.with(std::cell::Cell::get) {
+        return Err(io::Error::other("a restore failing, as a test asked"));
+    }
+    before.set()
+}
+
+/// Runs `f`, one operation on the kernel's files of a request, with the privilege raised (see
+/// [`Raised`]); without privilege, it just runs `f`. `f` must be the library's own I/O, never a
+/// caller's code.
+pub fn elevated<T>(f: impl FnOnce() -> T) -> T {
+    let _raised = raise();
+    f()
+}
+
+/// Becomes the real user for good, with no capability, before executing another program: real,
+/// effective and saved uid and gid set to `uid` and `gid`, and the effective, permitted,
+/// inheritable and ambient capability sets emptied; then checked. For a forked child before
+/// exec: system calls on the stack only (async-signal-safe), no allocation, no lock.
+pub fn drop_for_exec(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: setresgid and setresuid with plain integer ids; group first, which is no longer
+    // allowed once the uid is dropped.
+    unsafe {
+        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0
+            || libc::syscall(libc::SYS_setresuid, uid, uid, uid) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    set_capabilities(Capabilities::default())?;
+    // SAFETY: prctl with integer arguments.
+    let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Verify: a half-dropped process must not run another program.
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: getresuid writes three ids into our locals.
+    if unsafe { libc::getresuid(&mut r, &mut e, &mut s) } < 0 || (r, e, s) != (uid, uid, uid) {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    Ok(())
+}
+
+/// The effective ids and capabilities, which [`lower`] and [`raise`] change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Credentials {
     euid: Uid,
     egid: Gid,
@@ -167,7 +240,8 @@ fn capabilities() -> io::Result<Capabilities> {
     })
 }
 
-/// Sets this thread's capability sets (nix has no capset).
+/// Sets this thread's capability sets (nix has no capset): the one place that does. System calls
+/// on the stack only, so that a forked child may call it.
 fn set_capabilities(caps: Capabilities) -> io::Result<()> {
     let mut header = [CAPABILITY_VERSION_3, 0];
     let low = |set: u64| set as u32;
@@ -188,8 +262,13 @@ fn set_capabilities(caps: Capabilities) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes the next restores of this thread fail (a test of what a failing restore does).
+        pub(crate) static FAIL_RESTORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
 
     #[test]
     fn a_process_without_privilege_is_left_as_it_is() {
@@ -211,5 +290,102 @@ mod tests {
             (caps.effective, caps.permitted, caps.inheritable),
             (again.effective, again.permitted, again.inheritable)
         );
+    }
+
+    /// The credentials of this thread: effective ids, and effective and permitted capabilities.
+    fn now() -> (Uid, Gid, u64, u64) {
+        let caps = capabilities().unwrap();
+        (geteuid(), getegid(), caps.effective, caps.permitted)
+    }
+
+    /// Runs the ignored test `name` of this binary in a process started as a setuid-root program
+    /// of user 65534 would be (real uid and gid 65534, effective and saved 0); its exit status.
+    /// `None` when this process is not root (the test cannot be made).
+    pub(crate) fn as_setuid_program(name: &str) -> Option<std::process::ExitStatus> {
+        use std::os::unix::process::CommandExt;
+        if !geteuid().is_root() {
+            assert!(
+                std::env::var_os("LLLQOS_TEST_REQUIRE").is_none_or(|v| v != "1"),
+                "{name} needs root (LLLQOS_TEST_REQUIRE=1: a test that would skip fails)"
+            );
+            eprintln!("SKIPPED: {name}: needs root");
+            return None;
+        }
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                name,
+                "--exact",
+                "--ignored",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .stdout(std::process::Stdio::null());
+        // SAFETY: setresgid and setresuid with integers, between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setresgid(65534, 0, 0) < 0 || libc::setresuid(65534, 0, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Some(command.status().unwrap())
+    }
+
+    #[test]
+    fn a_panic_while_raised_leaves_the_credentials_as_they_were() {
+        if let Some(status) =
+            as_setuid_program("internal::privilege::tests::child_panics_while_raised")
+        {
+            assert!(status.success(), "{status:?}");
+        }
+    }
+
+    #[test]
+    #[ignore = "run by a_panic_while_raised_leaves_the_credentials_as_they_were, as a setuid program"]
+    fn child_panics_while_raised() {
+        assert!(is_privileged());
+        lower().unwrap();
+        let lowered = now();
+        assert_ne!(lowered.0, Uid::from_raw(0));
+        assert_eq!(lowered.2, 0, "no effective capability once lowered");
+        let panicked = std::panic::catch_unwind(|| {
+            elevated(|| {
+                assert!(geteuid().is_root(), "raised");
+                panic!("inside the raised scope");
+            })
+        });
+        assert!(panicked.is_err());
+        assert_eq!(now(), lowered);
+    }
+
+    #[test]
+    fn a_failing_restore_ends_the_process() {
+        if let Some(status) =
+            as_setuid_program("internal::privilege::tests::child_fails_to_restore")
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
+        }
+    }
+
+    #[test]
+    #[ignore = "run by a_failing_restore_ends_the_process, as a setuid program"]
+    fn child_fails_to_restore() {
+        assert!(is_privileged());
+        lower().unwrap();
+        FAIL_RESTORE.with(|fail| fail.set(true));
+        elevated(|| ());
+        // Not reached: the restore failed and the process aborted.
+        std::process::exit(0);
+    }
+
+    #[test]
+    fn nothing_is_raised_without_credentials_to_put_back() {
+        // A process without privilege raises nothing whatever happens; the guard then holds
+        // nothing to restore.
+        let raised = raise();
+        assert!(raised.before.is_none());
     }
 }

@@ -114,7 +114,7 @@ impl CpuConstraint {
         limits: &CpuLimits,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<CpuConstraint> {
-        elevated(|| CpuConstraint::acquire_now(limits, on_wait))
+        CpuConstraint::acquire_now(limits, on_wait)
     }
 
     /// [`CpuConstraint::acquire_each`], guarded by a [`Watchdog`] started first: should this process
@@ -217,7 +217,7 @@ impl CpuConstraint {
     /// change that fails is undone and this constraint keeps its limits; where the undo falls
     /// short, the error names what stays changed ([`CpuError::left_changed`]).
     pub fn set(&mut self, latency: Latency) -> Result<Vec<Notice>> {
-        elevated(|| self.set_now(latency))
+        self.set_now(latency)
     }
 
     fn set_now(&mut self, latency: Latency) -> Result<Vec<Notice>> {
@@ -282,7 +282,7 @@ impl CpuConstraint {
     }
 
     fn release_now(&self, on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
-        elevated(|| self.try_release(on_wait)).map_err(|error| {
+        self.try_release(on_wait).map_err(|error| {
             // Whatever failed, each of our CPUs that does not read what it read before lllqos is
             // named, with that value: the caller must know what stays changed.
             let left = self.saved.iter().filter_map(|(&cpu, entry)| {

@@ -288,10 +288,6 @@ pub fn recover() -> Result<Vec<Notice>> {
 
 /// [`recover`], calling `on_wait` as [`CpuConstraint::acquire_each_with`] does.
 pub fn recover_with(on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
-    crate::internal::privilege::elevated(|| recover_now(on_wait))
-}
-
-fn recover_now(on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
     let Some(locked) = Locked::lock_existing(on_wait)? else {
         return Ok(Vec::new());
     };

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cpulist::SYSFS_CPU;
 use crate::internal::file::{self, Kind};
+use crate::internal::privilege::elevated;
 use crate::latency::Latency;
 
 /// A CPU's `power/pm_qos_resume_latency_us` file.
@@ -129,16 +130,19 @@ pub(crate) fn read_value(cpu: u32) -> std::io::Result<ResumeLatency> {
     })
 }
 
-/// Writes `value` to CPU `cpu`'s file, in one write as sysfs wants.
+/// Writes `value` to CPU `cpu`'s file, in one write as sysfs wants: opened with the privilege of
+/// a setuid or capability install raised, for that open alone (the write needs no more).
 pub(crate) fn write_value(cpu: u32, value: ResumeLatency) -> std::io::Result<()> {
     let path = resume_latency_path(cpu);
-    let fd = file::open(
-        None,
-        Path::new(&path),
-        OFlag::O_WRONLY,
-        Mode::empty(),
-        Kind::Regular,
-    )?;
+    let fd = elevated(|| {
+        file::open(
+            None,
+            Path::new(&path),
+            OFlag::O_WRONLY,
+            Mode::empty(),
+            Kind::Regular,
+        )
+    })?;
     std::fs::File::from(fd).write_all(value.sysfs_text().as_bytes())
 }
 

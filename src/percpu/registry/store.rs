@@ -18,6 +18,7 @@ use super::{
     REGISTRY_TEMP, Registry, Result,
 };
 use crate::internal::file::{self, Kind};
+use crate::internal::privilege::elevated;
 use crate::internal::procfs;
 use crate::internal::sigset::{self, SignalSet};
 use crate::percpu::error::{CpuError, CpuErrorKind, Place};
@@ -206,19 +207,20 @@ impl Locked {
         // opening and our locking; then the lock we got is on a file no longer in use. Retry until
         // the locked file is the one at the path.
         loop {
-            let Some(dir) = open_dir(create)? else {
+            let Some(dir) = elevated(|| open_dir(create))? else {
                 if create {
                     continue;
                 }
                 return Ok(None);
             };
             let flags = OFlag::O_RDWR | OFlag::O_CREAT;
-            let file = match open_in(&dir, LOCK_FILE, flags, Mode::S_IRUSR | Mode::S_IWUSR) {
-                Ok(fd) => File::from(fd),
-                // The directory was removed after we opened it.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                Err(e) => return Err(open_error("open", LOCK_FILE, &e)),
-            };
+            let file =
+                match elevated(|| open_in(&dir, LOCK_FILE, flags, Mode::S_IRUSR | Mode::S_IWUSR)) {
+                    Ok(fd) => File::from(fd),
+                    // The directory was removed after we opened it.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) => return Err(open_error("open", LOCK_FILE, &e)),
+                };
             let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => lock,
                 Err((file, Errno::EWOULDBLOCK)) => {
@@ -269,12 +271,12 @@ impl Locked {
 
     /// The registry, empty when there is none.
     pub(crate) fn load(&self) -> Result<Registry> {
-        Ok(read_registry(&self.dir)?.unwrap_or_else(Registry::empty))
+        Ok(elevated(|| read_registry(&self.dir))?.unwrap_or_else(Registry::empty))
     }
 
     /// Whether `holder` still runs.
     pub(crate) fn is_alive(&self, holder: &Holder) -> bool {
-        holder.alive_in(&self.dir)
+        elevated(|| holder.alive_in(&self.dir))
     }
 
     /// Creates and locks a new holder file for this process.
@@ -289,7 +291,9 @@ impl Locked {
             };
             let name = format!("{HOLDER_PREFIX}{pid}.{random:016x}");
             let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
-            let fd = match open_in(&self.dir, &name, flags, Mode::S_IRUSR | Mode::S_IWUSR) {
+            let fd = match elevated(|| {
+                open_in(&self.dir, &name, flags, Mode::S_IRUSR | Mode::S_IWUSR)
+            }) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
                 Err(e) => return Err(open_error("create", &name, &e)),
@@ -323,12 +327,14 @@ impl Locked {
         let temp = format!("{REGISTRY_DIR}/{REGISTRY_TEMP}");
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC;
         let mut file = File::from(
-            open_in(
-                &self.dir,
-                REGISTRY_TEMP,
-                flags,
-                Mode::S_IRUSR | Mode::S_IWUSR,
-            )
+            elevated(|| {
+                open_in(
+                    &self.dir,
+                    REGISTRY_TEMP,
+                    flags,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                )
+            })
             .map_err(|e| open_error("create", REGISTRY_TEMP, &e))?,
         );
         file.write_all(&text)
@@ -341,7 +347,7 @@ impl Locked {
                     CpuErrorKind::Io,
                 )
             })?;
-        renameat(&self.dir, REGISTRY_TEMP, &self.dir, REGISTRY_FILE)
+        elevated(|| renameat(&self.dir, REGISTRY_TEMP, &self.dir, REGISTRY_FILE))
             .map_err(|e| failed(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"), e))
     }
 
@@ -366,7 +372,9 @@ impl Locked {
                 self.unlink(name)?;
             }
             // Fails (harmlessly) if another lllqos has just created its lock file in it.
-            let _ = nix::unistd::unlinkat(AT_FDCWD, REGISTRY_DIR, UnlinkatFlags::RemoveDir);
+            let _ = elevated(|| {
+                nix::unistd::unlinkat(AT_FDCWD, REGISTRY_DIR, UnlinkatFlags::RemoveDir)
+            });
         }
         Ok(())
     }
@@ -378,7 +386,7 @@ impl Locked {
     }
 
     fn unlink(&self, name: &str) -> Result<()> {
-        match nix::unistd::unlinkat(&self.dir, name, UnlinkatFlags::NoRemoveDir) {
+        match elevated(|| nix::unistd::unlinkat(&self.dir, name, UnlinkatFlags::NoRemoveDir)) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(failed(format!("cannot remove {REGISTRY_DIR}/{name}"), e)),
         }
@@ -386,7 +394,7 @@ impl Locked {
 
     /// The names in the registry directory.
     fn entries(&self) -> Vec<String> {
-        std::fs::read_dir(REGISTRY_DIR)
+        elevated(|| std::fs::read_dir(REGISTRY_DIR))
             .into_iter()
             .flatten()
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())

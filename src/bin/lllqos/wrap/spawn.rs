@@ -362,32 +362,10 @@ impl ChildDrop {
         })
     }
 
-    /// Drops to the real user and empties every capability set. Call only in a forked child before
-    /// exec: system calls only (nix's wrappers where nix has them), no allocation, no locks.
+    /// Drops to the real user and empties every capability set (the library's one way to, see
+    /// `lllqos::internal::privilege::drop_for_exec`). Call only in a forked child before exec:
+    /// system calls only, no allocation, no locks.
     pub fn apply(self) -> io::Result<()> {
-        use nix::unistd::{Gid, Uid, getresuid, setresgid, setresuid};
-        let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
-        // Group first: once the uid is dropped, changing the gid is no longer allowed.
-        setresgid(gid, gid, gid)?;
-        setresuid(uid, uid, uid)?;
-        // capset(2) with version 3 and two zeroed data words: effective, permitted and inheritable
-        // all empty; then the ambient set. nix has neither call.
-        let mut header = [0x2008_0522u32, 0]; // _LINUX_CAPABILITY_VERSION_3, this process
-        let data = [0u32; 6];
-        // SAFETY: capset reads the header and the data words from our stack buffers.
-        if unsafe { libc::syscall(libc::SYS_capset, header.as_mut_ptr(), data.as_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: prctl with integer arguments.
-        let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
-        if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Verify: a half-dropped child must not run the command.
-        let ids = getresuid()?;
-        if (ids.real, ids.effective, ids.saved) != (uid, uid, uid) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
+        lllqos::internal::privilege::drop_for_exec(self.uid, self.gid)
     }
 }
