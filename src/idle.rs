@@ -83,33 +83,59 @@ impl Cpuidle {
     }
 
     /// The idle states of `cpu` in index order; empty without a cpuidle driver (or for an offline
-    /// CPU whose states are not listed). States whose files cannot be read are left out.
+    /// CPU whose states are not listed). States whose files cannot be read are left out:
+    /// [`Cpuidle::cpu_states_checked`] says so.
     pub fn cpu_states(&self, cpu: u32) -> Vec<IdleState> {
-        self.state_dirs(cpu)
-            .into_iter()
-            .filter_map(|path| {
-                Some(IdleState {
-                    name: read(&path, "name")?,
-                    exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
-                    disabled: read(&path, "disable").is_some_and(|d| d.trim() != "0"),
-                })
+        self.cpu_states_checked(cpu).0
+    }
+
+    /// [`Cpuidle::cpu_states`], and, when a state's files could not be read (it is left out), why:
+    /// the first such file and its error.
+    pub fn cpu_states_checked(&self, cpu: u32) -> (Vec<IdleState>, Option<String>) {
+        self.each_state(cpu, |path| {
+            Ok(IdleState {
+                name: read_checked(path, "name")?,
+                exit_latency_us: number(path, "latency")?,
+                disabled: read_checked(path, "disable")?.trim() != "0",
             })
-            .collect()
+        })
     }
 
     /// The counters of `cpu`'s idle states, in index order (empty without a cpuidle driver).
+    /// States whose files cannot be read are left out: [`Cpuidle::cpu_counters_checked`] says so.
     pub fn cpu_counters(&self, cpu: u32) -> Vec<StateCounters> {
-        self.state_dirs(cpu)
-            .into_iter()
-            .filter_map(|path| {
-                Some(StateCounters {
-                    name: read(&path, "name")?,
-                    exit_latency_us: read(&path, "latency")?.trim().parse().ok()?,
-                    time_us: read(&path, "time")?.trim().parse().ok()?,
-                    entries: read(&path, "usage")?.trim().parse().ok()?,
-                })
+        self.cpu_counters_checked(cpu).0
+    }
+
+    /// [`Cpuidle::cpu_counters`], and, when a state's files could not be read (it is left out),
+    /// why.
+    pub fn cpu_counters_checked(&self, cpu: u32) -> (Vec<StateCounters>, Option<String>) {
+        self.each_state(cpu, |path| {
+            Ok(StateCounters {
+                name: read_checked(path, "name")?,
+                exit_latency_us: number(path, "latency")?,
+                time_us: number(path, "time")?,
+                entries: number(path, "usage")?,
             })
-            .collect()
+        })
+    }
+
+    /// `read` of each of `cpu`'s state directories: what could be read, and the first failure.
+    fn each_state<T>(
+        &self,
+        cpu: u32,
+        read: impl Fn(&Path) -> Result<T, String>,
+    ) -> (Vec<T>, Option<String>) {
+        let (mut states, mut failed) = (Vec::new(), None);
+        for path in self.state_dirs(cpu) {
+            match read(&path) {
+                Ok(state) => states.push(state),
+                Err(why) => {
+                    failed.get_or_insert(why);
+                }
+            }
+        }
+        (states, failed)
     }
 
     /// The cpuidle driver in use (`haltpoll`, `intel_idle`, `acpi_idle`), `None` without cpuidle.
@@ -179,9 +205,33 @@ pub fn cpu_counters(cpu: u32) -> Vec<StateCounters> {
 
 /// A state's file, without its newline.
 fn read(state: &Path, file: &str) -> Option<String> {
-    crate::internal::file::read_small(state.join(file))
-        .ok()
+    read_checked(state, file).ok()
+}
+
+/// A state's file, without its newline, or `PATH: why` it cannot be read.
+fn read_checked(state: &Path, file: &str) -> Result<String, String> {
+    let path = state.join(file);
+    crate::internal::file::read_small(&path)
         .map(|text| text.trim_end_matches('\n').to_owned())
+        .map_err(|e| {
+            format!(
+                "{}: {}",
+                path.display(),
+                crate::internal::oserror::os_message(&e)
+            )
+        })
+}
+
+/// A state's file that holds a number, or `PATH: why` it cannot be read as one.
+fn number<T: std::str::FromStr>(state: &Path, file: &str) -> Result<T, String> {
+    let text = read_checked(state, file)?;
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{}: '{}' is not a number",
+            state.join(file).display(),
+            text.trim()
+        )
+    })
 }
 
 /// The cpuidle driver in use, from the kernel ([`Cpuidle::driver`]).

@@ -476,3 +476,38 @@ fn a_holder_known_only_to_an_nss_module_is_shown_by_name() {
     holder.signal(Signal::SIGKILL);
     holder.wait();
 }
+
+/// A user who may not read root's registry is told so (permission denied), not that it must be a
+/// directory.
+#[test]
+fn an_unreadable_registry_is_permission_denied_for_a_user() {
+    let _kernel = kernel!();
+    require_program!("setpriv", "util-linux");
+    let cpu = last_cpu();
+    let mut holder = Reaped::spawn(&mut lllqos_std(["--cpu", &cpu.to_string(), "-l", "17"]));
+    wait_for_cpu(cpu, "17");
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(crate::common::bin())
+            .args(args)
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: Value = serde_json::from_str(&as_nobody(&["status", "--json"])).unwrap();
+    assert_eq!(
+        json["registry"]["error"], "cannot open /run/lllqos: Permission denied",
+        "{json}"
+    );
+    let text = as_nobody(&["status"]);
+    assert!(
+        text.contains("unreadable (cannot open /run/lllqos: Permission denied)"),
+        "{text}"
+    );
+    assert!(!text.contains("symlink"), "{text}");
+    holder.signal(Signal::SIGTERM);
+    holder.wait();
+}

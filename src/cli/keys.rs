@@ -121,6 +121,10 @@ pub const STATUS_JSON_KEYS: &[(&str, &str)] = &[
         "not disabled, and its exit latency within effective_limit_us",
     ),
     (
+        "cpus[].idle_states_error",
+        "only when a state's files cannot be read: why (that state is left out of idle_states)",
+    ),
+    (
         "registry",
         "lllqos's per-CPU registry; null when nothing is registered",
     ),

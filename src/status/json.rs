@@ -122,6 +122,10 @@ pub struct Cpu {
     /// The limit this CPU obeys: the smaller of the global limit and its own; `None` = none.
     pub effective_limit_us: Option<u32>,
     pub idle_states: Vec<CpuState>,
+    /// Why a state's files could not be read (it is left out of `idle_states`); absent when all
+    /// were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_states_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -242,6 +246,7 @@ impl Cpu {
             idle_states: (cpu.idle_states.iter())
                 .map(|state| CpuState::new(state, limit))
                 .collect(),
+            idle_states_error: cpu.idle_states_error.clone(),
         }
     }
 }

@@ -66,8 +66,10 @@ pub struct Cpu {
     pub online: bool,
     /// Its resume latency (`pm_qos_resume_latency_us`), or why it cannot be read.
     pub resume_latency: Result<ResumeLatency, String>,
-    /// Its idle states in index order (none without a cpuidle driver).
+    /// Its idle states in index order (none without a cpuidle driver), those that could be read.
     pub idle_states: Vec<IdleState>,
+    /// Why a state's files could not be read (it is left out of `idle_states`).
+    pub idle_states_error: Option<String>,
 }
 
 impl Cpu {
@@ -128,11 +130,15 @@ impl Machine {
         let cpuidle = Cpuidle::configured();
         let listed = CpuList::listed();
         let cpus = (listed.as_ref().map_or(&[][..], |l| l.cpus()).iter())
-            .map(|&cpu| Cpu {
-                cpu,
-                online: crate::cpulist::is_online(cpu),
-                resume_latency: ResumeLatency::of_cpu(cpu).map_err(|e| os_message(&e)),
-                idle_states: cpuidle.cpu_states(cpu),
+            .map(|&cpu| {
+                let (idle_states, idle_states_error) = cpuidle.cpu_states_checked(cpu);
+                Cpu {
+                    cpu,
+                    online: crate::cpulist::is_online(cpu),
+                    resume_latency: ResumeLatency::of_cpu(cpu).map_err(|e| os_message(&e)),
+                    idle_states,
+                    idle_states_error,
+                }
             })
             .collect();
         let [holders, wakeup_holders] = scan.holders;
@@ -236,6 +242,7 @@ mod tests {
             online: true,
             resume_latency,
             idle_states: Vec::new(),
+            idle_states_error: None,
         };
         let us = |n| Latency::from_micros(n);
         let unconstrained = cpu(Ok(ResumeLatency::Unconstrained));

@@ -378,3 +378,54 @@ fn metrics_output_is_the_users() {
         );
     }
 }
+
+/// Every `LLLQOS_` variable lllqos reads from its own environment steers nothing in a privileged
+/// run: `LLLQOS_SYSFS_CPU` naming a tree only root may read (with a state named after a secret)
+/// is ignored by `status`, `metrics` and `--max-state`, which read the kernel's; the variables it
+/// reads only from other processes (`LLLQOS_CONTAINER`, `LLLQOS_POD`, `LLLQOS_NRI`) and the ones
+/// it sets for its command change nothing either.
+#[test]
+fn no_lllqos_variable_steers_a_privileged_run() {
+    let (kernel, setup) = setup!();
+    let secret = crate::common::idle::IdleTree::lay_out(|_| {
+        vec![crate::common::idle::State::new("SECRET-STATE-77", 7)]
+    });
+    std::fs::set_permissions(secret.path(), PermissionsExt::from_mode(0o700)).unwrap();
+    let variables = [
+        ("LLLQOS_SYSFS_CPU", secret.path().to_str().unwrap()),
+        ("LLLQOS_CONTAINER", "SECRET-CONTAINER"),
+        ("LLLQOS_POD", "SECRET/POD"),
+        ("LLLQOS_NRI", "/root/SECRET.sock"),
+        ("LLLQOS_FD", "0"),
+        ("LLLQOS_LATENCY_US", "1"),
+        ("LLLQOS_CPUS", "0"),
+    ];
+    for copy in setup.copies() {
+        for args in [&["status"][..], &["status", "--json"], &["metrics"]] {
+            let out = setup.as_user(&copy, args).envs(variables).output().unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!said.contains("SECRET"), "{copy:?} {args:?}: {said}");
+        }
+        // --max-state names the kernel's states, not the tree's: a name only the tree has is
+        // refused (125), nothing placed.
+        let out = setup
+            .as_user(
+                &copy,
+                &["--strict", "--max-state", "SECRET-STATE-77", "true"],
+            )
+            .envs(variables)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{copy:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("(7 us)"),
+            "{copy:?}: the tree was read: {stderr}"
+        );
+        assert_eq!(read_node(), kernel.baseline);
+    }
+}

@@ -58,8 +58,14 @@ pub(super) fn open_dir(create: bool) -> Result<Option<OwnedFd>> {
         Ok(dir) => dir,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => {
-            let what =
-                format!("cannot open {REGISTRY_DIR} (it must be a directory, not a symlink)");
+            // Not a directory (a symlink, a file): said so; anything else (not permitted, for a
+            // user who reads the registry of root's) as it is.
+            let what = match e.raw_os_error() {
+                Some(libc::ELOOP | libc::ENOTDIR) | None => {
+                    format!("cannot open {REGISTRY_DIR} (it must be a directory, not a symlink)")
+                }
+                Some(_) => format!("cannot open {REGISTRY_DIR}"),
+            };
             return Err(CpuError::io(
                 Place::Registry,
                 what,
@@ -252,7 +258,7 @@ impl Locked {
                 fstatat(AT_FDCWD, REGISTRY_DIR, AtFlags::AT_SYMLINK_NOFOLLOW),
             ) && same(
                 stat(&*lock, LOCK_FILE)?,
-                fstatat(&dir, LOCK_FILE, AtFlags::AT_SYMLINK_NOFOLLOW),
+                elevated(|| fstatat(&dir, LOCK_FILE, AtFlags::AT_SYMLINK_NOFOLLOW)),
             ) {
                 return Ok(Some(Locked { dir, _lock: lock }));
             }
@@ -399,5 +405,58 @@ impl Locked {
             .flatten()
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internal::privilege::{self, tests::as_setuid_program};
+
+    /// A caller's callback runs with the caller's credentials, not with the privilege the registry's
+    /// files are opened with: `on_wait`, called while the lock is busy, sees the lowered ids and no
+    /// effective capability, in a process started as a setuid program is.
+    #[test]
+    fn a_callback_runs_without_the_privilege() {
+        if !nix::unistd::geteuid().is_root() {
+            let _ = as_setuid_program("percpu::registry::store::tests::child_waits_for_the_lock");
+            return;
+        }
+        if Path::new(REGISTRY_DIR).exists() {
+            eprintln!("SKIPPED: a_callback_runs_without_the_privilege: {REGISTRY_DIR} is in use");
+            return;
+        }
+        std::fs::create_dir(REGISTRY_DIR).unwrap();
+        std::fs::set_permissions(
+            REGISTRY_DIR,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let busy = File::create(format!("{REGISTRY_DIR}/{LOCK_FILE}")).unwrap();
+        let busy = Flock::lock(busy, FlockArg::LockExclusive).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(busy);
+        });
+        let status = as_setuid_program("percpu::registry::store::tests::child_waits_for_the_lock");
+        release.join().unwrap();
+        let _ = std::fs::remove_dir_all(REGISTRY_DIR);
+        let status = status.unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+
+    #[test]
+    #[ignore = "run by a_callback_runs_without_the_privilege, as a setuid program"]
+    fn child_waits_for_the_lock() {
+        assert!(privilege::is_privileged());
+        privilege::lower().unwrap();
+        let mut seen = Vec::new();
+        let locked = Locked::lock(false, &mut |_| {
+            seen.push(nix::unistd::geteuid().as_raw());
+        });
+        assert!(locked.is_ok(), "{:?}", locked.err());
+        // Called once, after a second of waiting, as the user the program runs for.
+        assert_eq!(seen, [65534]);
+        assert_eq!(nix::unistd::geteuid().as_raw(), 65534);
     }
 }

@@ -8,14 +8,10 @@
 //! kernel does not tell (the request of a holder that is not lllqos, among several) is `NaN`.
 //! docs/metrics.md lists every family.
 //!
-//! `--output FILE` writes the whole text to a temporary file in FILE's directory (a name the
-//! textfile collector ignores: it reads `*.prom`), flushes it to disk, and renames it over FILE:
-//! a reader sees the old file or the new one, never half of one.
+//! `--output FILE` replaces FILE atomically, safely in a directory others can write ([`output`]).
 
 mod exposition;
-
-use std::io::Write as _;
-use std::path::Path;
+mod output;
 
 use anyhow::{Result, anyhow};
 use lllqos::Latency;
@@ -34,8 +30,12 @@ pub fn metrics(args: &MetricsArgs) -> Result<ExitStatus> {
     match &args.output {
         None => Ok(emit(&text)),
         Some(path) => {
-            write_atomically(path, &text)
-                .map_err(|e| anyhow!("--output {}: {}", path.display(), os_message(&e)))?;
+            output::write_atomically(path, &text).map_err(|e| match e {
+                output::OutputError::Refused(why) => anyhow!("--output {}: {why}", path.display()),
+                output::OutputError::Io(e) => {
+                    anyhow!("--output {}: {}", path.display(), os_message(&e))
+                }
+            })?;
             Ok(ExitStatus::Exited(0))
         }
     }
@@ -49,19 +49,21 @@ fn seconds(limit: Option<Latency>) -> f64 {
 /// The metrics of `machine` as exposition text.
 fn render(machine: &Machine) -> String {
     let mut out = Exposition::default();
-    let mut errors: Vec<(&'static str, bool)> = Vec::new();
-    errors.push(("cpu_latency", global(&mut out, machine)));
-    errors.push(("holders", holders(&mut out, machine)));
-    errors.push(("resume_latency", per_cpu(&mut out, machine)));
-    idle_states(&mut out, machine);
-    errors.push(("registry", registry(&mut out, machine)));
+    // In this order: each writes its families, then says whether its source could be read.
+    let mut errors: Vec<(&'static str, bool)> = vec![
+        ("cpu_latency", global(&mut out, machine)),
+        ("holders", holders(&mut out, machine)),
+        ("resume_latency", per_cpu(&mut out, machine)),
+        ("idle_states", idle_states(&mut out, machine)),
+        ("registry", registry(&mut out, machine)),
+    ];
     if let Some(wakeup) = &machine.wakeup {
         errors.push(("wakeup_latency", wakeup_latency(&mut out, wakeup)));
     }
     out.family(
         "lllqos_scrape_error",
         Kind::Gauge,
-        "1 when this source could not be read (its metrics are left out), 0 when it was.",
+        "1 when this source could not be read (what depends on it is left out), 0 when it was.",
         (errors.into_iter())
             .map(|(source, failed)| {
                 Sample::new(vec![("source", source.into())], f64::from(u8::from(failed)))
@@ -69,6 +71,14 @@ fn render(machine: &Machine) -> String {
             .collect(),
     );
     out.text().to_owned()
+}
+
+/// The limit CPU `cpu` obeys, when every limit it depends on was read: the global one and its
+/// own (`Some(None)`: none constrains it); `None` when one of them could not be read.
+fn effective_limit(machine: &Machine, cpu: &machine::Cpu) -> Option<Option<Latency>> {
+    let global = machine.cpu_latency.as_ref().ok()?;
+    cpu.resume_latency.as_ref().ok()?;
+    Some(cpu.effective_limit(*global))
 }
 
 /// The CPU latency limit in force, and whether anything constrains a CPU. True on an error.
@@ -109,7 +119,8 @@ fn holder_labels(holder: &machine::Holder) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Each holder of the global request. True when some could not be seen (not root).
+/// Each holder of the global request, and how many there are by user, container and pod. True
+/// when some could not be seen (not root).
 fn holders(out: &mut Exposition, machine: &Machine) -> bool {
     if !machine.holders_complete {
         return true;
@@ -122,17 +133,33 @@ fn holders(out: &mut Exposition, machine: &Machine) -> bool {
             .map(|h| Sample::new(holder_labels(h), h.asked.map_or(f64::NAN, |a| seconds(Some(a)))))
             .collect(),
     );
+    let mut counts: std::collections::BTreeMap<(String, String, String), usize> =
+        std::collections::BTreeMap::new();
+    for h in &machine.holders {
+        let key = (
+            h.user.clone(),
+            h.container.clone().unwrap_or_default(),
+            h.pod.clone().unwrap_or_default(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    out.family(
+        "lllqos_cpu_latency_holders",
+        Kind::Gauge,
+        "Holders of the global CPU latency request by user, container and pod: the aggregate without one series per process.",
+        (counts.into_iter())
+            .map(|((user, container, pod), n)| {
+                let labels = vec![("user", user), ("container", container), ("pod", pod)];
+                Sample::new(labels, n as f64)
+            })
+            .collect(),
+    );
     false
 }
 
-/// Each CPU's own constraint and the limit it obeys. True on an error.
+/// Each CPU's own constraint and the limit it obeys, for the CPUs whose values were read. True
+/// when one could not be.
 fn per_cpu(out: &mut Exposition, machine: &Machine) -> bool {
-    let own: Option<Vec<(u32, ResumeLatency)>> = (machine.cpus.iter())
-        .map(|cpu| Some((cpu.cpu, cpu.resume_latency.clone().ok()?)))
-        .collect();
-    let Some(own) = own else {
-        return true;
-    };
     let limit = |value: ResumeLatency| match value {
         ResumeLatency::Limit(limit) => Some(limit),
         ResumeLatency::Unconstrained => None,
@@ -141,35 +168,45 @@ fn per_cpu(out: &mut Exposition, machine: &Machine) -> bool {
         "lllqos_cpu_resume_latency_seconds",
         Kind::Gauge,
         "Each CPU's own resume latency constraint (pm_qos_resume_latency_us); +Inf when none.",
-        (own.iter())
-            .map(|&(cpu, value)| Sample::new(vec![("cpu", cpu.to_string())], seconds(limit(value))))
+        (machine.cpus.iter())
+            .filter_map(|cpu| {
+                let value = cpu.resume_latency.clone().ok()?;
+                Some(Sample::new(
+                    vec![("cpu", cpu.cpu.to_string())],
+                    seconds(limit(value)),
+                ))
+            })
             .collect(),
     );
-    if let Ok(global) = machine.cpu_latency {
-        out.family(
-            "lllqos_cpu_effective_latency_limit_seconds",
-            Kind::Gauge,
-            "The limit each CPU obeys: the smaller of the global limit and its own; +Inf when none.",
-            (machine.cpus.iter())
-                .map(|cpu| {
-                    let limit = cpu.effective_limit(global);
-                    Sample::new(vec![("cpu", cpu.cpu.to_string())], seconds(limit))
-                })
-                .collect(),
-        );
-    }
-    false
+    out.family(
+        "lllqos_cpu_effective_latency_limit_seconds",
+        Kind::Gauge,
+        "The limit each CPU obeys: the smaller of the global limit and its own; +Inf when none. Absent for a CPU where either could not be read.",
+        (machine.cpus.iter())
+            .filter_map(|cpu| {
+                let limit = effective_limit(machine, cpu)?;
+                Some(Sample::new(
+                    vec![("cpu", cpu.cpu.to_string())],
+                    seconds(limit),
+                ))
+            })
+            .collect(),
+    );
+    machine.cpus.iter().any(|cpu| cpu.resume_latency.is_err())
 }
 
 /// Per CPU and idle state: time and entries (the kernel's counters), exit latency, and whether the
-/// limits in force allow it.
-fn idle_states(out: &mut Exposition, machine: &Machine) {
+/// limits in force allow it (only where every limit was read, and the state's own files). True
+/// when a state's files could not be read (that state is left out).
+fn idle_states(out: &mut Exposition, machine: &Machine) -> bool {
     let tree = lllqos::idle::Cpuidle::configured();
-    let global = machine.global_limit();
+    let mut failed = false;
     let (mut time, mut entries, mut latency, mut allowed) = (vec![], vec![], vec![], vec![]);
     for cpu in &machine.cpus {
-        let limit = cpu.effective_limit(global);
-        for counters in tree.cpu_counters(cpu.cpu) {
+        let limit = effective_limit(machine, cpu);
+        let (counters, error) = tree.cpu_counters_checked(cpu.cpu);
+        failed |= error.is_some() || cpu.idle_states_error.is_some();
+        for counters in counters {
             let labels = vec![
                 ("cpu", cpu.cpu.to_string()),
                 ("state", counters.name.clone()),
@@ -178,7 +215,8 @@ fn idle_states(out: &mut Exposition, machine: &Machine) {
             entries.push(Sample::new(labels.clone(), counters.entries as f64));
             let exit = f64::from(counters.exit_latency_us) / 1e6;
             latency.push(Sample::new(labels.clone(), exit));
-            if let Some(state) = cpu.idle_states.iter().find(|s| s.name == counters.name) {
+            let state = cpu.idle_states.iter().find(|s| s.name == counters.name);
+            if let (Some(state), Some(limit)) = (state, limit) {
                 let yes = machine::allowed(state, limit);
                 allowed.push(Sample::new(labels, f64::from(u8::from(yes))));
             }
@@ -205,9 +243,10 @@ fn idle_states(out: &mut Exposition, machine: &Machine) {
     out.family(
         "lllqos_cpu_idle_state_allowed",
         Kind::Gauge,
-        "1 when the CPU may enter the idle state under the limits in force (not disabled, exit latency within the CPU's limit), 0 when not.",
+        "1 when the CPU may enter the idle state under the limits in force (not disabled, exit latency within the CPU's limit), 0 when not. Absent where a limit or the state could not be read.",
         allowed,
     );
+    failed
 }
 
 /// lllqos's per-CPU holders, live and stale. True on an error.
@@ -236,6 +275,31 @@ fn registry(out: &mut Exposition, machine: &Machine) -> bool {
         Kind::Gauge,
         "Each per-CPU request lllqos's registry records, per CPU; stale=\"true\" for a holder that was killed without releasing (lllqos recover restores its CPUs).",
         requests,
+    );
+    let mut counts: std::collections::BTreeMap<(String, String, bool), usize> =
+        std::collections::BTreeMap::new();
+    for h in holders {
+        let key = (
+            h.container.clone().unwrap_or_default(),
+            h.pod.clone().unwrap_or_default(),
+            !h.holder.live,
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    out.family(
+        "lllqos_percpu_holders",
+        Kind::Gauge,
+        "Holders of per-CPU requests lllqos's registry records, by container, pod and staleness: the aggregate without one series per process.",
+        (counts.into_iter())
+            .map(|((container, pod, stale), n)| {
+                let labels = vec![
+                    ("container", container),
+                    ("pod", pod),
+                    ("stale", stale.to_string()),
+                ];
+                Sample::new(labels, n as f64)
+            })
+            .collect(),
     );
     let stale = holders.iter().filter(|h| !h.holder.live).count();
     out.family(
@@ -269,36 +333,6 @@ fn wakeup_latency(out: &mut Exposition, wakeup: &machine::Wakeup) -> bool {
     false
 }
 
-/// Replaces `path` with `text` atomically: a temporary file in the same directory (named so that a
-/// textfile collector skips it), written, flushed to disk, then renamed over `path`. Opened with
-/// the real user's rights, as every path a user names.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("names no file"))?;
-    let template = dir.join(format!(".{}.XXXXXX", name.to_string_lossy()));
-    let (fd, temporary) = nix::unistd::mkstemp(&template)?;
-    let mut file = std::fs::File::from(fd);
-    let written = (|| {
-        // mkstemp makes it 0600: a metrics file is for others to read.
-        std::fs::set_permissions(
-            &temporary,
-            std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        )?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +362,7 @@ mod tests {
                     exit_latency_us: 0,
                     disabled: false,
                 }],
+                idle_states_error: None,
             }],
             registry: Ok(None),
             wakeup: None,
@@ -375,6 +410,66 @@ mod tests {
             assert!(text.contains(&format!("lllqos_scrape_error{{source=\"{source}\"}} 1\n")));
         }
         assert!(text.contains("lllqos_scrape_error{source=\"resume_latency\"} 0\n"));
+    }
+
+    #[test]
+    fn a_limit_that_cannot_be_read_leaves_out_what_depends_on_it() {
+        // The global limit unread: no CPU's effective limit, no state's allowed.
+        let mut global = machine();
+        global.cpu_latency = Err("Permission denied".into());
+        let text = render(&global);
+        assert!(
+            !text.contains("lllqos_cpu_effective_latency_limit_seconds{"),
+            "{text}"
+        );
+        assert!(!text.contains("lllqos_cpu_idle_state_allowed{"), "{text}");
+        assert!(text.contains("lllqos_scrape_error{source=\"cpu_latency\"} 1\n"));
+        // A CPU's own value unread: its effective limit and states' allowed go, its own value too.
+        let mut own = machine();
+        own.cpus[0].resume_latency = Err("Permission denied".into());
+        let text = render(&own);
+        assert!(
+            !text.contains("lllqos_cpu_resume_latency_seconds{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("lllqos_cpu_effective_latency_limit_seconds{"),
+            "{text}"
+        );
+        assert!(!text.contains("lllqos_cpu_idle_state_allowed{"), "{text}");
+        assert!(text.contains("lllqos_scrape_error{source=\"resume_latency\"} 1\n"));
+        assert!(text.contains("lllqos_scrape_error{source=\"cpu_latency\"} 0\n"));
+        // A state that cannot be read: said.
+        let mut state = machine();
+        state.cpus[0].idle_states_error = Some("state1/latency: Permission denied".into());
+        let text = render(&state);
+        assert!(
+            text.contains("lllqos_scrape_error{source=\"idle_states\"} 1\n"),
+            "{text}"
+        );
+        assert!(render(&machine()).contains("lllqos_scrape_error{source=\"idle_states\"} 0\n"));
+    }
+
+    #[test]
+    fn holders_are_counted_by_user_container_and_pod_too() {
+        let mut two = machine();
+        let mut other = two.holders[0].clone();
+        other.pid = 8;
+        other.container = Some("c1".into());
+        two.holders.push(other.clone());
+        other.pid = 9;
+        two.holders.push(other);
+        let text = render(&two);
+        assert!(
+            text.contains("lllqos_cpu_latency_holders{user=\"root\",container=\"\",pod=\"\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "lllqos_cpu_latency_holders{user=\"root\",container=\"c1\",pod=\"\"} 2\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

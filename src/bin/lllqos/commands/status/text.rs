@@ -136,6 +136,9 @@ fn describe_idle_states(cpu: &Cpu, global: Option<Latency>) -> String {
     if !refused.is_empty() {
         let _ = write!(text, "; not allowed: {}", refused.join(", "));
     }
+    if let Some(error) = &cpu.idle_states_error {
+        let _ = write!(text, "; a state cannot be read ({error})");
+    }
     text
 }
 
@@ -249,6 +252,7 @@ mod tests {
             online,
             resume_latency: Ok(ResumeLatency::Unconstrained),
             idle_states,
+            idle_states_error: None,
         }
     }
 
