@@ -69,7 +69,7 @@ pub fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
     if let Held::Interrupted = held {
         return interrupted(&signals, mode);
     }
-    // The witness of group-wide signals lives until the request is released (see `supervise`).
+    // The witness of group-wide signals, once the command has run (see `supervise`).
     let mut witness = None;
     let status = match mode {
         Mode::Hold => {
@@ -84,8 +84,11 @@ pub fn wrap(args: &HoldArgs) -> Result<ExitStatus> {
             status
         }),
     };
-    let released = held.release(args);
+    // The witness goes first (killed and reaped: microseconds): a clone that had not yet run its
+    // first instructions would still hold a copy of the request's descriptor, and the request
+    // would outlive the command until it ran.
     drop(witness);
+    let released = held.release(args);
     match status {
         // A release that failed leaves a CPU changed: the caller must know. The command's own
         // failure, when it failed, is what a caller would see without lllqos, and is kept.

@@ -72,8 +72,8 @@ use crate::exit::ExitStatus;
 use crate::signals::{Signals, ends_a_process};
 
 /// Relays signals to `child` until it has exited, and returns its status with the witness of
-/// group-wide signals, if one was made (drop it once the request is released: it is dead by then,
-/// and its reaping costs nothing). Returns the moment the child is reaped, so the caller can
+/// group-wide signals, if one was made (drop it before the request is released: it may hold a
+/// copy of the request's descriptor until its first instructions have run). Returns the moment the child is reaped, so the caller can
 /// release the request at once; with `descendants`, the moment the last process lllqos is the
 /// subreaper of has been reaped (see the module documentation).
 pub fn supervise(

@@ -56,6 +56,8 @@ pub struct Spec {
     pub request: Vec<String>,
     /// The runtime an `nri` holder serves (`LLLQOS_NRI`).
     pub runtime: Option<String>,
+    /// What asked for the request, as given (`lllqos.io/latency=0`), for messages.
+    pub given: String,
 }
 
 impl Spec {
@@ -76,6 +78,7 @@ impl Spec {
             pod: container.pod_name(),
             request,
             runtime: runtime.map(str::to_owned),
+            given: placement.wanted.given.clone(),
         }
     }
 
@@ -157,7 +160,7 @@ impl Spec {
                 // SAFETY: kill on our own child, not yet reaped.
                 unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
                 let _ = child.wait();
-                Err(anyhow!("container {id}: {}: {why}", self.request.join(" ")))
+                Err(anyhow!("container {id}: {}: {why}", self.given))
             }
         }
     }
@@ -399,6 +402,7 @@ mod tests {
             pod: Some("default/rt".into()),
             request: vec!["--latency".into(), "7".into(), "--cpu".into(), "1".into()],
             runtime: Some("/run/nri.sock".into()),
+            given: "lllqos.io/latency=7 lllqos.io/cpus=1".into(),
         };
         let argv = spec.argv(42);
         assert_eq!(
