@@ -2,16 +2,15 @@
 //! before it is reported, a release that fails names every CPU it leaves changed and its value
 //! before, and `lllqos recover` restores what a killed holder left.
 //!
-//! The failures are made for real: a 4 KiB tmpfs mounted on /run/lllqos (full after one registry
-//! file), a FIFO where the lock belongs, a directory anyone may write, a read-only bind mount.
+//! The failures are made for real: an 8 KiB tmpfs mounted on /run/lllqos (full after the lock's
+//! doorbell and one registry file), a FIFO where the lock belongs, a directory anyone may write, a read-only bind mount.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 use crate::common::{
-    REGISTRY, REGISTRY_DIR, Reaped, describe, last_cpu, lllqos, lllqos_std, read_cpu, wait_for_cpu,
-    write_cpu,
+    REGISTRY_DIR, Reaped, describe, last_cpu, lllqos, lllqos_std, read_cpu, wait_for_cpu, write_cpu,
 };
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
@@ -23,7 +22,8 @@ struct Mounted {
 }
 
 impl Mounted {
-    /// A tmpfs of 4 KiB (one page: the registry's first file fills it), mode 0700.
+    /// A tmpfs of 8 KiB (two pages: the lock file's doorbell and the registry's first file fill
+    /// it), mode 0700.
     fn full_tmpfs() -> Mounted {
         let made_dir = !Path::new(REGISTRY_DIR).exists();
         std::fs::create_dir_all(REGISTRY_DIR).unwrap();
@@ -31,7 +31,7 @@ impl Mounted {
             "-t",
             "tmpfs",
             "-o",
-            "size=4k,mode=700",
+            "size=8k,mode=700",
             "tmpfs",
             REGISTRY_DIR,
         ]);
@@ -60,17 +60,6 @@ impl Drop for Mounted {
 fn mount(args: &[&str]) {
     let status = Command::new("mount").args(args).status().expect("mount");
     assert!(status.success(), "mount {args:?}");
-}
-
-/// The names in /run/lllqos (none when it does not exist).
-fn registry_files() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(REGISTRY_DIR)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
 }
 
 /// A holder `lllqos --cpu CPU -l US` that has placed its value (its stderr piped).
@@ -102,7 +91,7 @@ fn an_acquire_whose_last_store_fails_undoes_its_writes_and_leaves_no_file() {
     .stderr(predicate::str::contains("No space left on device"))
     .stderr(predicate::str::contains("stays").not());
     assert_eq!(read_cpu(cpu), "33");
-    assert_eq!(registry_files(), Vec::<String>::new());
+    assert_eq!(crate::common::registry_left(), Vec::<String>::new());
     // Best effort: the command runs without the request, and sees the CPU as it was.
     let script = format!(
         "echo \"${{LLLQOS_LATENCY_US-unset}} $(cat {})\"",
@@ -125,7 +114,7 @@ fn an_acquire_whose_last_store_fails_undoes_its_writes_and_leaves_no_file() {
         "running without a latency request",
     ));
     assert_eq!(read_cpu(cpu), "33");
-    assert_eq!(registry_files(), Vec::<String>::new());
+    assert_eq!(crate::common::registry_left(), Vec::<String>::new());
     lllqos(["status"])
         .assert()
         .success()
@@ -191,7 +180,11 @@ fn a_release_that_cannot_use_the_registry_names_what_stays_changed() {
                 "cpu{cpu}: resume latency set back to 33 us, from 10 us"
             )));
         assert_eq!(read_cpu(cpu), "33", "{what}");
-        assert!(!Path::new(REGISTRY_DIR).exists(), "{what}");
+        assert_eq!(
+            crate::common::registry_left(),
+            Vec::<String>::new(),
+            "{what}"
+        );
     }
 }
 
@@ -291,14 +284,13 @@ fn recover_restores_what_a_killed_holder_left_and_says_so() {
             "cpu{cpu}: resume latency set back to 33 us, from 10 us"
         )));
     assert_eq!(read_cpu(cpu), "33");
-    assert!(!Path::new(REGISTRY).exists());
-    assert!(!Path::new(REGISTRY_DIR).exists());
+    assert_eq!(crate::common::registry_left(), Vec::<String>::new());
     // Nothing left to do: said so, status 0, and nothing created.
     lllqos(["recover"])
         .assert()
         .success()
         .stdout("lllqos recover: nothing to recover\n");
-    assert!(!Path::new(REGISTRY_DIR).exists());
+    assert_eq!(crate::common::registry_left(), Vec::<String>::new());
 }
 
 #[test]
@@ -321,7 +313,7 @@ fn recover_leaves_a_live_holders_request_in_force() {
     live.signal(Signal::SIGTERM);
     assert!(live.wait().success());
     assert_eq!(read_cpu(cpu), before);
-    assert!(!Path::new(REGISTRY_DIR).exists());
+    assert_eq!(crate::common::registry_left(), Vec::<String>::new());
 }
 
 #[test]

@@ -75,7 +75,7 @@ fn status_prints_exactly_the_documented_keys() {
     let mut live = Reaped::spawn(&mut lllqos_std(["--cpu", &cpu.to_string(), "-l", "63"]));
     crate::common::wait_until("the live holder to register", || {
         std::fs::read_to_string(crate::common::REGISTRY)
-            .is_ok_and(|r| r.contains(&format!("\"pid\": {},", live.pid())))
+            .is_ok_and(|r| r.contains(&format!("\"pid\":{},", live.pid())))
     });
     let mut printed = BTreeSet::new();
     paths(

@@ -200,7 +200,7 @@ fn a_bad_annotation_stops_the_container_from_starting_and_names_the_value() {
         assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{named}");
         assert!(stderr.contains(named), "{named}: {stderr}");
         assert_eq!(read_node(), kernel.baseline);
-        assert!(!Path::new(crate::common::REGISTRY_DIR).exists());
+        assert!(crate::common::registry_left().is_empty());
     }
 }
 
@@ -225,8 +225,8 @@ fn per_cpu_on_the_containers_cpuset_is_placed_and_restored() {
     let output = container.finish();
     assert!(output.status.success(), "{output:?}");
     wait_until("the CPU to be restored", || read_cpu(cpu) == before);
-    wait_until("the registry to be removed", || {
-        !Path::new(crate::common::REGISTRY_DIR).exists()
+    wait_until("the registry to be emptied", || {
+        crate::common::registry_left().is_empty()
     });
 }
 
@@ -300,7 +300,7 @@ fn a_fifo_for_config_json_is_refused_at_once() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(read_node(), kernel.baseline);
-    assert!(!Path::new(crate::common::REGISTRY_DIR).exists());
+    assert!(crate::common::registry_left().is_empty());
 }
 
 /// A standard input that never ends: the state is read as soon as it is whole; without one, the

@@ -30,6 +30,14 @@ SYSFS_CPU = Path("/sys/devices/system/cpu")
 REGISTRY_DIR = Path("/run/lllqos")
 
 
+def registry_left() -> list:
+    """What the registry holds besides its lock (the directory and the lock stay): nothing once
+    every holder has left."""
+    if not REGISTRY_DIR.exists():
+        return []
+    return sorted(p.name for p in REGISTRY_DIR.iterdir() if p.name != "lock")
+
+
 def required() -> bool:
     """Whether a test that lacks its set-up must fail rather than skip (CI)."""
     return os.environ.get("LLLQOS_TEST_REQUIRE") == "1"

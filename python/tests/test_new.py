@@ -11,7 +11,7 @@ import time
 import pytest
 
 import lllqos
-from conftest import REGISTRY_DIR, read_cpu, read_node, run_python
+from conftest import read_cpu, read_node, registry_left, run_python
 
 
 def described(us: int) -> str:
@@ -56,7 +56,7 @@ def test_a_per_cpu_lease_is_in_the_registry_the_command_reads(kernel, lllqos_bin
             assert other.wait(10) == 0
         assert read_cpu(cpu) == "23"
     assert read_cpu(cpu) == kernel.cpus[cpu]
-    assert not REGISTRY_DIR.exists()
+    assert registry_left() == []
 
 
 HOLD = """
@@ -134,7 +134,7 @@ def test_bad_cpus_are_value_errors_before_anything_is_touched(kernel):
     with pytest.raises(ValueError, match="give one of them"):
         lllqos.LowLatencyLease(0, dev_path="/dev/cpu_dma_latency", cpus="0")
     assert {c: read_cpu(c) for c in kernel.cpus} == kernel.cpus
-    assert not REGISTRY_DIR.exists()
+    assert registry_left() == []
 
 
 MAX_STATE = """

@@ -124,8 +124,8 @@ pub fn read_bounded(fd: OwnedFd, max: u64) -> io::Result<Vec<u8>> {
         return Err(too_big());
     }
     // sysfs and /proc report 0 or 4096 whatever they hold: start with a page, so that a small file
-    // is one read, not a series of growing ones.
-    let mut bytes = Vec::with_capacity(size.max(4096).min(max.min(65_536) + 1) as usize);
+    // is one read, not a series of growing ones; a regular file's size is its size (at most max).
+    let mut bytes = Vec::with_capacity(size.max(4096).min(max + 1) as usize);
     File::from(fd).take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(too_big());

@@ -135,6 +135,152 @@ pub fn elevated<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// The calling thread out of its real user's reach, in a setuid-root install, until this value
+/// is dropped, which puts everything back (a failure ends the process, as [`Raised`]'s does).
+///
+/// The kernel lets a user signal, trace, renice or move a process whose real or saved uid is
+/// theirs: a setuid-root program's real uid is its user's. lllqos holds the registry's lock for a
+/// few milliseconds per change, and every other lllqos on a CPU waits for it: a user who stopped
+/// their own lllqos there (SIGSTOP, a debugger), or slowed it (SCHED_IDLE, nice 19), would make
+/// every other user's request wait. So, for that span: real and effective uid 0 (the saved uid is
+/// 0 already), and the scheduling of an ordinary process (`SCHED_OTHER`, nice 0) for one that had
+/// a slower one. A signal sent before it is raised is taken before the lock is tried; one sent
+/// after is refused (`EPERM`). The terminal's job-control signals are the kernel's, not the
+/// user's: the `lllqos` command blocks them there.
+///
+/// Nothing for other installs: root is out of users' reach already, and a capability install
+/// cannot change its uid (its user can stop it; the others' wait is bounded instead, see the
+/// registry).
+#[derive(Debug)]
+#[must_use = "the thread is in its user's reach again when this value is dropped"]
+pub struct Shielded {
+    /// What to put back; `None` when nothing was changed.
+    before: Option<Unshielded>,
+}
+
+/// What [`Shielded`] puts back.
+#[derive(Debug, Clone, Copy)]
+struct Unshielded {
+    ruid: Uid,
+    euid: Uid,
+    /// The scheduling it had, when it was a slower one.
+    schedule: Option<Schedule>,
+}
+
+/// Shields the calling thread (see [`Shielded`]).
+pub fn shield() -> Shielded {
+    if !is_privileged() {
+        return Shielded { before: None };
+    }
+    let Ok(ids) = getresuid() else {
+        return Shielded { before: None };
+    };
+    if !ids.saved.is_root() || ids.real.is_root() {
+        return Shielded { before: None };
+    }
+    let guard = Shielded {
+        before: Some(Unshielded {
+            ruid: ids.real,
+            euid: ids.effective,
+            schedule: Schedule::current().filter(|s| s.is_slow()),
+        }),
+    };
+    // SAFETY: setresuid with plain integer ids (-1: the saved uid stays 0). Allowed unprivileged:
+    // each new id is the saved one. Should it fail, the guard puts back what is there.
+    if unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, u32::MAX) } == 0
+        && guard.before.is_some_and(|b| b.schedule.is_some())
+    {
+        let _ = Schedule::ORDINARY.set();
+    }
+    guard
+}
+
+impl Drop for Shielded {
+    fn drop(&mut self) {
+        let Some(before) = self.before.take() else {
+            return;
+        };
+        let schedule = before.schedule.map_or(Ok(()), Schedule::set);
+        // SAFETY: setresuid with plain integer ids, made while the effective uid is 0.
+        let ids = unsafe {
+            libc::syscall(
+                libc::SYS_setresuid,
+                before.ruid.as_raw(),
+                before.euid.as_raw(),
+                u32::MAX,
+            )
+        };
+        let back =
+            getresuid().is_ok_and(|now| (now.real, now.effective) == (before.ruid, before.euid));
+        if schedule.is_err() || ids < 0 || !back {
+            // A user's lllqos must never go on as root.
+            std::process::abort();
+        }
+    }
+}
+
+/// A thread's scheduling policy and nice value.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// As `sched_getscheduler` gives it (with `SCHED_RESET_ON_FORK`, when set).
+    policy: i32,
+    /// The static priority (0 for the policies that are not real-time).
+    priority: i32,
+    nice: i32,
+}
+
+impl Schedule {
+    /// `SCHED_OTHER` at nice 0.
+    const ORDINARY: Schedule = Schedule {
+        policy: libc::SCHED_OTHER,
+        priority: 0,
+        nice: 0,
+    };
+
+    fn current() -> Option<Schedule> {
+        // SAFETY: sched_getscheduler, sched_getparam and getpriority of the calling thread (0),
+        // writing into our local.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            let mut param = libc::sched_param { sched_priority: 0 };
+            if policy < 0 || libc::sched_getparam(0, &mut param) < 0 {
+                return None;
+            }
+            nix::errno::Errno::clear();
+            let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+            if nice == -1 && nix::errno::Errno::last_raw() != 0 {
+                return None;
+            }
+            Some(Schedule {
+                policy,
+                priority: param.sched_priority,
+                nice,
+            })
+        }
+    }
+
+    /// Slower than an ordinary process: idle or batch policy, or a positive nice value.
+    fn is_slow(&self) -> bool {
+        let policy = self.policy & !libc::SCHED_RESET_ON_FORK;
+        policy == libc::SCHED_IDLE || policy == libc::SCHED_BATCH || self.nice > 0
+    }
+
+    fn set(self) -> io::Result<()> {
+        let param = libc::sched_param {
+            sched_priority: self.priority,
+        };
+        // SAFETY: sched_setscheduler and setpriority of the calling thread, with our local.
+        unsafe {
+            if libc::sched_setscheduler(0, self.policy, &param) < 0
+                || libc::setpriority(libc::PRIO_PROCESS, 0, self.nice) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Becomes the real user for good, with no capability, before executing another program: real,
 /// effective and saved uid and gid set to `uid` and `gid`, and the effective, permitted,
 /// inheritable and ambient capability sets emptied; then checked. For a forked child before

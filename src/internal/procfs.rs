@@ -262,25 +262,6 @@ fn dirent_numbers(mut entries: &[u8]) -> Vec<u32> {
     numbers
 }
 
-/// The pid holding a `flock` on the file `(major, minor, inode)`, from `/proc/locks`, which the
-/// kernel translates into the reader's PID namespace (0, or no line, for a holder it cannot see).
-pub fn lock_owner(major: u64, minor: u64, inode: u64) -> Option<i32> {
-    parse_lock_owner(&file::read_small("/proc/locks").ok()?, major, minor, inode)
-}
-
-/// [`lock_owner`] from the text of `/proc/locks`. Lines of waiters (`->`) are skipped. The kernel
-/// prints the device as `%02x:%02x` (major, minor).
-fn parse_lock_owner(locks: &str, major: u64, minor: u64, inode: u64) -> Option<i32> {
-    let wanted = format!("{major:02x}:{minor:02x}:{inode}");
-    locks.lines().find_map(|line| {
-        // `N: FLOCK ADVISORY WRITE PID DEV:INO START END`; a waiter's line has `->` after `N:`.
-        match line.split_whitespace().collect::<Vec<_>>()[..] {
-            [_, "FLOCK", _, _, pid, file, ..] if file == wanted => pid.parse().ok(),
-            _ => None,
-        }
-    })
-}
-
 /// Where a file system of type `fstype` (`tracefs`) is mounted in this process's mount namespace,
 /// if it is (`/proc/self/mountinfo`).
 pub fn mount_point(fstype: &str) -> io::Result<Option<PathBuf>> {
@@ -412,14 +393,6 @@ mod tests {
     }
 
     #[test]
-    fn the_lock_owner_is_found_and_waiters_are_skipped() {
-        let locks = "1: FLOCK  ADVISORY  WRITE 77 00:1a:9 0 EOF\n1: -> FLOCK  ADVISORY  WRITE 78 00:1a:9 0 EOF\n2: POSIX  ADVISORY  WRITE 5 fd:01:9 0 EOF\n";
-        assert_eq!(parse_lock_owner(locks, 0, 0x1a, 9), Some(77));
-        assert_eq!(parse_lock_owner(locks, 0xfd, 1, 9), None);
-        assert_eq!(parse_lock_owner(locks, 0, 0x1a, 10), None);
-    }
-
-    #[test]
     fn finds_tracefs_in_mountinfo() {
         let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
                     35 24 0:12 / /sys/kernel/tracing rw,nosuid,nodev,noexec,relatime shared:15 - tracefs tracefs rw\n";
@@ -443,7 +416,6 @@ mod tests {
         fn parsers_never_panic(text in ".*") {
             let _ = Stat::parse(&text);
             let _ = Status::parse(&text);
-            let _ = parse_lock_owner(&text, 0, 0, 0);
             let _ = join_command_line(text.as_bytes());
             let _ = find_variable(text.as_bytes(), "X");
             let _ = mounted(&text, "tracefs");

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 
 use super::error::Place;
 use super::plan::{self, Change, Values};
-use super::registry::{HolderFile, Locked, Registry};
+use super::registry::{HolderFile, Life, Liveness, Locked, Registry, random};
 use super::sysfs::{self, ResumeLatency, resume_latency_path};
 use super::{CpuError, CpuErrorKind, CpuLimits, Left, Notice, Result};
 use crate::cpulist::CpuList;
+use crate::internal::privilege::elevated;
 use crate::latency::Latency;
 
 /// An acquire that failed before it wrote anything: the registry on disk is `before`; this
@@ -94,12 +95,84 @@ pub(super) fn check_range(limits: &CpuLimits) -> Result<()> {
     ))
 }
 
-/// The first half of every change: recovers what an interrupted change left, drops dead holders,
-/// lets `edit` add or remove this process's records, reads the CPUs concerned, and plans.
+/// How many holders a change asks at random, besides those deciding the CPUs it sets: with no more
+/// holders than this, it asks them all.
+const SAMPLE: usize = 16;
+
+/// Which holders a change asks whether they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Those that decide a CPU this change sets, and [`SAMPLE`] others (see [`dead_holders`]).
+    Deciding,
+    /// Every one (`lllqos recover`).
+    All,
+}
+
+/// The holders (by index) that do not run, of those asked: on each CPU in `affected`, strictest
+/// first, every one until one that runs (its request is the CPU's strictest: the looser ones do
+/// not change the CPU's value, and are asked when they do), and [`SAMPLE`] holders from a random
+/// place (every holder, with [`Check::All`] or few holders). A CPU of a holder found dead is
+/// decided again, so `affected` grows with them.
+///
+/// So a change asks a few holders however many there are (each: an open, a lock query, a
+/// close), and a holder that died where nobody changes anything is still found, after a number
+/// of changes near the number of holders divided by [`SAMPLE`]; `lllqos recover` finds it at once.
+fn dead_holders(
+    registry: &Registry,
+    live: &Liveness,
+    affected: &mut BTreeSet<u32>,
+    check: Check,
+) -> BTreeSet<usize> {
+    let holders = &registry.holders;
+    let count = holders.len();
+    let asked: Vec<usize> = match check {
+        Check::All => (0..count).collect(),
+        Check::Deciding if count <= SAMPLE => (0..count).collect(),
+        Check::Deciding => {
+            let from = (random() % count as u64) as usize;
+            (0..SAMPLE).map(|i| (from + i) % count).collect()
+        }
+    };
+    let mut dead: BTreeSet<usize> = BTreeSet::new();
+    let mut runs: BTreeSet<usize> = BTreeSet::new();
+    for i in asked {
+        if live.of(&holders[i]) == Life::Gone {
+            dead.insert(i);
+            affected.extend(&holders[i].cpus);
+        } else {
+            runs.insert(i);
+        }
+    }
+    let mut decided: BTreeSet<u32> = BTreeSet::new();
+    while let Some(&cpu) = affected.difference(&decided).next() {
+        decided.insert(cpu);
+        let mut on_cpu: Vec<usize> = (0..count)
+            .filter(|i| !dead.contains(i) && holders[*i].cpus.contains(&cpu))
+            .collect();
+        on_cpu.sort_by_key(|&i| holders[i].latency_us);
+        for i in on_cpu {
+            if runs.contains(&i) {
+                break;
+            }
+            if live.of(&holders[i]) != Life::Gone {
+                runs.insert(i);
+                break;
+            }
+            dead.insert(i);
+            affected.extend(&holders[i].cpus);
+        }
+    }
+    dead
+}
+
+/// The first half of every change: recovers what an interrupted change left, drops dead holders
+/// ([`dead_holders`]), lets `edit` add or remove this process's records, reads the CPUs
+/// concerned, and plans.
 pub(super) fn prepare(
     locked: &Locked,
     mut registry: Registry,
     ours: &BTreeSet<u32>,
+    check: Check,
     edit: impl FnOnce(&mut Registry) -> BTreeSet<u32>,
 ) -> Result<Change> {
     let mut others: BTreeSet<u32> = registry.cpus.keys().copied().collect();
@@ -130,19 +203,26 @@ pub(super) fn prepare(
         values.insert(cpu, value);
     }
     let mut affected = plan::recover(&mut registry, &values);
-    let mut notices = Vec::new();
+    affected.extend(ours);
+    let mut notices: Vec<Notice> = (locked.taken().into_iter())
+        .map(|taken| Notice::Replaced { uid: taken.uid })
+        .collect();
+    // The holder files are in the registry's private directory: their checks are the library's
+    // own I/O, raised once for all of them.
+    let live = locked.liveness();
+    let dead = elevated(|| dead_holders(&registry, &live, &mut affected, check));
+    let mut index = 0;
     registry.holders.retain(|holder| {
-        let alive = locked.is_alive(holder);
-        if !alive {
+        let keep = !dead.contains(&index);
+        index += 1;
+        if !keep {
             let stale = Notice::Stale { pid: holder.pid };
             if !notices.contains(&stale) {
                 notices.push(stale);
             }
-            affected.extend(&holder.cpus);
         }
-        alive
+        keep
     });
-    affected.extend(ours);
     affected.extend(edit(&mut registry));
     let mut change = plan::plan(registry, &affected, &values);
     notices.append(&mut change.notices);
@@ -159,6 +239,15 @@ pub(super) fn prepare(
     );
     change.notices = notices;
     Ok(change)
+}
+
+/// The first step of a change: the registry stored with the intent of each write, so that a
+/// change cut short is told from another tool's value. Nothing to store when nothing is written.
+pub(super) fn store_intent(locked: &Locked, change: &Change) -> Result<()> {
+    match &change.staged {
+        Some(staged) => locked.store(staged),
+        None => Ok(()),
+    }
 }
 
 /// The second and third steps of a change: its writes, then the registry that records them done.

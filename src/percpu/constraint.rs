@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nix::fcntl::{AT_FDCWD, AtFlags};
 
-use super::change::{abandon, check_range, no_such_cpu, prepare, undo, write_all, write_and_store};
+use super::change::{
+    Check, abandon, check_range, no_such_cpu, prepare, store_intent, undo, write_all,
+    write_and_store,
+};
 use super::error::Place;
 use super::registry::{CpuEntry, Holder, HolderFile, Locked, REGISTRY_DIR};
 use super::sysfs::{self, resume_latency_path};
@@ -130,6 +133,12 @@ impl CpuConstraint {
 
     fn acquire_now(limits: &CpuLimits, on_wait: &mut dyn FnMut(&str)) -> Result<CpuConstraint> {
         check_range(limits)?;
+        // A CPU that does not exist is refused before the registry is touched (checked again,
+        // under its lock, when the CPU is read).
+        let cpus = limits.cpus().cpus();
+        if let Some(&cpu) = cpus.iter().find(|&&cpu| !resume_latency_path(cpu).exists()) {
+            return Err(no_such_cpu(cpu));
+        }
         let pid = std::process::id() as i32;
         let start_time = crate::internal::procfs::start_time(pid).ok_or_else(|| {
             CpuError::new(
@@ -156,14 +165,18 @@ impl CpuConstraint {
             })
             .collect();
         let ours: BTreeSet<u32> = limits.cpus().cpus().iter().copied().collect();
-        let change = prepare(&locked, before.clone(), &ours, |registry| {
-            registry.holders.extend(me.iter().cloned());
-            BTreeSet::new()
-        })
+        let change = prepare(
+            &locked,
+            before.clone(),
+            &ours,
+            Check::Deciding,
+            |registry| {
+                registry.holders.extend(me.iter().cloned());
+                BTreeSet::new()
+            },
+        )
         .map_err(|e| abandon(&locked, e, &before))?;
-        locked
-            .store(&change.staged)
-            .map_err(|e| abandon(&locked, e, &before))?;
+        store_intent(&locked, &change).map_err(|e| abandon(&locked, e, &before))?;
         if let Err((applied, error)) = write_and_store(&locked, &change) {
             return Err(undo(
                 &locked,
@@ -246,16 +259,22 @@ impl CpuConstraint {
             })
             .collect();
         let ours: BTreeSet<u32> = limits.cpus().cpus().iter().copied().collect();
-        let change = prepare(&locked, before.clone(), &ours, |registry| {
-            for record in &self.me {
-                if let Some(at) = registry.holders.iter().position(|h| h == record) {
-                    registry.holders.remove(at);
+        let change = prepare(
+            &locked,
+            before.clone(),
+            &ours,
+            Check::Deciding,
+            |registry| {
+                for record in &self.me {
+                    if let Some(at) = registry.holders.iter().position(|h| h == record) {
+                        registry.holders.remove(at);
+                    }
                 }
-            }
-            registry.holders.extend(records.iter().cloned());
-            BTreeSet::new()
-        })?;
-        locked.store(&change.staged)?;
+                registry.holders.extend(records.iter().cloned());
+                BTreeSet::new()
+            },
+        )?;
+        store_intent(&locked, &change)?;
         if let Err((applied, error)) = write_and_store(&locked, &change) {
             return Err(undo(&locked, error, &change, applied, &before, None));
         }
@@ -304,7 +323,7 @@ impl CpuConstraint {
         let loaded = locked.load()?;
         let ours: BTreeSet<u32> = self.limits.cpus().cpus().iter().copied().collect();
         let mut lost = false;
-        let change = prepare(&locked, loaded, &ours, |registry| {
+        let change = prepare(&locked, loaded, &ours, Check::Deciding, |registry| {
             // Each of our records once: another constraint of this process may hold an equal one.
             for record in &self.me {
                 match registry.holders.iter().position(|h| h == record) {
@@ -324,7 +343,7 @@ impl CpuConstraint {
         // A failure from here on leaves the registry with this holder's record, and the intent of
         // what was being written: once this process has exited, the next change of the registry
         // finds the record dead and finishes the release.
-        locked.store(&change.staged)?;
+        store_intent(&locked, &change)?;
         write_all(&change).map_err(|(_, error)| error)?;
         locked.store(&change.done)?;
         let mut notices = change.notices;

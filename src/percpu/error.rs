@@ -38,6 +38,11 @@ pub enum CpuErrorKind {
     /// while this process waited for another lllqos to finish with the registry: it gave up,
     /// changing nothing.
     Interrupted,
+    /// Another process held the registry's lock while the registry did not change for ten
+    /// seconds (it was stopped, or starved): this one gave up waiting. An acquire changed
+    /// nothing; a release left its record, which the next change finds dead once this process
+    /// has exited (or `lllqos recover`).
+    Stalled,
     /// Any other failure of the system (a /proc or sysfs file that cannot be read, a full /run).
     Io,
 }

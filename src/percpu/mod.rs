@@ -47,10 +47,16 @@ pub use watchdog::Watchdog;
 
 use crate::cpulist::CpuList;
 use crate::latency::Latency;
-use change::{prepare, write_all};
+use change::{Check, prepare, store_intent, write_all};
 use registry::{Locked, Registry};
 
 type Result<T, E = CpuError> = std::result::Result<T, E>;
+
+/// How long a per-CPU change waits for the registry's lock while the registry does not change,
+/// before it gives up ([`CpuErrorKind::Stalled`]). A change holds the lock for milliseconds: one
+/// that holds it this long without storing anything is stopped (a capability install's user
+/// can stop their own lllqos there) or starved, and no user may make the others wait for ever.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Something lllqos noticed while placing or releasing a constraint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +90,13 @@ pub enum Notice {
     },
     /// The registry had lost this holder's record; its CPUs were restored from memory.
     Lost,
+    /// `/run/lllqos` belonged to another user (made by a capability install of an older
+    /// lllqos): root replaced it by its own, and the records in it are gone. The CPUs they
+    /// constrained keep their values.
+    Replaced {
+        /// The user who owned it.
+        uid: u32,
+    },
 }
 
 impl Notice {
@@ -129,6 +142,11 @@ impl fmt::Display for Notice {
             Notice::Lost => write!(
                 f,
                 "the registry had lost this holder's record; restored from memory"
+            ),
+            Notice::Replaced { uid } => write!(
+                f,
+                "{} belonged to uid {uid}, not root: replaced by root's, its records dropped (the CPUs they constrained keep their values)",
+                registry::REGISTRY_DIR
             ),
         }
     }
@@ -245,16 +263,21 @@ pub struct RegisteredCpu {
 
 /// The registry's records ([`Registered`]); `None` when there is no registry (nothing is held).
 pub fn registered() -> Result<Option<Registered>> {
-    let Some(registry) = Registry::read()? else {
+    let Some((dir, registry)) = Registry::read()? else {
         return Ok(None);
     };
+    let live = registry::Liveness::new(&dir);
     let holders = (registry.holders.iter())
         .filter_map(|h| {
+            let life = live.of(h);
             Some(RegisteredHolder {
-                pid: h.pid_here().unwrap_or(h.pid),
+                pid: match life {
+                    registry::Life::Runs(Some(pid)) => pid,
+                    _ => h.pid,
+                },
                 cpus: CpuList::new(h.cpus.iter().copied())?,
                 latency: Latency::from_micros(h.latency_us)?,
-                live: h.is_alive(),
+                live: life != registry::Life::Gone,
             })
         })
         .collect();
@@ -296,13 +319,19 @@ pub fn recover_with(on_wait: &mut dyn FnMut(&str)) -> Result<Vec<Notice>> {
     for holder in &loaded.holders {
         every.extend(&holder.cpus);
     }
-    let change = prepare(&locked, loaded.clone(), &BTreeSet::new(), |_| every)?;
+    let change = prepare(
+        &locked,
+        loaded.clone(),
+        &BTreeSet::new(),
+        Check::All,
+        |_| every,
+    )?;
     if change.writes.is_empty() && change.done == loaded {
-        // Nothing to change: only the files nobody needs (an empty directory's lock) go.
-        let _ = locked.tidy(&loaded);
+        // Nothing to change: only the files nobody needs go.
+        let _ = locked.sweep(&loaded);
         return Ok(change.notices);
     }
-    locked.store(&change.staged)?;
+    store_intent(&locked, &change)?;
     write_all(&change).map_err(|(_, error)| error)?;
     locked.store(&change.done)?;
     Ok(change.notices)

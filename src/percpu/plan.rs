@@ -45,7 +45,9 @@ pub(crate) struct Write {
 /// A planned change: store `staged`, make `writes` in order, store `done`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Change {
-    pub(crate) staged: Registry,
+    /// The registry with the intent of each write; `None` when there is no write (nothing to
+    /// tell apart: the change is stored done at once).
+    pub(crate) staged: Option<Registry>,
     pub(crate) writes: Vec<Write>,
     pub(crate) done: Registry,
     pub(crate) notices: Vec<Notice>,
@@ -83,7 +85,9 @@ fn strictest_request(registry: &Registry, cpu: u32) -> Option<ResumeLatency> {
 /// holders removed, this change's holders added or removed). `values` has the current value of
 /// every CPU of `cpus`; a CPU without one is left out of the change.
 pub(crate) fn plan(registry: Registry, cpus: &BTreeSet<u32>, values: &Values) -> Change {
-    let mut staged = registry.clone();
+    // The registry as staged is the one given, the entries of the CPUs planned replaced by
+    // these (with their intents). A copy of the holders is made only when there are writes.
+    let mut intents: BTreeMap<u32, CpuEntry> = registry.cpus.clone();
     let mut done = registry;
     let mut writes = Vec::new();
     let mut notices = Vec::new();
@@ -122,7 +126,7 @@ pub(crate) fn plan(registry: Registry, cpus: &BTreeSet<u32>, values: &Values) ->
                 to: target,
             });
         }
-        staged.cpus.insert(
+        intents.insert(
             cpu,
             CpuEntry {
                 original,
@@ -143,6 +147,10 @@ pub(crate) fn plan(registry: Registry, cpus: &BTreeSet<u32>, values: &Values) ->
             done.cpus.remove(&cpu);
         }
     }
+    let staged = (!writes.is_empty()).then(|| Registry {
+        cpus: intents,
+        ..done.clone()
+    });
     Change {
         staged,
         writes,
@@ -250,7 +258,10 @@ mod tests {
                 steps += 1;
                 true
             };
-            if !step(self, &|w| w.disk = change.staged.clone()) {
+            // As `change::store_intent`: no intent to store when nothing is written.
+            if let Some(staged) = &change.staged
+                && !step(self, &|w| w.disk = staged.clone())
+            {
                 return false;
             }
             for write in &change.writes {

@@ -1,12 +1,14 @@
 //! Not part of the library's API: what is in force on this machine, and who holds it. The one
-//! model that the `lllqos` command's `status` shows (as text and as [`json`]), `trace` starts its
-//! log from and `metrics` exports, and that the Python package's `lllqos.status()` returns (the
-//! same JSON document). Its stable interface is that document (docs/json.md), not these types.
+//! model that the `lllqos` command's `status` shows (as text and as
+//! [`json`](crate::status::json)), `trace` starts its log from and `metrics` exports, and that the
+//! Python package's `lllqos.status()` returns (the same JSON document). Its stable interface is
+//! that document (docs/json.md), not these types.
 //!
 //! The kernel has no interface that lists the holders of `/dev/cpu_dma_latency`, but a holder is a
 //! process with a file descriptor open on the node, and `/proc/PID/fd` shows those (all of them to
-//! root, a user's own otherwise: [`holders`]). Together with the per-CPU values, the idle states
-//! each CPU may still enter, and lllqos's own registry, that answers "who is holding what?".
+//! root, a user's own otherwise: [`holders`](crate::status::holders)). Together with the per-CPU
+//! values, the idle states each CPU may still enter, and lllqos's own registry, that answers "who
+//! is holding what?".
 //!
 //! Everything is read with the library's readers into the library's types; what cannot be read is
 //! kept as the reason, in place of the value, so that a diagnosis never fails when the situation is

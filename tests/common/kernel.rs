@@ -17,6 +17,8 @@ pub struct Kernel {
     _lock: File,
     cpus: Vec<(PathBuf, String)>,
     registry: Option<Vec<u8>>,
+    /// Whether /run/lllqos was there (lllqos keeps it once made; the package makes it at boot).
+    registry_dir: bool,
     /// What the global node read when the test started (other holders on the machine).
     pub baseline: i32,
 }
@@ -50,6 +52,7 @@ impl Kernel {
             _lock: lock,
             cpus,
             registry: std::fs::read(REGISTRY).ok(),
+            registry_dir: Path::new(REGISTRY_DIR).exists(),
             baseline: read_node(),
         })
     }
@@ -71,16 +74,32 @@ impl Drop for Kernel {
             }
         }
         let registry_now = std::fs::read(REGISTRY).ok();
-        let dir_left = self.registry.is_none() && Path::new(REGISTRY_DIR).exists();
-        if registry_now != self.registry || dir_left {
+        let left = if self.registry.is_none() {
+            registry_left()
+        } else {
+            Vec::new()
+        };
+        if registry_now != self.registry || !left.is_empty() {
             match &self.registry {
                 Some(text) => {
                     let _ = std::fs::write(REGISTRY, text);
                 }
                 None => {
-                    let _ = std::fs::remove_dir_all(REGISTRY_DIR);
+                    for name in &left {
+                        let _ = std::fs::remove_file(Path::new(REGISTRY_DIR).join(name));
+                    }
                 }
             }
+        }
+        // The machine as it was: without the directory if lllqos made it during the test, with it
+        // (root's, private) if a test removed it.
+        if !self.registry_dir {
+            let _ = std::fs::remove_dir_all(REGISTRY_DIR);
+        } else if std::fs::create_dir(REGISTRY_DIR).is_ok() {
+            let _ = std::fs::set_permissions(
+                REGISTRY_DIR,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            );
         }
         if std::thread::panicking() {
             return;
@@ -91,8 +110,19 @@ impl Drop for Kernel {
             assert_eq!(now.trim(), value, "{} was left changed", path.display());
         }
         assert_eq!(registry_now, self.registry, "the registry was left changed");
-        assert!(!dir_left, "{REGISTRY_DIR} was left behind");
+        assert!(left.is_empty(), "left in {REGISTRY_DIR}: {left:?}");
     }
+}
+
+/// What /run/lllqos holds besides its lock file, which stays once made: nothing when nothing is
+/// held (and when the directory does not exist).
+pub fn registry_left() -> Vec<String> {
+    let mut names: Vec<String> = (std::fs::read_dir(REGISTRY_DIR).into_iter().flatten())
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name != "lock")
+        .collect();
+    names.sort();
+    names
 }
 
 /// CPU `cpu`'s resume-latency file.

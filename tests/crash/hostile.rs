@@ -13,14 +13,14 @@ fn another_tools_stricter_value_is_not_loosened_while_holders_remain() {
     // B changes no value: wait until it is in the registry.
     wait_until("the second holder to register", || {
         std::fs::read_to_string(REGISTRY)
-            .is_ok_and(|r| r.contains(&format!("\"pid\": {},", b.pid())))
+            .is_ok_and(|r| r.contains(&format!("\"pid\":{},", b.pid())))
     });
     write_cpu(cpu, "n/a");
     stop(b);
     assert_eq!(read_cpu(cpu), "n/a");
     stop(a);
     assert_eq!(read_cpu(cpu), "n/a");
-    assert!(!std::path::Path::new(REGISTRY_DIR).exists());
+    assert_eq!(crate::common::registry_left(), Vec::<String>::new());
 }
 
 /// A value stricter than the request, found before the first holder, is kept: lllqos grants
@@ -81,6 +81,7 @@ fn registry_files_that_are_not_files_are_refused_at_once() {
         }),
     ];
     for (name, what, create) in make {
+        let _ = std::fs::remove_dir_all(REGISTRY_DIR);
         std::fs::create_dir(REGISTRY_DIR).unwrap();
         std::fs::set_permissions(
             REGISTRY_DIR,
@@ -176,7 +177,7 @@ fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
         std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
         assert_eq!(
             line,
-            format!("lllqos: waiting for {lock} held by pid {stopped}\n")
+            format!("lllqos: waiting for {lock} held by pid {stopped}, stopped\n")
         );
         let sent = Instant::now();
         waiting.signal(Signal::SIGTERM);

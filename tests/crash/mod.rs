@@ -65,7 +65,7 @@ fn finish_round(a: Option<Reaped>, cpu: u32, before: &str, round: &str) {
         format!("{round}; left in {REGISTRY_DIR}: {files:?} {registry}")
     };
     assert_eq!(read_cpu(cpu), before, "{}", left());
-    assert!(!std::path::Path::new(REGISTRY_DIR).exists(), "{}", left());
+    assert!(crate::common::registry_left().is_empty(), "{}", left());
 }
 
 /// Whether strace reports its tracee killed by SIGKILL (it dies of the same signal).

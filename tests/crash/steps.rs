@@ -65,9 +65,9 @@ fn killed_at_each_step_of_releasing_no_original_is_lost() {
     let before = read_cpu(cpu);
     for alone in [false, true] {
         // B's acquire stores twice and writes once; its release stores, writes, stores (or, when
-        // nothing remains held, removes its holder file, the registry, the temporary file, the lock
-        // and the directory instead of its last store: killed before the first removal, and once
-        // the registry is gone).
+        // nothing remains held, removes the registry, its holder file and the temporary file
+        // instead of its last store: killed before the first removal, and once the registry is
+        // gone).
         let steps: &[Step] = if alone {
             &[
                 Step::Store(3),

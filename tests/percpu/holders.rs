@@ -84,7 +84,7 @@ fn a_holder_killed_by_sigkill_is_dropped_by_the_next_lllqos() {
         .success()
         .stderr(predicate::str::contains("exited without releasing"));
     assert_eq!(read_cpu(cpu), before);
-    assert!(!std::path::Path::new(REGISTRY_DIR).exists());
+    assert_eq!(crate::common::registry_left(), Vec::<String>::new());
 }
 
 #[test]

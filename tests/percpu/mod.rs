@@ -14,11 +14,12 @@ use crate::common::{cpus, last_cpu as cpu};
 
 mod holders;
 mod registry;
+mod scale;
 mod values;
 
 /// Creates the registry by hand, as a crash or another tool could have left it.
 fn plant_registry(contents: &str) {
-    std::fs::create_dir(REGISTRY_DIR).unwrap();
+    std::fs::create_dir_all(REGISTRY_DIR).unwrap();
     std::fs::set_permissions(
         REGISTRY_DIR,
         std::os::unix::fs::PermissionsExt::from_mode(0o700),

@@ -8,6 +8,8 @@ fn a_symlinked_registry_directory_is_refused() {
     let cpu = cpu();
     let before = read_cpu(cpu);
     let target = tempfile::tempdir().unwrap();
+    // The directory as it is before lllqos first runs (the guard puts back what was there).
+    let _ = std::fs::remove_dir_all(REGISTRY_DIR);
     std::os::unix::fs::symlink(target.path(), REGISTRY_DIR).unwrap();
     let result = lllqos(["--strict", "--cpu", &cpu.to_string(), "-l", "0", "true"])
         .assert()

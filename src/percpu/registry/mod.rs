@@ -10,40 +10,52 @@
 //!
 //! # Who is alive
 //!
-//! Each holder keeps an exclusive `flock` on its own file, `/run/lllqos/holder.PID.RANDOM`, for as
-//! long as it holds. The kernel drops the lock when the process dies, however it dies, so a holder
-//! is alive exactly when its file is locked. Unlike a pid, this holds across PID namespaces (a
-//! holder in a container sharing /run, or under systemd's `PrivatePIDs=`, has a pid that means
-//! another process, or nothing, to everyone else) and across pid reuse. Records without a holder
-//! file (written by lllqos 0.1 before an upgrade) fall back to pid and start time.
+//! Each holder keeps a lock on its own file, `/run/lllqos/holder.PID.RANDOM.posix`, for as long
+//! as it holds: an `fcntl` (POSIX) write lock, which belongs to the process itself. The kernel
+//! drops it when the process exits, however it exits, and nothing else keeps it: not a copy of
+//! the descriptor in another process (the `lllqos` command's witness of group-wide signals is a
+//! clone that holds copies of its descriptors for a moment; a forked child), which would keep a
+//! `flock` lock, nor the process's PID namespace (a holder in a container sharing /run, or under
+//! systemd's `PrivatePIDs=`, has a pid that means another process, or nothing, to everyone
+//! else), nor pid reuse. `F_GETLK` on the file tells, in one system call, whether its holder
+//! runs and its pid as the asker sees it (0 from another PID namespace): no reading of the
+//! kernel's global lock table (`/proc/locks`, which stalls every file lock on the machine while
+//! it is read), no look at `/proc/PID`.
 //!
-//! One exception: a lock lives as long as any copy of its descriptor, and the `lllqos` command's
-//! witness of group-wide signals is a clone that holds copies of its descriptors for the moment
-//! between its creation and its first instructions, which close them. A holder killed by SIGKILL
-//! in that moment kept its lock until its witness ran: long enough, once in a thousand random
-//! kills, for the last remaining holder to see it alive and leave its value in force. So a locked
-//! file also asks `/proc/locks` who took the lock: a taker that is gone holds nothing (where the
-//! taker cannot be seen, another PID namespace's, the lock alone decides).
+//! A process drops its own fcntl locks on a file when it closes any descriptor of that file, so
+//! lllqos never opens the holder files of its own process (it knows them: [`held_here`]). The
+//! holder also takes a `flock` lock on its file, which is what lllqos 0.1 looks at, so that a
+//! release by an lllqos of before the upgrade still sees the new holders; files without the
+//! `.posix` mark (made by lllqos 0.1) are asked with `flock`. Records without a holder file
+//! (older still) fall back to pid and start time.
+//!
+//! A change does not ask every holder: it asks, strictest first, the holders of each CPU it sets
+//! until one runs (the others are looser: they do not change the CPU's value), and a few others
+//! at random, so that a holder that died on a CPU nobody changes is found after a few changes;
+//! when there are few holders, it asks them all (see `super::change`).
 //!
 //! # Storage
 //!
-//! The directory is created mode 0700 and must be owned by root (or the effective user) and
-//! writable by nobody else; every file is opened relative to it as [`crate::internal::file`] opens files
-//! (never blocking, never following a link, of the expected type, bounded in size). The registry is
-//! replaced by writing a temporary file, `fsync`, and `rename`, so a reader sees the old or the new
-//! registry, never half of one. When nothing is held the directory is removed. A registry that
-//! cannot be trusted is an error that names the file; it is never overwritten, since it holds the
+//! The directory is root's, mode 0700, in every install mode (the package makes it at boot, with
+//! `tmpfiles.d`; root's lllqos makes it when it is missing), and writable by nobody else, so that
+//! no user can plant the values lllqos restores nor keep another user from using it. It stays
+//! when nothing is held, with its lock file. Every file is opened relative to it as
+//! [`crate::internal::file`] opens files (never blocking, never following a link, of the expected
+//! type, bounded in size). The registry is replaced by writing a temporary file and renaming it,
+//! so a reader sees the old or the new registry, never half of one. A registry that cannot be
+//! trusted is an error that names the file; it is never overwritten, since it holds the
 //! originals.
 
+mod doorbell;
 mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::Mutex;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::{FcntlArg, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +63,9 @@ use super::error::CpuError;
 use super::sysfs::ResumeLatency;
 use crate::internal::file::{self, Kind};
 use crate::internal::procfs;
-use store::{lock_owner, open_dir, read_registry};
+use store::{open_dir, read_registry};
+
+pub(crate) use store::random;
 
 pub(crate) use store::{HolderFile, Locked};
 
@@ -67,8 +81,10 @@ const REGISTRY_FILE: &str = "registry.json";
 pub(crate) const REGISTRY_FILE_PATH: &str = concat!(registry_dir!(), "/registry.json");
 const REGISTRY_TEMP: &str = "registry.json.tmp";
 const LOCK_FILE: &str = "lock";
-/// Holder files are named `holder.PID.RANDOM`.
+/// Holder files are named `holder.PID.RANDOM.posix` (`holder.PID.RANDOM` by lllqos 0.1).
 const HOLDER_PREFIX: &str = "holder.";
+/// What ends the name of a holder file whose holder keeps an fcntl lock on it.
+const POSIX_MARK: &str = ".posix";
 /// Larger than any real registry; a bigger file is not ours, and is not read.
 const REGISTRY_MAX_BYTES: u64 = 1 << 20;
 /// The largest CPU number a registry may name (as `--cpu` accepts).
@@ -121,74 +137,115 @@ pub(crate) struct Holder {
     pub(crate) latency_us: u32,
 }
 
-impl Holder {
-    /// Whether the holder is still running: its holder file is locked (or, for a record without
-    /// one, a process with its pid and start time runs).
-    pub(crate) fn is_alive(&self) -> bool {
-        match open_dir(false) {
-            Ok(Some(dir)) => self.alive_in(&dir),
-            // No directory: nobody can hold anything.
-            Ok(None) => false,
-            // Cannot tell: alive, so that nothing is taken from a holder that runs.
-            Err(_) => true,
-        }
+/// The holder files this process holds: never opened by it, since closing a descriptor of one
+/// would drop the process's fcntl lock on it (see "Who is alive").
+static HELD_HERE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Adds or removes `name` from [`HELD_HERE`].
+fn set_held_here(name: &str, held: bool) {
+    let mut names = HELD_HERE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if held {
+        names.insert(name.to_owned());
+    } else {
+        names.remove(name);
+    }
+}
+
+/// Whether this process holds the holder file `name`.
+fn held_here(name: &str) -> bool {
+    (HELD_HERE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
+    .contains(name)
+}
+
+/// The whole file, for `F_SETLK` and `F_GETLK`.
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    // SAFETY: flock is plain data, valid zeroed; the fields set make it "the whole file".
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
+}
+
+/// Takes this process's fcntl write lock on the whole file open (for writing) on `fd`, without
+/// waiting.
+fn lock_for_process(fd: impl AsFd) -> nix::Result<()> {
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETLK(&whole_file(libc::F_WRLCK))).map(drop)
+}
+
+/// The process that holds an fcntl lock on the file open on `fd`: `None` when none does; else its
+/// pid as this process sees it, 0 when it is in a PID namespace this one cannot see into.
+fn process_locking(fd: impl AsFd) -> nix::Result<Option<i32>> {
+    let mut lock = whole_file(libc::F_WRLCK);
+    nix::fcntl::fcntl(fd, FcntlArg::F_GETLK(&mut lock))?;
+    Ok((lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid))
+}
+
+/// What a holder's file says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Life {
+    /// It runs: with its pid as this process sees it, when that can be told.
+    Runs(Option<i32>),
+    /// It does not run (its file is gone, or unlocked).
+    Gone,
+}
+
+/// Whether holders run, asked of their holder files in the registry's directory (see "Who is
+/// alive"). One holder costs an open, a lock query and a close.
+pub(crate) struct Liveness<'a> {
+    dir: &'a OwnedFd,
+}
+
+impl<'a> Liveness<'a> {
+    pub(crate) fn new(dir: &'a OwnedFd) -> Liveness<'a> {
+        Liveness { dir }
     }
 
-    /// The holder's process id as this process sees it: the owner of the lock on its holder file,
-    /// from `/proc/locks`, which the kernel translates into the reader's PID namespace. `None`
-    /// when the holder does not run, runs in a PID namespace this process cannot see into, or has
-    /// no holder file (records of lllqos 0.1).
-    pub(crate) fn pid_here(&self) -> Option<i32> {
-        let dir = open_dir(false).ok()??;
-        let fd = file::open(
-            Some(&dir),
-            Path::new(self.lock.as_deref()?),
-            OFlag::O_RDONLY,
-            Mode::empty(),
-            Kind::Regular,
-        )
-        .ok()?;
-        lock_owner(&fd).filter(|&pid| pid > 0)
-    }
-
-    fn alive_in(&self, dir: &OwnedFd) -> bool {
-        let Some(name) = &self.lock else {
-            return procfs::start_time(self.pid) == Some(self.start_time);
+    /// Whether `holder` runs. A holder this cannot tell of runs: nothing is taken from a holder
+    /// that may run.
+    pub(crate) fn of(&self, holder: &Holder) -> Life {
+        let Some(name) = &holder.lock else {
+            return if procfs::start_time(holder.pid) == Some(holder.start_time) {
+                Life::Runs(Some(holder.pid))
+            } else {
+                Life::Gone
+            };
         };
+        if held_here(name) {
+            return Life::Runs(Some(std::process::id() as i32));
+        }
         let fd = match file::open(
-            Some(dir),
+            Some(self.dir),
             Path::new(name),
             OFlag::O_RDONLY,
             Mode::empty(),
             Kind::Regular,
         ) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return false,
-            Err(_) => return true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Life::Gone,
+            Err(_) => return Life::Runs(None),
         };
+        if name.ends_with(POSIX_MARK) {
+            return match process_locking(&fd) {
+                Ok(None) => Life::Gone,
+                Ok(Some(pid)) => Life::Runs(Some(pid).filter(|&pid| pid > 0)),
+                Err(_) => Life::Runs(None),
+            };
+        }
+        // lllqos 0.1's holder: its flock lock (its pid is the record's, in its own namespace).
         match Flock::lock(File::from(fd), FlockArg::LockSharedNonblock) {
-            Ok(_) => false,
-            Err((file, Errno::EWOULDBLOCK)) => lock_owner_runs(&file),
-            Err(_) => true,
+            Ok(_) => Life::Gone,
+            Err(_) => Life::Runs(None),
         }
     }
-}
 
-/// Whether the process that took the lock on `file` still runs, as far as this process can tell.
-///
-/// A lock outlives its taker while another process holds a copy of its descriptor: the witness of
-/// group-wide signals is a clone of its lllqos, which shares its descriptors from the clone until
-/// its first instructions close them. An lllqos killed in that moment would look alive to the
-/// others until its witness ran (a dead holder's value kept, a holder file left). `/proc/locks`
-/// names the process that took the lock, in this PID namespace (0 when it cannot: another
-/// namespace's, whose pid is gone): a taker that is gone, or a zombie, holds nothing.
-fn lock_owner_runs(file: &File) -> bool {
-    match lock_owner(file) {
-        Some(pid) if pid > 0 => {
-            procfs::stat(pid).is_some_and(|stat| !matches!(stat.state, 'Z' | 'X'))
-        }
-        // Cannot tell: alive, so that nothing is taken from a holder that runs.
-        _ => true,
+    /// The pid of the process that holds the fcntl lock on the file open on `fd`, as this process
+    /// sees it (for a message).
+    pub(crate) fn locker(fd: impl AsFd) -> Option<i32> {
+        process_locking(fd).ok().flatten().filter(|&pid| pid > 0)
     }
 }
 
@@ -262,17 +319,17 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Reads the registry without locking or creating anything (for `lllqos status`). `None` when
-    /// there is none, which means nothing is held.
-    pub(crate) fn read() -> Result<Option<Registry>> {
-        match open_dir(false)? {
-            Some(dir) => read_registry(&dir),
-            None => Ok(None),
-        }
+    /// Reads the registry without locking or creating anything (for `lllqos status`), with its
+    /// directory. `None` when there is none, which means nothing is held.
+    pub(crate) fn read() -> Result<Option<(OwnedFd, Registry)>> {
+        let Some((dir, _)) = open_dir(false, false)? else {
+            return Ok(None);
+        };
+        Ok(read_registry(&dir)?.map(|registry| (dir, registry)))
     }
 
     /// The holder file names the registry refers to.
-    fn lock_names(&self) -> BTreeSet<&str> {
+    pub(crate) fn lock_names(&self) -> HashSet<&str> {
         self.holders
             .iter()
             .filter_map(|h| h.lock.as_deref())
@@ -310,6 +367,7 @@ mod tests {
     #[test]
     fn holder_file_names_are_plain() {
         assert!(valid_lock_name("holder.42.00ff00ff00ff00ff"));
+        assert!(valid_lock_name("holder.42.00ff00ff00ff00ff.posix"));
         for bad in [
             "holder.",
             "holder..",

@@ -2,31 +2,36 @@
 //!
 //! See the parent module for what they hold and why each precaution is taken.
 
+use std::cell::RefCell;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags, Flock, FlockArg, OFlag, renameat};
+use nix::fcntl::{AT_FDCWD, AtFlags, Flock, FlockArg, OFlag, RenameFlags, renameat};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 use nix::unistd::UnlinkatFlags;
 
+use super::doorbell::{Doorbell, RingOnDrop};
 use super::{
-    HOLDER_PREFIX, Holder, LOCK_FILE, REGISTRY_DIR, REGISTRY_FILE, REGISTRY_MAX_BYTES,
+    HOLDER_PREFIX, LOCK_FILE, POSIX_MARK, REGISTRY_DIR, REGISTRY_FILE, REGISTRY_MAX_BYTES,
     REGISTRY_TEMP, Registry, Result,
 };
 use crate::internal::file::{self, Kind};
-use crate::internal::privilege::elevated;
-use crate::internal::procfs;
+use crate::internal::privilege::{self, elevated};
 use crate::internal::sigset::{self, SignalSet};
+use crate::percpu::STALL_LIMIT;
 use crate::percpu::error::{CpuError, CpuErrorKind, Place};
 
 /// How long a holder waits for the registry lock before it says what it waits for.
 const PATIENCE: Duration = Duration::from_secs(1);
 /// The longest pause between two tries of the lock (the shortest is 1 ms, doubling).
 const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// The signals by which a terminal stops a process (its job control): blocked while the registry
+/// is locked, so that a key pressed then stops lllqos after it has let the registry go.
+const JOB_CONTROL: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 
 /// `what: reason`, the reason as C tools print it.
 fn failed(what: impl std::fmt::Display, errno: Errno) -> CpuError {
@@ -39,55 +44,161 @@ fn stat(fd: impl AsFd, what: &str) -> Result<FileStat> {
 }
 
 /// Opens the registry directory (creating it when asked) and checks it is safe to trust; `None`
-/// when it does not exist (nothing is held, or another lllqos has just removed it).
-pub(super) fn open_dir(create: bool) -> Result<Option<OwnedFd>> {
-    if create {
-        match nix::unistd::mkdir(REGISTRY_DIR, Mode::S_IRWXU) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(failed(format!("cannot create {REGISTRY_DIR}"), e)),
+/// when it does not exist (nothing was ever held since boot, and it was not asked for). `take`:
+/// replace another user's (for a change of the registry, never for a reading).
+///
+/// The directory is root's in every install mode, so that no user can plant the values lllqos
+/// restores nor keep another from using it (the package makes it at boot, `tmpfiles.d`):
+///
+/// - made here only by root (or a setuid-root install, raised); a capability install, whose files
+///   would be its user's, refuses instead, naming the fix;
+/// - one that another user owns (left by a capability install of an older lllqos) cannot be
+///   trusted: root moves it aside and removes it, and makes its own (the records in it are lost:
+///   the CPUs they changed keep their values, said in [`Taken`]); anyone else refuses it.
+pub(super) fn open_dir(create: bool, take: bool) -> Result<Option<(OwnedFd, Option<Taken>)>> {
+    let root = nix::unistd::geteuid().is_root();
+    let mut taken = None;
+    loop {
+        let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY;
+        match file::open(
+            None,
+            Path::new(REGISTRY_DIR),
+            flags,
+            Mode::empty(),
+            Kind::Directory,
+        ) {
+            Ok(dir) => {
+                let st = stat(&dir, REGISTRY_DIR)?;
+                if st.st_uid != 0 && root && take {
+                    take_over(st.st_uid)?;
+                    taken = Some(Taken { uid: st.st_uid });
+                    continue;
+                }
+                check_directory(&st)?;
+                return Ok(Some((dir, taken)));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if !create && taken.is_none() {
+                    return Ok(None);
+                }
+                if !root && privilege::is_privileged() {
+                    return Err(CpuError::new(
+                        CpuErrorKind::Registry,
+                        format!(
+                            "{REGISTRY_DIR} does not exist, and a capability install cannot make it root's: make it as root (systemd-tmpfiles --create lllqos.conf with the package's /usr/lib/tmpfiles.d/lllqos.conf, or mkdir -m 0700 {REGISTRY_DIR})"
+                        ),
+                    ));
+                }
+                match nix::unistd::mkdir(REGISTRY_DIR, Mode::S_IRWXU) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(failed(format!("cannot create {REGISTRY_DIR}"), e)),
+                }
+            }
+            Err(e) => {
+                // Not a directory (a symlink, a file): said so; anything else (not permitted, for
+                // a user who reads the registry of root's) as it is.
+                let what = match e.raw_os_error() {
+                    Some(libc::ELOOP | libc::ENOTDIR) | None => format!(
+                        "cannot open {REGISTRY_DIR} (it must be a directory, not a symlink)"
+                    ),
+                    Some(_) => format!("cannot open {REGISTRY_DIR}"),
+                };
+                return Err(CpuError::io(
+                    Place::Registry,
+                    what,
+                    &e,
+                    CpuErrorKind::Registry,
+                ));
+            }
         }
     }
-    let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY;
-    let dir = match file::open(
-        None,
-        Path::new(REGISTRY_DIR),
-        flags,
-        Mode::empty(),
-        Kind::Directory,
-    ) {
-        Ok(dir) => dir,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-        Err(e) => {
-            // Not a directory (a symlink, a file): said so; anything else (not permitted, for a
-            // user who reads the registry of root's) as it is.
-            let what = match e.raw_os_error() {
-                Some(libc::ELOOP | libc::ENOTDIR) | None => {
-                    format!("cannot open {REGISTRY_DIR} (it must be a directory, not a symlink)")
-                }
-                Some(_) => format!("cannot open {REGISTRY_DIR}"),
-            };
-            return Err(CpuError::io(
-                Place::Registry,
-                what,
-                &e,
-                CpuErrorKind::Registry,
-            ));
-        }
-    };
-    check_owner(&stat(&dir, REGISTRY_DIR)?, REGISTRY_DIR)?;
-    Ok(Some(dir))
 }
 
-/// A registry file or directory must belong to root or to this effective user, and be writable by
-/// no one else: otherwise another user could plant the values lllqos restores.
+/// 64 random bits (the standard library's hash keys, drawn from the kernel's randomness), for
+/// names no one can guess.
+pub(crate) fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// Renames the temporary file to the registry file in `dir`, with `renameat2`'s `flags`: the
+/// kernel's call itself whatever the flags (the C library makes a plain rename another call), so
+/// that every store is the same system call.
+fn rename_in(dir: &OwnedFd, flags: RenameFlags) -> nix::Result<()> {
+    use nix::NixPath;
+    let done = REGISTRY_TEMP.with_nix_path(|from| {
+        REGISTRY_FILE.with_nix_path(|to| {
+            // SAFETY: renameat2 with our directory's descriptor, two NUL-terminated names that
+            // live through the call, and flags.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_renameat2,
+                    dir.as_raw_fd(),
+                    from.as_ptr(),
+                    dir.as_raw_fd(),
+                    to.as_ptr(),
+                    flags.bits(),
+                )
+            }
+        })
+    })??;
+    Errno::result(done).map(drop)
+}
+
+/// Another user's registry directory, which root replaced by its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// Its owner.
+    pub(crate) uid: u32,
+}
+
+/// Moves another user's registry directory aside (a name in `/run` only root may write), then
+/// removes it without following a link it holds. The removal is best effort: its owner may still
+/// be writing in it, and what is left of it is theirs, under a name no lllqos uses.
+fn take_over(uid: u32) -> Result<()> {
+    let aside = format!("{REGISTRY_DIR}.of-uid-{uid}.{:016x}", random());
+    renameat(AT_FDCWD, REGISTRY_DIR, AT_FDCWD, aside.as_str()).map_err(|e| {
+        failed(
+            format!("cannot move {REGISTRY_DIR} (owner uid {uid}) aside"),
+            e,
+        )
+    })?;
+    let _ = std::fs::remove_dir_all(&aside);
+    Ok(())
+}
+
+/// The registry directory must be root's and writable by no one else: otherwise another user
+/// could plant the values lllqos restores, or keep others from using it.
+fn check_directory(stat: &FileStat) -> Result<()> {
+    let why = if stat.st_uid != 0 {
+        format!(
+            "it belongs to uid {}, not root (root's next lllqos on a CPU, or lllqos recover, replaces it)",
+            stat.st_uid
+        )
+    } else if stat.st_mode & 0o022 != 0 {
+        format!(
+            "it must be writable by root alone (mode {:o})",
+            stat.st_mode & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(CpuError::new(
+        CpuErrorKind::Registry,
+        format!("refusing to use {REGISTRY_DIR}: {why}"),
+    ))
+}
+
+/// A registry file must be writable by no one but its owner. Its owner is root or a user of a
+/// capability install (whose lllqos made it): in root's private directory no user can reach it.
 fn check_owner(stat: &FileStat, what: &str) -> Result<()> {
-    let euid = nix::unistd::geteuid().as_raw();
-    if (stat.st_uid != 0 && stat.st_uid != euid) || stat.st_mode & 0o022 != 0 {
+    if stat.st_mode & 0o022 != 0 {
         return Err(CpuError::new(
             CpuErrorKind::Registry,
             format!(
-                "refusing to use {what}: it must be owned by root and writable by no one else (owner uid {}, mode {:o})",
-                stat.st_uid,
+                "refusing to use {what}: it must be writable by its owner alone (mode {:o})",
                 stat.st_mode & 0o7777
             ),
         ));
@@ -152,17 +263,86 @@ fn ending_signal_pending() -> Option<&'static str> {
         .map(|&(_, name)| name)
 }
 
-/// The pid holding a `flock` on the file open on `fd`, as `/proc/locks` shows it.
-pub(super) fn lock_owner(fd: impl AsFd) -> Option<i32> {
-    let st = fstat(fd).ok()?;
-    procfs::lock_owner(
-        libc::major(st.st_dev) as u64,
-        libc::minor(st.st_dev) as u64,
-        st.st_ino,
-    )
+/// A wait for the registry's lock: its pauses, what it told, and since when the registry has not
+/// changed.
+struct Wait {
+    started: Instant,
+    pause: Duration,
+    told: bool,
+    /// The registry file as last seen (inode and change time; `None`: absent), and since when.
+    /// Each change replaces it by another file, or removes it: a new value is progress.
+    still: (Option<(u64, i64, i64)>, Instant),
 }
 
-/// A holder's lock on its own holder file, kept for as long as it holds.
+impl Wait {
+    fn new() -> Wait {
+        let now = Instant::now();
+        Wait {
+            started: now,
+            pause: Duration::from_millis(1),
+            told: false,
+            still: (None, now),
+        }
+    }
+
+    /// Between two tries of the lock on `lock`, before the pause: gives up on an ending signal
+    /// (`interruptible`) or a registry that stands still for [`STALL_LIMIT`], and tells `on_wait`
+    /// what it waits for after [`PATIENCE`].
+    fn check(
+        &mut self,
+        dir: &OwnedFd,
+        lock: &File,
+        interruptible: bool,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        if let Some(signal) = ending_signal_pending().filter(|_| interruptible) {
+            return Err(CpuError::new(
+                CpuErrorKind::Interrupted,
+                format!(
+                    "{signal} while waiting for {REGISTRY_DIR}/{LOCK_FILE}: gave up, nothing changed"
+                ),
+            ));
+        }
+        if !self.told && self.started.elapsed() >= PATIENCE {
+            self.told = true;
+            on_wait(&format!("waiting for {}", holder_of(lock)));
+        }
+        let seen = elevated(|| fstatat(dir, REGISTRY_FILE, AtFlags::AT_SYMLINK_NOFOLLOW))
+            .ok()
+            .map(|st| (st.st_ino, st.st_ctime, st.st_ctime_nsec));
+        let now = Instant::now();
+        if seen != self.still.0 {
+            self.still = (seen, now);
+        } else if now.duration_since(self.still.1) >= STALL_LIMIT {
+            return Err(CpuError::new(
+                CpuErrorKind::Stalled,
+                format!(
+                    "gave up waiting for {} after {} s in which the registry did not change",
+                    holder_of(lock),
+                    STALL_LIMIT.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `/run/lllqos/lock held by pid N` (`, stopped` when it is): the lock's fcntl lock tells who.
+fn holder_of(lock: &File) -> String {
+    let path = format!("{REGISTRY_DIR}/{LOCK_FILE}");
+    match super::Liveness::locker(lock) {
+        Some(pid) => {
+            let stopped = crate::internal::procfs::stat(pid)
+                .is_some_and(|stat| matches!(stat.state, 'T' | 't'));
+            let stopped = if stopped { ", stopped" } else { "" };
+            format!("{path} held by pid {pid}{stopped}")
+        }
+        None => format!("{path}, held by another process"),
+    }
+}
+
+/// A holder's locks on its own holder file, kept for as long as it holds: the fcntl lock that
+/// tells it runs, and the flock lock that tells lllqos 0.1 (see the parent module).
 #[derive(Debug)]
 pub(crate) struct HolderFile {
     name: String,
@@ -175,24 +355,72 @@ impl HolderFile {
     }
 }
 
+impl Drop for HolderFile {
+    fn drop(&mut self) {
+        super::set_held_here(&self.name, false);
+    }
+}
+
+/// The terminal's stop signals ([`JOB_CONTROL`]) blocked on the calling thread until this value is
+/// dropped: a stop asked by a key while lllqos waits for or holds the registry's lock takes effect
+/// once it has let it go.
+struct JobControlBlocked {
+    /// The calling thread's blocked signals before (`None`: the mask could not be read or set).
+    before: Option<SignalSet>,
+}
+
+impl JobControlBlocked {
+    fn new() -> JobControlBlocked {
+        let before = SignalSet::blocked().ok().filter(|&before| {
+            let job_control = SignalSet::of(JOB_CONTROL) - before;
+            job_control == SignalSet::default() || job_control.block().is_ok()
+        });
+        JobControlBlocked { before }
+    }
+}
+
+impl Drop for JobControlBlocked {
+    fn drop(&mut self) {
+        if let Some(before) = self.before {
+            let _ = before.set_mask();
+        }
+    }
+}
+
 /// The registry, locked for the duration of one acquire or release.
 pub(crate) struct Locked {
     dir: OwnedFd,
     _lock: Flock<File>,
+    /// Wakes a waiter once the lock is let go (fields drop in order).
+    _ring: RingOnDrop,
+    /// Dropped after the lock (fields drop in order): no stop lands while it is held, neither
+    /// from its user in a setuid install ([`privilege::Shielded`]) nor from the terminal.
+    _shield: privilege::Shielded,
+    _job_control: JobControlBlocked,
+    /// Another user's directory replaced on the way.
+    taken: Option<Taken>,
+    /// The holder files this change knows of: named by the registry as loaded or last stored, or
+    /// made by this change. [`Locked::store`] removes those the new registry no longer names.
+    known: RefCell<Vec<String>>,
+    /// Whether a registry file is there, as this change last saw it (exchanged, not renamed).
+    on_disk: std::cell::Cell<bool>,
 }
 
 impl Locked {
     /// Takes the registry lock, creating the directory when there is none. While another lllqos
-    /// has it, tries again with pauses (1 ms, doubling to 50 ms), calls `on_wait` once with what
-    /// it waits for after a second, and, when `interruptible`, gives up with
+    /// has it, tries again with pauses (1 ms, doubling to 20 ms), calls `on_wait` once with what
+    /// it waits for after a second, and gives up with [`CpuErrorKind::Stalled`] when the
+    /// registry has not changed for [`STALL_LIMIT`]. When `interruptible`, it also gives up with
     /// [`CpuErrorKind::Interrupted`] as soon as an ending signal is pending (placing a constraint
-    /// can be given up; restoring one cannot).
+    /// can be given up at once; a release gives up only when stalled, and leaves its record to
+    /// the next change, which finds it dead once this process has exited).
     pub(crate) fn lock(interruptible: bool, on_wait: &mut dyn FnMut(&str)) -> Result<Locked> {
-        loop {
-            if let Some(locked) = Locked::lock_in(true, interruptible, on_wait)? {
-                return Ok(locked);
-            }
-        }
+        Locked::lock_in(true, interruptible, on_wait)?.ok_or_else(|| {
+            CpuError::new(
+                CpuErrorKind::Io,
+                format!("{REGISTRY_DIR} vanished while it was being made"),
+            )
+        })
     }
 
     /// [`Locked::lock`], but `None` when there is no registry directory: nothing is registered,
@@ -206,48 +434,44 @@ impl Locked {
         interruptible: bool,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<Option<Locked>> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        let mut told = false;
-        // Another lllqos may remove the directory (when nothing is held any more) between our
-        // opening and our locking; then the lock we got is on a file no longer in use. Retry until
-        // the locked file is the one at the path.
+        let job_control = JobControlBlocked::new();
+        let mut wait = Wait::new();
+        let mut taken = None;
+        // An older lllqos removed the directory when nothing was held: the lock got may then be
+        // on a file no longer in use. Opened again until the locked file is the one at the path.
         loop {
-            let Some(dir) = elevated(|| open_dir(create))? else {
-                if create {
-                    continue;
-                }
+            let Some((dir, replaced)) = elevated(|| open_dir(create, true))? else {
                 return Ok(None);
             };
+            taken = taken.or(replaced);
             let flags = OFlag::O_RDWR | OFlag::O_CREAT;
-            let file =
+            let mut file =
                 match elevated(|| open_in(&dir, LOCK_FILE, flags, Mode::S_IRUSR | Mode::S_IWUSR)) {
                     Ok(fd) => File::from(fd),
-                    // The directory was removed after we opened it.
+                    // The directory was removed after it was opened.
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                     Err(e) => return Err(open_error("open", LOCK_FILE, &e)),
                 };
-            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => lock,
-                Err((file, Errno::EWOULDBLOCK)) => {
-                    if let Some(signal) = ending_signal_pending().filter(|_| interruptible) {
-                        return Err(CpuError::new(
-                            CpuErrorKind::Interrupted,
-                            format!(
-                                "{signal} while waiting for {REGISTRY_DIR}/{LOCK_FILE}: gave up, nothing changed"
-                            ),
-                        ));
+            let doorbell = Doorbell::map(&file);
+            let (lock, shield) = loop {
+                let seen = doorbell.as_ref().map(Doorbell::seen);
+                // Out of reach before the lock is tried: a stop sent before lands now, unlocked.
+                let shield = privilege::shield();
+                match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                    Ok(lock) => break (lock, shield),
+                    Err((again, Errno::EWOULDBLOCK)) => {
+                        drop(shield);
+                        file = again;
+                        wait.check(&dir, &file, interruptible, on_wait)?;
+                        match (&doorbell, seen) {
+                            (Some(doorbell), Some(seen)) => doorbell.wait(seen, wait.pause),
+                            _ => std::thread::sleep(wait.pause),
+                        }
+                        wait.pause = (wait.pause * 2).min(MAX_PAUSE);
                     }
-                    if !told && started.elapsed() >= PATIENCE {
-                        told = true;
-                        on_wait(&Locked::waiting_for(&file));
+                    Err((_, e)) => {
+                        return Err(failed(format!("cannot lock {REGISTRY_DIR}/{LOCK_FILE}"), e));
                     }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(MAX_PAUSE);
-                    continue;
-                }
-                Err((_, e)) => {
-                    return Err(failed(format!("cannot lock {REGISTRY_DIR}/{LOCK_FILE}"), e));
                 }
             };
             let same = |a: FileStat, b: nix::Result<FileStat>| {
@@ -255,47 +479,51 @@ impl Locked {
             };
             if same(
                 stat(&dir, REGISTRY_DIR)?,
-                fstatat(AT_FDCWD, REGISTRY_DIR, AtFlags::AT_SYMLINK_NOFOLLOW),
+                elevated(|| fstatat(AT_FDCWD, REGISTRY_DIR, AtFlags::AT_SYMLINK_NOFOLLOW)),
             ) && same(
                 stat(&*lock, LOCK_FILE)?,
                 elevated(|| fstatat(&dir, LOCK_FILE, AtFlags::AT_SYMLINK_NOFOLLOW)),
             ) {
-                return Ok(Some(Locked { dir, _lock: lock }));
+                // Who holds it, for the others' messages (the flock lock is the one that counts).
+                let _ = super::lock_for_process(&*lock);
+                return Ok(Some(Locked {
+                    dir,
+                    _lock: lock,
+                    _ring: RingOnDrop(doorbell),
+                    _shield: shield,
+                    _job_control: job_control,
+                    taken,
+                    known: RefCell::new(Vec::new()),
+                    on_disk: std::cell::Cell::new(true),
+                }));
             }
         }
     }
 
-    /// `waiting for /run/lllqos/lock held by pid N` (the pid from /proc/locks, when it shows).
-    fn waiting_for(lock: &File) -> String {
-        let path = format!("{REGISTRY_DIR}/{LOCK_FILE}");
-        let owner = lock_owner(lock);
-        match owner {
-            Some(pid) => format!("waiting for {path} held by pid {pid}"),
-            None => format!("waiting for {path}, held by another process"),
-        }
+    /// The other user's directory this lock replaced, if it did.
+    pub(crate) fn taken(&self) -> Option<Taken> {
+        self.taken
     }
 
     /// The registry, empty when there is none.
     pub(crate) fn load(&self) -> Result<Registry> {
-        Ok(elevated(|| read_registry(&self.dir))?.unwrap_or_else(Registry::empty))
+        let registry = elevated(|| read_registry(&self.dir))?;
+        self.on_disk.set(registry.is_some());
+        let registry = registry.unwrap_or_else(Registry::empty);
+        (self.known.borrow_mut()).extend(registry.holders.iter().filter_map(|h| h.lock.clone()));
+        Ok(registry)
     }
 
-    /// Whether `holder` still runs.
-    pub(crate) fn is_alive(&self, holder: &Holder) -> bool {
-        elevated(|| holder.alive_in(&self.dir))
+    /// What tells which holders run, for this change.
+    pub(crate) fn liveness(&self) -> super::Liveness<'_> {
+        super::Liveness::new(&self.dir)
     }
 
     /// Creates and locks a new holder file for this process.
     pub(crate) fn new_holder_file(&self) -> Result<HolderFile> {
         let pid = std::process::id();
         loop {
-            let random = {
-                use std::hash::{BuildHasher, Hasher};
-                std::collections::hash_map::RandomState::new()
-                    .build_hasher()
-                    .finish()
-            };
-            let name = format!("{HOLDER_PREFIX}{pid}.{random:016x}");
+            let name = format!("{HOLDER_PREFIX}{pid}.{:016x}{POSIX_MARK}", random());
             let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
             let fd = match elevated(|| {
                 open_in(&self.dir, &name, flags, Mode::S_IRUSR | Mode::S_IWUSR)
@@ -304,35 +532,51 @@ impl Locked {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
                 Err(e) => return Err(open_error("create", &name, &e)),
             };
+            let cannot_lock = |e| failed(format!("cannot lock {REGISTRY_DIR}/{name}"), e);
+            super::lock_for_process(&fd).map_err(cannot_lock)?;
             let lock = Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock)
-                .map_err(|(_, e)| failed(format!("cannot lock {REGISTRY_DIR}/{name}"), e))?;
+                .map_err(|(_, e)| cannot_lock(e))?;
+            super::set_held_here(&name, true);
+            self.known.borrow_mut().push(name.clone());
             return Ok(HolderFile { name, _lock: lock });
         }
     }
 
-    /// Makes `registry` the one on disk, atomically: written, synced and renamed over the old one,
-    /// or, when nothing is held, the old one removed. Either the new registry is on disk and this
-    /// returns `Ok`, or the old one still is, with no temporary file left. Then files nobody needs
-    /// any more are removed ([`Locked::tidy`]); a failure there leaves one for the next change.
+    /// Makes `registry` the one on disk, atomically: written and renamed over the old one, or,
+    /// when nothing is held, the old one removed. Either the new registry is on disk and this
+    /// returns `Ok`, or the old one still is, with no temporary file left. Then the holder files
+    /// it no longer names are removed ([`Locked::tidy`]); a failure there leaves one for a later
+    /// change.
+    ///
+    /// Not synced to the disk: the registry describes the kernel's state, which a crash of the
+    /// machine resets (and `/run` is a tmpfs), and a rename is atomic for every process whether
+    /// synced or not. Compact JSON: a thousand holders are about 100 KiB.
     pub(crate) fn store(&self, registry: &Registry) -> Result<()> {
         if registry.is_empty() {
             self.unlink(REGISTRY_FILE)?;
+            self.on_disk.set(false);
         } else {
             self.replace(registry).inspect_err(|_| {
                 let _ = self.unlink(REGISTRY_TEMP);
             })?;
+            self.on_disk.set(true);
         }
         let _ = self.tidy(registry);
         Ok(())
     }
 
+    /// Writes `registry` into the temporary file and exchanges it with the registry file
+    /// (`RENAME_EXCHANGE`): the old registry becomes the next change's temporary file. So a change
+    /// allocates and frees no inode, and the temporary file is overwritten in place and cut to
+    /// length, never truncated to nothing: ext4 (a `/run` that is not a tmpfs) writes a file
+    /// renamed over another, or truncated to nothing and written again, to the disk at once.
     fn replace(&self, registry: &Registry) -> Result<()> {
-        let text = serde_json::to_vec_pretty(registry).map_err(|e| {
+        let text = serde_json::to_vec(registry).map_err(|e| {
             CpuError::new(CpuErrorKind::Io, format!("cannot encode the registry: {e}"))
         })?;
         let temp = format!("{REGISTRY_DIR}/{REGISTRY_TEMP}");
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC;
-        let mut file = File::from(
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT;
+        let file = File::from(
             elevated(|| {
                 open_in(
                     &self.dir,
@@ -343,8 +587,8 @@ impl Locked {
             })
             .map_err(|e| open_error("create", REGISTRY_TEMP, &e))?,
         );
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
+        (file.write_all_at(&text, 0))
+            .and_then(|()| file.set_len(text.len() as u64))
             .map_err(|e| {
                 CpuError::io(
                     Place::Registry,
@@ -353,35 +597,54 @@ impl Locked {
                     CpuErrorKind::Io,
                 )
             })?;
-        elevated(|| renameat(&self.dir, REGISTRY_TEMP, &self.dir, REGISTRY_FILE))
-            .map_err(|e| failed(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"), e))
+        let exchange = |flags| elevated(|| rename_in(&self.dir, flags));
+        let exchanged = match self.on_disk.get() {
+            true => exchange(RenameFlags::RENAME_EXCHANGE),
+            false => Err(Errno::ENOENT),
+        };
+        match exchanged {
+            // No registry file (yet), or a file system that cannot exchange: renamed over it.
+            Err(Errno::ENOENT | Errno::EINVAL) => exchange(RenameFlags::empty()),
+            done => done,
+        }
+        .map_err(|e| failed(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"), e))
     }
 
-    /// Removes what `registry` (the one on disk) does not need: the holder files no record names,
-    /// and, when nothing is held, everything, the directory included. Writes nothing, so it works
-    /// on a full file system.
+    /// Removes the holder files `registry` (the one on disk) no longer names, of those this
+    /// change knows of: released, dead and pruned, or made by an acquire that failed. When
+    /// nothing is held, sweeps ([`Locked::sweep`]). Writes nothing, so it works on a full file
+    /// system. The directory and its lock stay: they are root's, made once (see [`open_dir`]).
     pub(crate) fn tidy(&self, registry: &Registry) -> Result<()> {
-        // Holder files no record names: released, dead and pruned, or left by a process killed
-        // between creating its file and recording it. Created and recorded under this lock only,
-        // so none of them is about to be used.
-        let names = registry.lock_names();
-        let unused: Vec<String> = self
-            .entries()
-            .into_iter()
-            .filter(|name| name.starts_with(HOLDER_PREFIX) && !names.contains(name.as_str()))
-            .collect();
-        for name in &unused {
-            self.unlink(name)?;
-        }
         if registry.is_empty() {
-            for name in [REGISTRY_FILE, REGISTRY_TEMP, LOCK_FILE] {
-                self.unlink(name)?;
-            }
-            // Fails (harmlessly) if another lllqos has just created its lock file in it.
-            let _ = elevated(|| {
-                nix::unistd::unlinkat(AT_FDCWD, REGISTRY_DIR, UnlinkatFlags::RemoveDir)
-            });
+            return self.sweep(registry);
         }
+        let names = registry.lock_names();
+        let mut known = self.known.borrow_mut();
+        let mut failed = Ok(());
+        known.retain(|name| {
+            if names.contains(name.as_str()) || failed.is_err() {
+                return true;
+            }
+            failed = self.unlink(name);
+            failed.is_err()
+        });
+        failed
+    }
+
+    /// Removes every holder file `registry` does not name (what a process killed between making
+    /// its holder file and recording it left, which no change knows of), and the temporary file.
+    /// Lists the directory: for `lllqos recover`, and when nothing is held (few files).
+    pub(crate) fn sweep(&self, registry: &Registry) -> Result<()> {
+        // Created and recorded under this lock only: none of them is about to be used.
+        let names = registry.lock_names();
+        for name in self.entries() {
+            let unused = name.starts_with(HOLDER_PREFIX) && !names.contains(name.as_str());
+            if unused || name == REGISTRY_TEMP {
+                self.unlink(&name)?;
+            }
+        }
+        self.known
+            .replace(names.into_iter().map(str::to_owned).collect());
         Ok(())
     }
 
@@ -400,11 +663,20 @@ impl Locked {
 
     /// The names in the registry directory.
     fn entries(&self) -> Vec<String> {
-        elevated(|| std::fs::read_dir(REGISTRY_DIR))
-            .into_iter()
-            .flatten()
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .collect()
+        let listed = elevated(|| {
+            let mut dir = nix::dir::Dir::openat(
+                &self.dir,
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            Ok::<_, Errno>(
+                dir.iter()
+                    .filter_map(|entry| Some(entry.ok()?.file_name().to_str().ok()?.to_owned()))
+                    .collect::<Vec<String>>(),
+            )
+        });
+        listed.unwrap_or_default()
     }
 }
 

@@ -37,7 +37,10 @@ pub fn sections() -> Roff {
     );
     para(
         &mut r,
-        "A per-CPU holder that waits for another lllqos to finish with the registry says so after a second (waiting for /run/lllqos/lock held by pid N). SIGHUP, SIGINT, SIGQUIT or SIGTERM end the wait at once, with nothing placed: a hold exits 0 (SIGQUIT: dies of it), and a wrapper dies of the signal without running COMMAND, as COMMAND would have.",
+        &format!(
+            "A per-CPU holder that waits for another lllqos to finish with the registry says so after a second (waiting for /run/lllqos/lock held by pid N), and gives up after {} seconds in which the registry did not change (the holder of the lock is stopped or starved): the request is not placed (a warning, or exit 125 with --strict), and a release leaves its CPUs to the next lllqos on a CPU or lllqos recover. SIGHUP, SIGINT, SIGQUIT or SIGTERM end the wait at once, with nothing placed: a hold exits 0 (SIGQUIT: dies of it), and a wrapper dies of the signal without running COMMAND, as COMMAND would have.",
+            lllqos::percpu::STALL_LIMIT.as_secs()
+        ),
     );
 
     r.control("SH", ["SIGNALS"]);

@@ -211,7 +211,7 @@ impl Held {
     /// Releases; false when a per-CPU value could not be restored (the error is printed).
     fn release(self, args: &HoldArgs) -> bool {
         if let Held::PerCpu(constraint) = self {
-            match constraint.release_with(&mut |waiting| say!("lllqos: {waiting}")) {
+            match constraint.release_with(&mut |waiting| say_waiting(args, waiting)) {
                 Ok(notices) => report(args, &notices),
                 Err(error) => {
                     say!("lllqos: {error:#}");
@@ -254,15 +254,17 @@ fn place_global(args: &HoldArgs, latency: Latency) -> Result<Held> {
     }
 }
 
+/// Says that lllqos waits for the registry's lock (and who holds it), unless `--quiet`.
+fn say_waiting(args: &HoldArgs, waiting: &str) {
+    if !args.quiet {
+        say!("lllqos: {waiting}");
+    }
+}
+
 /// Places per-CPU constraints, with the same strict and best-effort rules.
 fn place_per_cpu(args: &HoldArgs, limits: &CpuLimits) -> Result<Held> {
     let cpus = limits.cpus();
-    let on_wait = &mut |waiting: &str| {
-        if !args.quiet {
-            say!("lllqos: {waiting}");
-        }
-    };
-    match CpuConstraint::acquire_each_with(limits, on_wait) {
+    match CpuConstraint::acquire_each_with(limits, &mut |waiting| say_waiting(args, waiting)) {
         Err(error) if error.kind() == CpuErrorKind::Interrupted => Ok(Held::Interrupted),
         Ok(constraint) => {
             report(args, constraint.notices());
