@@ -1,7 +1,7 @@
 #!/bin/bash
 # What one `lllqos metrics` costs on a busy node: PROCESSES sleeping processes (5000), HOLDERS of
 # them holding the global request (200: lllqos holds, the worst case, whose command lines are read
-# too), then RUNS runs of `lllqos metrics` timed one by one. The target (issue 36) is under 50 ms.
+# too), then RUNS runs of `lllqos metrics`, and of `lllqos status`, timed one by one. The target (issue 36) is under 50 ms.
 # The baseline, in the same run, is the peer that answers the same question, `fuser
 # /dev/cpu_dma_latency` (psmisc), which reads the same descriptors (`find /proc/*/fd -lname` where
 # psmisc is missing); the ratio says how lllqos compares on the same machine at the same moment.
@@ -52,6 +52,7 @@ median() { sed -n "$(((RUNS + 1) / 2))p"; }
 show() { awk '{printf "%.1f", $1 / 1000}'; }
 
 lllqos=$(timings "$LLLQOS" metrics)
+status=$(timings "$LLLQOS" status)
 if command -v fuser > /dev/null; then
     peer="fuser /dev/cpu_dma_latency"
     baseline=$(timings fuser /dev/cpu_dma_latency)
@@ -61,5 +62,6 @@ else
 fi
 m_lllqos=$(echo "$lllqos" | median); m_base=$(echo "$baseline" | median)
 echo "lllqos metrics: median $(echo "$m_lllqos" | show) ms, slowest $(echo "$lllqos" | tail -1 | show) ms (target: under 50 ms)"
+echo "lllqos status: median $(echo "$status" | median | show) ms, slowest $(echo "$status" | tail -1 | show) ms (target: under 50 ms)"
 echo "$peer: median $(echo "$m_base" | show) ms"
 echo "ratio (lllqos metrics / $peer): $(awk -v a="$m_lllqos" -v b="$m_base" 'BEGIN { printf "%.2f", a / b }')"

@@ -242,7 +242,8 @@ impl Schedule {
         // writing into our local.
         unsafe {
             let policy = libc::sched_getscheduler(0);
-            let mut param = libc::sched_param { sched_priority: 0 };
+            // Zeroed: musl's sched_param has more fields than the priority.
+            let mut param: libc::sched_param = std::mem::zeroed();
             if policy < 0 || libc::sched_getparam(0, &mut param) < 0 {
                 return None;
             }
@@ -266,9 +267,10 @@ impl Schedule {
     }
 
     fn set(self) -> io::Result<()> {
-        let param = libc::sched_param {
-            sched_priority: self.priority,
-        };
+        // SAFETY: sched_param is plain integers, for which all zeroes is a value (musl's has more
+        // fields than the priority).
+        let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+        param.sched_priority = self.priority;
         // SAFETY: sched_setscheduler and setpriority of the calling thread, with our local.
         unsafe {
             if libc::sched_setscheduler(0, self.policy, &param) < 0

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{self as machine, Machine};
+use super::Machine;
 use crate::Latency;
 use crate::idle::IdleState;
 use crate::percpu::ResumeLatency;
+use crate::status as machine;
 
 /// Everything `lllqos status` reports.
 #[derive(Debug, Clone, Serialize)]

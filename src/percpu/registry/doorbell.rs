@@ -71,10 +71,7 @@ impl Doorbell {
 
     /// Sleeps for `pause` at most, or until the word is no longer `seen`, or a holder rings.
     pub(super) fn wait(&self, seen: u32, pause: Duration) {
-        let timeout = libc::timespec {
-            tv_sec: pause.as_secs() as libc::time_t,
-            tv_nsec: pause.subsec_nanos() as libc::c_long,
-        };
+        let timeout = nix::sys::time::TimeSpec::from_duration(pause);
         // SAFETY: FUTEX_WAIT (shared: the word is in a file mapping other processes share) on
         // our mapped word, with a relative timeout on the stack. Any result means "try again".
         unsafe {
@@ -83,7 +80,7 @@ impl Doorbell {
                 self.word.as_ptr(),
                 libc::FUTEX_WAIT,
                 seen,
-                &timeout as *const libc::timespec,
+                timeout.as_ref() as *const libc::timespec,
             );
         }
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags, Flock, FlockArg, OFlag, RenameFlags, renameat};
+use nix::fcntl::{AT_FDCWD, AtFlags, Flock, FlockArg, OFlag, renameat};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 use nix::unistd::UnlinkatFlags;
 
@@ -123,10 +123,11 @@ pub(crate) fn random() -> u64 {
         .finish()
 }
 
-/// Renames the temporary file to the registry file in `dir`, with `renameat2`'s `flags`: the
-/// kernel's call itself whatever the flags (the C library makes a plain rename another call), so
-/// that every store is the same system call.
-fn rename_in(dir: &OwnedFd, flags: RenameFlags) -> nix::Result<()> {
+/// Renames the temporary file to the registry file in `dir`, exchanging the two when `exchange`
+/// (`RENAME_EXCHANGE`): the kernel's `renameat2` itself either way (the C library makes a plain
+/// rename another call, and musl has no wrapper), so that every store is the same system call.
+fn rename_in(dir: &OwnedFd, exchange: bool) -> nix::Result<()> {
+    let flags = if exchange { libc::RENAME_EXCHANGE } else { 0 };
     use nix::NixPath;
     let done = REGISTRY_TEMP.with_nix_path(|from| {
         REGISTRY_FILE.with_nix_path(|to| {
@@ -139,7 +140,7 @@ fn rename_in(dir: &OwnedFd, flags: RenameFlags) -> nix::Result<()> {
                     from.as_ptr(),
                     dir.as_raw_fd(),
                     to.as_ptr(),
-                    flags.bits(),
+                    flags,
                 )
             }
         })
@@ -597,14 +598,14 @@ impl Locked {
                     CpuErrorKind::Io,
                 )
             })?;
-        let exchange = |flags| elevated(|| rename_in(&self.dir, flags));
+        let rename = |exchange| elevated(|| rename_in(&self.dir, exchange));
         let exchanged = match self.on_disk.get() {
-            true => exchange(RenameFlags::RENAME_EXCHANGE),
+            true => rename(true),
             false => Err(Errno::ENOENT),
         };
         match exchanged {
             // No registry file (yet), or a file system that cannot exchange: renamed over it.
-            Err(Errno::ENOENT | Errno::EINVAL) => exchange(RenameFlags::empty()),
+            Err(Errno::ENOENT | Errno::EINVAL) => rename(false),
             done => done,
         }
         .map_err(|e| failed(format!("cannot replace {REGISTRY_DIR}/{REGISTRY_FILE}"), e))
