@@ -10,8 +10,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, readlinkat};
-use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag};
 
 use super::file;
 
@@ -200,19 +200,35 @@ impl Descriptors {
         &self.numbers
     }
 
-    /// What descriptor `fd` is open on, as its link names it (`/dev/null`, `pipe:[1234]`).
-    pub fn target(&self, fd: u32) -> Option<PathBuf> {
-        readlinkat(&self.dir, fd.to_string().as_str())
-            .ok()
-            .map(PathBuf::from)
-    }
-
     /// The device number of the character device descriptor `fd` is open on, `None` for anything
-    /// else (the open file itself, whatever its path: a node made with mknod, a bind mount).
+    /// else: the open file itself, whatever its path (a node made with mknod, a bind mount,
+    /// another mount namespace's `/dev`). Cheaper than its link's text (no path is built), and it
+    /// never waits for a file system: `AT_STATX_DONT_SYNC` (a descriptor on an unreachable NFS
+    /// server answers from the cache, as `lsof -b` would have it).
     pub fn char_device(&self, fd: u32) -> Option<u64> {
-        let stat = fstatat(&self.dir, fd.to_string().as_str(), AtFlags::empty()).ok()?;
-        let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
-        (kind == SFlag::S_IFCHR).then_some(stat.st_rdev)
+        let name = format!("{fd}\0");
+        let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+        // SAFETY: statx with our directory's descriptor, a NUL-terminated name that lives through
+        // the call, and a buffer of the kernel's statx size. The raw call: musl before 1.2.5 has
+        // no wrapper.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_statx,
+                self.dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_STATX_DONT_SYNC,
+                libc::STATX_TYPE,
+                stx.as_mut_ptr(),
+            )
+        };
+        if done != 0 {
+            return None;
+        }
+        // SAFETY: the kernel filled it (and it started zeroed).
+        let stx = unsafe { stx.assume_init() };
+        let kind =
+            SFlag::from_bits_truncate(libc::mode_t::from(stx.stx_mode) & SFlag::S_IFMT.bits());
+        (kind == SFlag::S_IFCHR).then(|| libc::makedev(stx.stx_rdev_major, stx.stx_rdev_minor))
     }
 }
 
@@ -355,7 +371,6 @@ mod tests {
         assert!(descriptors.numbers().len() >= 3);
         let again = Proc::open().unwrap().descriptors(me).unwrap();
         assert!(again.numbers().contains(&fd));
-        assert_eq!(again.target(fd), Some(PathBuf::from("/dev/null")));
         let rdev = nix::sys::stat::stat("/dev/null").unwrap().st_rdev;
         assert_eq!(again.char_device(fd), Some(rdev));
     }

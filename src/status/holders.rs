@@ -2,8 +2,8 @@
 //! their command line and their user (through the name service).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::{Asked, CONTAINER_ENV, POD_ENV};
 use crate::Latency;
@@ -36,16 +36,15 @@ pub struct Scan<const N: usize> {
     pub complete: bool,
 }
 
-/// Finds the processes (this one excluded) with any of `nodes` open, by their `/proc/PID/fd`
-/// links: by path first (cheap), then, for a file elsewhere (a node made with mknod, a bind
-/// mount), by device number: the inode behind the descriptor is what counts.
+/// Finds the processes (this one excluded) with any of `nodes` open, by the device number behind
+/// each of their `/proc/PID/fd` links: the open file is what counts, whatever path led to it (a
+/// node made with mknod, a bind mount, another mount namespace's `/dev`), and a path that names
+/// another file elsewhere can never make a holder of a process that is not one.
 ///
 /// A busy node has thousands of processes and descriptors, and this is what `status` and `metrics`
 /// cost: /proc is walked from one open directory, each process's descriptors listed in one
-/// system call, and the device behind each path looked up once (most descriptors of most
-/// processes are the same few files: /dev/null, a terminal). A path a cache says is a PM QoS node
-/// is checked on the descriptor itself, so that a path that names another file in another mount
-/// namespace can never make a holder of a process that is not one.
+/// system call and each looked at with one `statx` (no path text is built, and no file system is
+/// waited for), by workers that start while /proc is still being listed.
 pub fn scan<const N: usize>(nodes: &[&str; N], asked: Asked) -> Scan<N> {
     let users = UserNames::default();
     let mut holders: [Vec<Holder>; N] = std::array::from_fn(|_| Vec::new());
@@ -57,22 +56,45 @@ pub fn scan<const N: usize>(nodes: &[&str; N], asked: Asked) -> Scan<N> {
     };
     let devices: Vec<Option<u64>> = nodes.iter().map(|n| char_device(Path::new(n))).collect();
     let me = std::process::id() as i32;
-    let pids: Vec<i32> = procfs::pids().filter(|&pid| pid != me).collect();
-    // The kernel's work (a directory and a link per descriptor) is most of the cost: spread over
-    // the CPUs there are, a few thousand processes each.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 8)
-        .min(pids.len() / 1000 + 1);
-    let chunk = pids.len().div_ceil(threads).max(1);
-    let found: Vec<Found<N>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (pids.chunks(chunk))
-            .map(|pids| scope.spawn(|| find(&proc, pids, nodes, &devices)))
-            .collect();
-        (workers.into_iter())
-            .map(|worker| worker.join().unwrap_or_else(|_| Found::incomplete()))
-            .collect()
-    });
+    let mut pids = procfs::pids().filter(|&pid| pid != me);
+    let look = |found: &mut Found<N>, pids: &[i32]| find(&proc, pids, &devices, found);
+    let first: Vec<i32> = pids.by_ref().take(BATCH).collect();
+    let found: Vec<Found<N>> = if first.len() < BATCH {
+        let mut found = Found::new();
+        look(&mut found, &first);
+        vec![found]
+    } else {
+        // The kernel's work (a directory and a link per descriptor) is most of the cost: spread
+        // over the CPUs there are, in batches handed out while /proc is still being listed (which
+        // is a tenth of the work, and would otherwise be done before the rest starts).
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 8);
+        let (send, receive) = std::sync::mpsc::channel::<Vec<i32>>();
+        let receive = std::sync::Mutex::new(receive);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut found = Found::new();
+                        // A batch at a time, until the lister is done (or a worker panicked).
+                        while let Some(batch) = receive.lock().ok().and_then(|r| r.recv().ok()) {
+                            look(&mut found, &batch);
+                        }
+                        found
+                    })
+                })
+                .collect();
+            let mut batch = first;
+            while !batch.is_empty() && send.send(batch).is_ok() {
+                batch = pids.by_ref().take(BATCH).collect();
+            }
+            drop(send);
+            (workers.into_iter())
+                .map(|worker| worker.join().unwrap_or_else(|_| Found::incomplete()))
+                .collect()
+        })
+    };
     let complete = found.iter().all(|f| f.complete);
     for (pid, held) in found.into_iter().flat_map(|f| f.held) {
         let holder = describe(pid, &users, asked);
@@ -86,7 +108,10 @@ pub fn scan<const N: usize>(nodes: &[&str; N], asked: Asked) -> Scan<N> {
     Scan { holders, complete }
 }
 
-/// What [`find`] found in its share of the processes.
+/// How many processes a scan's worker takes at a time.
+const BATCH: usize = 256;
+
+/// What [`find`] found in one worker's share of the processes.
 struct Found<const N: usize> {
     /// Each process with a node open, and which of them.
     held: Vec<(i32, [bool; N])>,
@@ -95,26 +120,29 @@ struct Found<const N: usize> {
 }
 
 impl<const N: usize> Found<N> {
-    fn incomplete() -> Found<N> {
+    fn new() -> Found<N> {
         Found {
             held: Vec::new(),
+            complete: true,
+        }
+    }
+
+    fn incomplete() -> Found<N> {
+        Found {
             complete: false,
+            ..Found::new()
         }
     }
 }
 
-/// The processes of `pids` with any of `nodes` (whose device numbers are `devices`) open.
+/// Adds to `found` the processes of `pids` with a descriptor open on any of the character
+/// devices `devices` (the nodes', in order).
 fn find<const N: usize>(
     proc: &procfs::Proc,
     pids: &[i32],
-    nodes: &[&str; N],
     devices: &[Option<u64>],
-) -> Found<N> {
-    let mut found = Found {
-        held: Vec::new(),
-        complete: true,
-    };
-    let mut seen: HashMap<PathBuf, Option<u64>> = HashMap::new();
+    found: &mut Found<N>,
+) {
     for &pid in pids {
         let descriptors = match proc.descriptors(pid) {
             Ok(descriptors) => descriptors,
@@ -126,25 +154,10 @@ fn find<const N: usize>(
         };
         let mut held = [false; N];
         for &fd in descriptors.numbers() {
-            let Some(target) = descriptors.target(fd) else {
+            let Some(device) = descriptors.char_device(fd) else {
                 continue;
             };
-            let node = nodes
-                .iter()
-                .position(|n| target == Path::new(n))
-                .or_else(|| {
-                    if !target.is_absolute() || devices.iter().all(Option::is_none) {
-                        return None;
-                    }
-                    let cached = *seen
-                        .entry(target)
-                        .or_insert_with(|| descriptors.char_device(fd));
-                    let node = devices
-                        .iter()
-                        .position(|d| cached.is_some() && *d == cached)?;
-                    (descriptors.char_device(fd) == cached).then_some(node)
-                });
-            if let Some(i) = node {
+            if let Some(i) = devices.iter().position(|d| *d == Some(device)) {
                 held[i] = true;
             }
         }
@@ -152,7 +165,6 @@ fn find<const N: usize>(
             found.held.push((pid, held));
         }
     }
-    found
 }
 
 /// The device number of the character device at `path` (followed), `None` for anything else.
