@@ -142,7 +142,7 @@ pub fn sections() -> Roff {
     item(
         &mut r,
         "/run/lllqos/registry.json",
-        "The per-CPU registry: per CPU the value to restore and the value lllqos wrote (and, during a change, the value it is about to write, so that a change cut short by SIGKILL is finished or undone by the next lllqos); per holder its pid, CPUs, latency and holder file. Guarded by /run/lllqos/lock; removed when nothing is held. A holder killed by SIGKILL leaves its CPUs constrained until the next lllqos that changes the registry restores them; lllqos recover does it when no other lllqos comes (ExecStopPost= of the units in the package).",
+        "The per-CPU registry: per CPU the value to restore and the value lllqos wrote (and, during a change, the value it is about to write, so that a change cut short by SIGKILL is finished or undone by the next lllqos); per holder its pid, CPUs, latency and holder file. Guarded by /run/lllqos/lock; removed when nothing is held (the directory, root's, stays with its lock file; the package's /usr/lib/tmpfiles.d/lllqos.conf makes it at boot). A holder killed by SIGKILL leaves its CPUs constrained until the next lllqos that changes the registry restores them; lllqos recover does it when no other lllqos comes (ExecStopPost= of the units in the package).",
     );
 
     r.control("SH", ["SECURITY"]);
