@@ -64,7 +64,7 @@ pub fn scan<const N: usize>(nodes: &[&str; N], asked: Asked) -> Scan<N> {
         look(&mut found, &first);
         vec![found]
     } else {
-        // The kernel's work (a directory and a link per descriptor) is most of the cost: spread
+        // The kernel's work (a directory and a statx per descriptor) is most of the cost: spread
         // over the CPUs there are, in batches handed out while /proc is still being listed (which
         // is a tenth of the work, and would otherwise be done before the rest starts).
         let threads = std::thread::available_parallelism()
