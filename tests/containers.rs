@@ -22,9 +22,7 @@ fn a_node_not_passed_in_is_named_as_such() {
     let output = given!(in_mount_namespace(
         "mount -t tmpfs tmpfs /dev && \"$B\" --strict -- true"
     ));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(125), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = crate::common::refused(&output);
     assert!(
         stderr.contains("cannot open /dev/cpu_dma_latency: No such file or directory")
             && stderr.contains("docker run --device /dev/cpu_dma_latency"),

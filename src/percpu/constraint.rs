@@ -10,6 +10,7 @@ use super::change::{
     write_and_store,
 };
 use super::error::Place;
+use super::plan::Change;
 use super::registry::{CpuEntry, Holder, HolderFile, Locked, REGISTRY_DIR};
 use super::sysfs::{self, resume_latency_path};
 use super::{CpuError, CpuErrorKind, CpuLimits, Left, Notice, Result, Watchdog};
@@ -153,17 +154,7 @@ impl CpuConstraint {
         let holder = locked
             .new_holder_file()
             .map_err(|e| abandon(&locked, e, &before))?;
-        let me: Vec<Holder> = limits
-            .groups()
-            .into_iter()
-            .map(|(latency, cpus)| Holder {
-                pid,
-                start_time,
-                lock: Some(holder.name().to_owned()),
-                cpus,
-                latency_us: latency.as_micros(),
-            })
-            .collect();
+        let me = records(limits, pid, start_time, Some(holder.name().to_owned()));
         let ours: BTreeSet<u32> = limits.cpus().cpus().iter().copied().collect();
         let change = prepare(
             &locked,
@@ -187,16 +178,10 @@ impl CpuConstraint {
                 Some(&holder),
             ));
         }
-        let saved = limits
-            .cpus()
-            .cpus()
-            .iter()
-            .filter_map(|c| Some((*c, change.done.cpus.get(c)?.clone())))
-            .collect();
         Ok(CpuConstraint {
             limits: limits.clone(),
             me,
-            saved,
+            saved: saved(limits, &change),
             notices: change.notices,
             released: false,
             _holder: holder,
@@ -247,17 +232,7 @@ impl CpuConstraint {
                 ));
             }
         };
-        let records: Vec<Holder> = limits
-            .groups()
-            .into_iter()
-            .map(|(latency, cpus)| Holder {
-                pid,
-                start_time,
-                lock: lock.clone(),
-                cpus,
-                latency_us: latency.as_micros(),
-            })
-            .collect();
+        let records = records(&limits, pid, start_time, lock);
         let ours: BTreeSet<u32> = limits.cpus().cpus().iter().copied().collect();
         let change = prepare(
             &locked,
@@ -278,9 +253,7 @@ impl CpuConstraint {
         if let Err((applied, error)) = write_and_store(&locked, &change) {
             return Err(undo(&locked, error, &change, applied, &before, None));
         }
-        self.saved = (limits.cpus().cpus().iter())
-            .filter_map(|c| Some((*c, change.done.cpus.get(c)?.clone())))
-            .collect();
+        self.saved = saved(&limits, &change);
         self.me = records;
         self.limits = limits;
         Ok(change.notices)
@@ -352,6 +325,26 @@ impl CpuConstraint {
         }
         Ok(notices)
     }
+}
+
+/// A holder's records for `limits`: one per group of CPUs that share a limit.
+fn records(limits: &CpuLimits, pid: i32, start_time: u64, lock: Option<String>) -> Vec<Holder> {
+    (limits.groups().into_iter())
+        .map(|(latency, cpus)| Holder {
+            pid,
+            start_time,
+            lock: lock.clone(),
+            cpus,
+            latency_us: latency.as_micros(),
+        })
+        .collect()
+}
+
+/// What `change` recorded for each CPU of `limits`: the value to restore, and what was written.
+fn saved(limits: &CpuLimits, change: &Change) -> BTreeMap<u32, CpuEntry> {
+    (limits.cpus().cpus().iter())
+        .filter_map(|c| Some((*c, change.done.cpus.get(c)?.clone())))
+        .collect()
 }
 
 impl Drop for CpuConstraint {

@@ -45,6 +45,14 @@ pub fn is_static(path: &Path) -> bool {
     !String::from_utf8_lossy(&out.stdout).contains("INTERP")
 }
 
+/// The stderr of a run that lllqos refused as every bad input is refused: status 125 and one line.
+pub fn refused(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
 /// Polls `condition` every 10 ms for up to 10 s (for the test's own observations only).
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -1,22 +1,11 @@
 //! The cases: one behaviour each, on a containerd of the test's own.
 
-use super::{Containerd, Pod};
+use super::{Containerd, Pod, holders};
 use crate::common::{cpus, read_cpu, read_node, wait_for_node, wait_until};
 
 /// The holders `lllqos status --json` shows: (container, pod).
-fn holders() -> Vec<(String, String)> {
-    let out = crate::common::lllqos(["status", "--json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (json["holders"].as_array().unwrap().iter())
-        .chain(
-            json["registry"]["holders"]
-                .as_array()
-                .map(|a| a.iter())
-                .into_iter()
-                .flatten(),
-        )
+fn workloads() -> Vec<(String, String)> {
+    (holders().iter())
         .filter_map(|h| {
             Some((
                 h["container"].as_str()?.to_owned(),
@@ -39,12 +28,12 @@ fn nri_holds_a_pods_request_from_creation_until_the_container_stops() {
     let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
     // In force once created: before the container's process exists.
     assert_eq!(read_node(), kernel.expect(23));
-    assert_eq!(holders(), [(id.clone(), "default/rt".to_owned())]);
+    assert_eq!(workloads(), [(id.clone(), "default/rt".to_owned())]);
     containerd.start_container(&id);
     assert_eq!(read_node(), kernel.expect(23));
     containerd.stop(&id);
     wait_for_node(kernel.baseline);
-    assert!(holders().is_empty());
+    assert!(workloads().is_empty());
     containerd.remove(&id);
     assert!(
         plugin
@@ -66,7 +55,7 @@ fn nri_leaves_a_pod_without_annotations_alone() {
     let id = containerd.create(&pod_id, &pod, "app", "").unwrap();
     containerd.start_container(&id);
     assert_eq!(read_node(), kernel.baseline);
-    assert!(holders().is_empty());
+    assert!(workloads().is_empty());
 }
 
 #[test]
@@ -93,7 +82,7 @@ fn nri_places_per_cpu_on_the_containers_cpuset_and_restores_it() {
         .unwrap();
     assert_eq!(read_cpu(cpu), "7");
     assert_eq!(read_cpu(other), other_before);
-    assert_eq!(holders(), [(id.clone(), "default/pinned-pod".to_owned())]);
+    assert_eq!(workloads(), [(id.clone(), "default/pinned-pod".to_owned())]);
     containerd.start_container(&id);
     containerd.start_container(&sidecar);
     containerd.stop(&id);
@@ -120,7 +109,7 @@ fn nri_reads_crio_cpu_c_states_as_crio_does() {
         .unwrap();
     let unpinned = containerd.create(&pod_id, &pod, "unpinned", "").unwrap();
     assert_eq!(read_cpu(cpu), "n/a");
-    assert_eq!(holders().len(), 1);
+    assert_eq!(workloads().len(), 1);
     containerd.remove(&unpinned);
     containerd.remove(&id);
     wait_until("the CPU's value back", || read_cpu(cpu) == before);
@@ -139,7 +128,7 @@ fn nri_refuses_a_container_whose_annotation_is_bad_and_names_it() {
     let error = containerd.create(&pod_id, &pod, "app", "").unwrap_err();
     assert!(error.contains("lllqos.io/latency.app=fast"), "{error}");
     assert_eq!(read_node(), kernel.baseline);
-    assert!(holders().is_empty());
+    assert!(workloads().is_empty());
 }
 
 #[test]
@@ -230,7 +219,7 @@ fn nri_releases_when_the_containers_process_exits_on_its_own() {
     assert_eq!(read_node(), kernel.expect(29));
     // No StopContainer from the kubelet: the process ends, and containerd says so.
     wait_for_node(kernel.baseline);
-    assert!(holders().is_empty());
+    assert!(workloads().is_empty());
 }
 
 #[test]
@@ -254,11 +243,11 @@ fn nri_dies_of_another_ending_signal_and_the_containers_keep_their_requests() {
     );
     // The request is the container's: it holds on, and goes with the container.
     assert_eq!(read_node(), kernel.expect(43));
-    assert_eq!(holders(), [(id.clone(), "default/quit".to_owned())]);
+    assert_eq!(workloads(), [(id.clone(), "default/quit".to_owned())]);
     assert_ne!(holder_pid(&id), 0);
     containerd.stop(&id);
     wait_for_node(kernel.baseline);
-    assert!(holders().is_empty());
+    assert!(workloads().is_empty());
 }
 
 /// The pid of the holder `status --json` names after container `id`.

@@ -7,26 +7,40 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{Containerd, Plugin, Pod};
+use super::{Containerd, Plugin, Pod, holders};
 use crate::common::{Kernel, Sampler, cpus, read_cpu, read_node, wait_until};
 
-/// The holders `lllqos status --json` shows for container `id` (global and per-CPU).
+/// The pids of the holders `lllqos status --json` shows for container `id`.
 fn holders_of(id: &str) -> Vec<i64> {
-    let out = crate::common::lllqos(["status", "--json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (json["holders"].as_array().unwrap().iter())
-        .chain(
-            json["registry"]["holders"]
-                .as_array()
-                .map(|a| a.iter())
-                .into_iter()
-                .flatten(),
-        )
+    (holders().iter())
         .filter(|h| h["container"] == id)
         .filter_map(|h| h["pid"].as_i64())
         .collect()
+}
+
+/// Leaves the plugin (or containerd) down for a while, not waiting for anything: the sampler
+/// must see the node through a time with nobody there to hold the request but the holder.
+fn down_a_while() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// Waits for `plugin`'s `nth` synchronization, which must say `says`.
+fn synchronized(plugin: &Plugin, nth: usize, says: &str) -> String {
+    let synchronized = plugin.wait_synchronized(nth);
+    assert!(synchronized.contains(says), "{synchronized}");
+    synchronized
+}
+
+/// Waits until the node is back to `kernel`'s baseline after container `id` stopped `since`:
+/// within a second, and with no holder left for it.
+fn gone_within_a_second(kernel: &Kernel, id: &str, since: Instant) {
+    wait_until("the request gone", || read_node() == kernel.baseline);
+    assert!(
+        since.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        since.elapsed()
+    );
+    assert!(holders_of(id).is_empty());
 }
 
 /// A running container of a pod named `name` that asks for `us` microseconds, held (its holder
@@ -59,14 +73,7 @@ fn afterwards(kernel: &Kernel, containerd: &Containerd, id: &str, us: u32, sampl
     wait_until("one holder for the container", || holders_of(id).len() == 1);
     assert_eq!(read_node(), limit);
     containerd.stop(id);
-    let stopped = Instant::now();
-    wait_until("the request gone", || read_node() == kernel.baseline);
-    assert!(
-        stopped.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        stopped.elapsed()
-    );
-    assert!(holders_of(id).is_empty());
+    gone_within_a_second(kernel, id, Instant::now());
 }
 
 #[test]
@@ -77,13 +84,9 @@ fn nri_a_request_holds_through_a_plugin_sigterm_and_restart() {
     let id = held(&mut containerd, &plugin, "term", 27);
     let sampler = Sampler::start();
     assert_eq!(plugin.terminate().code(), Some(0));
-    std::thread::sleep(Duration::from_millis(300));
+    down_a_while();
     let again = containerd.plugin();
-    let synchronized = again.wait_synchronized(1);
-    assert!(
-        synchronized.contains("1 held (1 adopted), 0 to place"),
-        "{synchronized}"
-    );
+    synchronized(&again, 1, "1 held (1 adopted), 0 to place");
     afterwards(&kernel, &containerd, &id, 27, &sampler.finish());
 }
 
@@ -95,13 +98,9 @@ fn nri_a_request_holds_through_a_plugin_sigkill_and_restart() {
     let id = held(&mut containerd, &plugin, "kill", 28);
     let sampler = Sampler::start();
     plugin.kill();
-    std::thread::sleep(Duration::from_millis(300));
+    down_a_while();
     let again = containerd.plugin();
-    let synchronized = again.wait_synchronized(1);
-    assert!(
-        synchronized.contains("1 held (1 adopted), 0 to place"),
-        "{synchronized}"
-    );
+    synchronized(&again, 1, "1 held (1 adopted), 0 to place");
     afterwards(&kernel, &containerd, &id, 28, &sampler.finish());
 }
 
@@ -116,13 +115,9 @@ fn through_containerd(signal: Signal, name: &str, us: u32) {
     wait_until("the plugin to wait for containerd", || {
         plugin.said().contains("the runtime closed the connection")
     });
-    std::thread::sleep(Duration::from_millis(300));
+    down_a_while();
     containerd.start_daemon();
-    let synchronized = plugin.wait_synchronized(2);
-    assert!(
-        synchronized.contains("1 held (0 adopted), 0 to place"),
-        "{synchronized}"
-    );
+    synchronized(&plugin, 2, "1 held (0 adopted), 0 to place");
     afterwards(&kernel, &containerd, &id, us, &sampler.finish());
 }
 
@@ -150,13 +145,9 @@ fn nri_a_request_holds_while_the_plugin_restarts_with_containerd_down() {
     wait_until("the plugin to wait", || {
         again.said().contains("waiting for the runtime")
     });
-    std::thread::sleep(Duration::from_millis(300));
+    down_a_while();
     containerd.start_daemon();
-    let synchronized = again.wait_synchronized(1);
-    assert!(
-        synchronized.contains("1 held (1 adopted), 0 to place"),
-        "{synchronized}"
-    );
+    synchronized(&again, 1, "1 held (1 adopted), 0 to place");
     afterwards(&kernel, &containerd, &id, 31, &sampler.finish());
 }
 
@@ -170,17 +161,10 @@ fn nri_a_container_stopped_while_the_plugin_is_down_releases_within_a_second() {
     plugin.kill();
     // Nobody hears the stop but the holder, which watches the container's init.
     containerd.stop(&id);
-    let stopped = Instant::now();
-    wait_until("the request gone", || read_node() == kernel.baseline);
-    assert!(
-        stopped.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        stopped.elapsed()
-    );
-    assert!(holders_of(&id).is_empty());
+    gone_within_a_second(&kernel, &id, Instant::now());
     // The next plugin finds nothing to do.
     let again = containerd.plugin();
-    assert!(again.wait_synchronized(1).contains(" 0 containers ask"));
+    synchronized(&again, 1, " 0 containers ask");
 }
 
 #[test]
@@ -308,19 +292,9 @@ fn nri_a_holder_not_in_force_in_time_refuses_the_creation_and_leaves_nothing() {
     );
     assert_eq!(read_cpu(cpu), before);
     assert_eq!(read_node(), kernel.baseline);
-    wait_until("no holder left", || holders_count() == 0);
+    wait_until("no holder left", || holders().is_empty());
     let _ = std::fs::remove_file(format!("{}/lock", crate::common::REGISTRY_DIR));
     let _ = std::fs::remove_dir(crate::common::REGISTRY_DIR);
-}
-
-/// Every holder `status` lists.
-fn holders_count() -> usize {
-    let out = crate::common::lllqos(["status", "--json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    json["holders"].as_array().map_or(0, Vec::len)
-        + json["registry"]["holders"].as_array().map_or(0, Vec::len)
 }
 
 #[test]
@@ -338,19 +312,17 @@ fn nri_two_hundred_containers_are_adopted_not_placed_twice() {
     assert_eq!(ids.len(), count);
     assert_eq!(read_node(), kernel.expect(33));
     wait_until("every container held, its holder watching it", || {
-        holders_count() == count
+        holders().len() == count
             && plugin.said().matches(": its holder watches pid ").count() == count
     });
     plugin.kill();
     let again: Plugin = containerd.plugin();
-    let synchronized = again.wait_synchronized(1);
-    println!("after the restart: {synchronized}");
-    assert!(
-        synchronized.contains(&format!(
-            "{count} containers ask, {count} held ({count} adopted), 0 to place, 0 stopped"
-        )),
-        "{synchronized}"
+    let synchronized = synchronized(
+        &again,
+        1,
+        &format!("{count} containers ask, {count} held ({count} adopted), 0 to place, 0 stopped"),
     );
+    println!("after the restart: {synchronized}");
     // The runtime's deadline for a whole synchronization is 2 s.
     let ms: u64 = synchronized
         .trim_start_matches("lllqos: nri: synchronized in ")
@@ -360,7 +332,7 @@ fn nri_two_hundred_containers_are_adopted_not_placed_twice() {
         .parse()
         .unwrap();
     assert!(ms < 2000, "{synchronized}");
-    assert_eq!(holders_count(), count);
+    assert_eq!(holders().len(), count);
     for id in &ids {
         containerd.stop(id);
     }

@@ -360,6 +360,16 @@ impl Containerd {
     }
 }
 
+/// Every holder `lllqos status --json` lists, global and per-CPU.
+fn holders() -> Vec<serde_json::Value> {
+    let out = crate::common::lllqos(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    [list(&json["holders"]), list(&json["registry"]["holders"])].concat()
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

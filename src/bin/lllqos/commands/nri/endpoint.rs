@@ -2,19 +2,18 @@
 //! gone (inotify on its directory tells when it is back: no polling), or the connection the
 //! runtime passed when it started the plugin, used once.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollTimeout;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use lllqos::internal::oserror::os_message;
 
-use super::plugin::{Plugin, Which};
+use super::plugin::Plugin;
 use super::{DEFAULT_SOCKET, SOCKET_ENV};
 use crate::exit::ExitStatus;
 use crate::signals::Signals;
@@ -118,27 +117,14 @@ impl Endpoint {
             } else {
                 PollTimeout::from(1000u16)
             };
-            let holders = plugin.holders();
-            let mut fds: Vec<PollFd> = [Some(signals.as_fd()), inotify.as_ref().map(AsFd::as_fd)]
+            let own: Vec<BorrowedFd> = [Some(signals.as_fd()), inotify.as_ref().map(AsFd::as_fd)]
                 .into_iter()
                 .flatten()
-                .chain(holders.iter().map(|(_, _, fd)| *fd))
-                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(Errno::EINTR) => {}
+            let ready = match plugin.wait(&own, timeout) {
+                Ok(ready) => ready,
                 Err(e) => bail!("waiting for the runtime: {}", e.desc()),
-            }
-            let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
-            drop(fds);
-            let skip = 1 + usize::from(inotify.is_some());
-            let ended: Vec<(String, Which)> = (holders.into_iter().zip(&ready[skip..]))
-                .filter(|(_, ready)| **ready)
-                .map(|((id, which, _), _)| (id, which))
-                .collect();
-            for (id, which) in ended {
-                plugin.ended(&id, which);
-            }
+            };
             if ready[0]
                 && let Some(status) = signals.ending()?
             {

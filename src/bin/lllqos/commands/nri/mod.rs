@@ -41,8 +41,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollTimeout;
 use prost::Message as _;
 
 use lllqos::cli::{NriArgs, parse_plugin_index, parse_plugin_name};
@@ -51,7 +50,7 @@ use lllqos::internal::oserror::os_message;
 use crate::exit::ExitStatus;
 use crate::signals::{Mode, Signals};
 use endpoint::{Connected, Endpoint};
-use plugin::{Plugin, Which};
+use plugin::Plugin;
 use wire::{Demux, Message};
 
 /// Where containerd listens for plugins it does not start itself.
@@ -196,31 +195,16 @@ fn serve(
         if plugin.has_pending() {
             plugin.place_pending();
         }
-        let holders = plugin.holders();
-        let mut fds: Vec<PollFd> = [socket.as_fd(), signals.as_fd()]
-            .into_iter()
-            .chain(holders.iter().map(|(_, _, fd)| *fd))
-            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-            .collect();
         // Holders to start: look at the connection and go on at once.
         let timeout = if plugin.has_pending() {
             PollTimeout::ZERO
         } else {
             PollTimeout::NONE
         };
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
+        let ready = match plugin.wait(&[socket.as_fd(), signals.as_fd()], timeout) {
+            Ok(ready) => ready,
             Err(e) => bail!("waiting for the runtime: {}", e.desc()),
-        }
-        let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
-        drop(fds);
-        let ended: Vec<(String, Which)> = (holders.into_iter().zip(&ready[2..]))
-            .filter(|(_, ready)| **ready)
-            .map(|((id, which, _), _)| (id, which))
-            .collect();
-        for (id, which) in ended {
-            plugin.ended(&id, which);
-        }
+        };
         if ready[1]
             && let Some(status) = signals.ending()?
         {

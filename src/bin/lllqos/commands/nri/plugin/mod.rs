@@ -33,12 +33,14 @@ mod tracked;
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use prost::Message;
 
 use super::api::{self, Container, ContainerRequest, PodSandbox, event};
 use super::refusal::Refusal;
 use crate::commands::container::holder::{Notifier, Spec};
-pub use tracked::Which;
+use tracked::Which;
 use tracked::{Holder, Tracked, annotations, describe, process, watch_of};
 
 /// The holders, by container id, and a synchronization under way.
@@ -321,8 +323,35 @@ impl Plugin {
             .for_each(Holder::stop);
     }
 
+    /// Waits up to `timeout` for one of the caller's `own` descriptors to be readable, or for a
+    /// holder to exit; handles each holder that exited ([`Plugin::ended`]), and says which of
+    /// `own` are readable (none, when a signal interrupted the wait).
+    pub fn wait(&mut self, own: &[BorrowedFd], timeout: PollTimeout) -> nix::Result<Vec<bool>> {
+        let holders = self.holders();
+        let mut fds: Vec<PollFd> = (own.iter().copied())
+            .chain(holders.iter().map(|(_, _, fd)| *fd))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(vec![false; own.len()]),
+            Err(e) => return Err(e),
+        }
+        let mut ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
+        drop(fds);
+        let ended: Vec<(String, Which)> = (holders.into_iter().zip(&ready[own.len()..]))
+            .filter(|(_, ready)| **ready)
+            .map(|((id, which, _), _)| (id, which))
+            .collect();
+        for (id, which) in ended {
+            self.ended(&id, which);
+        }
+        ready.truncate(own.len());
+        Ok(ready)
+    }
+
     /// The holders' pidfds (readable once a holder has exited), with their containers' ids.
-    pub fn holders(&self) -> Vec<(String, Which, BorrowedFd<'_>)> {
+    fn holders(&self) -> Vec<(String, Which, BorrowedFd<'_>)> {
         let mut all = Vec::new();
         for (id, tracked) in &self.containers {
             if let Some(holder) = &tracked.holder {
@@ -338,7 +367,7 @@ impl Plugin {
     /// A holder of container `id` has exited. The current one: when the container has ended
     /// (its init is gone), so has its request, and the container is forgotten; when the container
     /// runs on, its holder was killed, and it is placed again at once.
-    pub fn ended(&mut self, id: &str, which: Which) {
+    fn ended(&mut self, id: &str, which: Which) {
         let Some(tracked) = self.containers.get_mut(id) else {
             return;
         };
