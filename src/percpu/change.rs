@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::error::Place;
 use super::plan::{self, Change, Values};
-use super::registry::{HolderFile, Life, Liveness, Locked, Registry, random};
+use super::registry::{Holder, HolderFile, Life, Locked, Registry, random};
 use super::sysfs::{self, ResumeLatency, resume_latency_path};
 use super::{CpuError, CpuErrorKind, CpuLimits, Left, Notice, Result};
 use crate::cpulist::CpuList;
@@ -108,35 +108,35 @@ pub(super) enum Check {
     All,
 }
 
-/// The holders (by index) that do not run, of those asked: on each CPU in `affected`, strictest
-/// first, every one until one that runs (its request is the CPU's strictest: the looser ones do
-/// not change the CPU's value, and are asked when they do), and [`SAMPLE`] holders from a random
-/// place (every holder, with [`Check::All`] or few holders). A CPU of a holder found dead is
-/// decided again, so `affected` grows with them.
+/// The holders (by index) that do not run (`gone`), of those asked: on each CPU in `affected`,
+/// strictest first, every one until one that runs (its request is the CPU's strictest: the looser
+/// ones do not change the CPU's value, and are asked when they do), and [`SAMPLE`] holders from
+/// the place `start` (every holder, with [`Check::All`] or few holders). A CPU of a holder found
+/// dead is decided again, so `affected` grows with them. Each holder is asked once at most.
 ///
 /// So a change asks a few holders however many there are (each: an open, a lock query, a
 /// close), and a holder that died where nobody changes anything is still found, after a number
 /// of changes near the number of holders divided by [`SAMPLE`]; `lllqos recover` finds it at once.
 fn dead_holders(
-    registry: &Registry,
-    live: &Liveness,
+    holders: &[Holder],
     affected: &mut BTreeSet<u32>,
     check: Check,
+    start: u64,
+    mut gone: impl FnMut(&Holder) -> bool,
 ) -> BTreeSet<usize> {
-    let holders = &registry.holders;
     let count = holders.len();
     let asked: Vec<usize> = match check {
         Check::All => (0..count).collect(),
         Check::Deciding if count <= SAMPLE => (0..count).collect(),
         Check::Deciding => {
-            let from = (random() % count as u64) as usize;
+            let from = (start % count as u64) as usize;
             (0..SAMPLE).map(|i| (from + i) % count).collect()
         }
     };
     let mut dead: BTreeSet<usize> = BTreeSet::new();
     let mut runs: BTreeSet<usize> = BTreeSet::new();
     for i in asked {
-        if live.of(&holders[i]) == Life::Gone {
+        if gone(&holders[i]) {
             dead.insert(i);
             affected.extend(&holders[i].cpus);
         } else {
@@ -154,7 +154,7 @@ fn dead_holders(
             if runs.contains(&i) {
                 break;
             }
-            if live.of(&holders[i]) != Life::Gone {
+            if !gone(&holders[i]) {
                 runs.insert(i);
                 break;
             }
@@ -210,7 +210,11 @@ pub(super) fn prepare(
     // The holder files are in the registry's private directory: their checks are the library's
     // own I/O, raised once for all of them.
     let live = locked.liveness();
-    let dead = elevated(|| dead_holders(&registry, &live, &mut affected, check));
+    let dead = elevated(|| {
+        dead_holders(&registry.holders, &mut affected, check, random(), |h| {
+            live.of(h) == Life::Gone
+        })
+    });
     let mut index = 0;
     registry.holders.retain(|holder| {
         let keep = !dead.contains(&index);
@@ -278,4 +282,92 @@ pub(super) fn write_all(change: &Change) -> std::result::Result<(), (usize, CpuE
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::{Check, SAMPLE, dead_holders};
+    use crate::percpu::registry::Holder;
+
+    /// Holders on CPUs 0-3 with limits 0-5 (ties included), each running or not.
+    fn holders() -> impl Strategy<Value = Vec<(Holder, bool)>> {
+        let holder = (
+            proptest::collection::btree_set(0u32..4, 1..3),
+            0u32..6,
+            any::<bool>(),
+        );
+        proptest::collection::vec(holder, 0..40).prop_map(|all| {
+            (all.into_iter().enumerate())
+                .map(|(i, (cpus, latency_us, runs))| {
+                    let holder = Holder {
+                        pid: i as i32 + 1,
+                        start_time: 0,
+                        lock: None,
+                        cpus: cpus.into_iter().collect(),
+                        latency_us,
+                    };
+                    (holder, runs)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Whatever the holders and where the sample starts: only holders that do not run are
+        /// found dead, each is asked once, every CPU a dead one held is decided, and on each CPU
+        /// decided the strictest holder left is as strict as the strictest that runs (the value
+        /// planned is the one the running holders ask). With `Check::All` every dead one is
+        /// found; with `Check::Deciding`, at most SAMPLE are asked beyond those that decide.
+        #[test]
+        fn the_dead_found_leave_each_decided_cpu_its_running_strictest(
+            all in holders(),
+            affected in proptest::collection::btree_set(0u32..4, 0..3),
+            start in any::<u64>(),
+            every in any::<bool>(),
+        ) {
+            let holders: Vec<Holder> = all.iter().map(|(h, _)| h.clone()).collect();
+            let runs = |h: &Holder| all.iter().any(|(o, r)| *r && o.pid == h.pid);
+            let check = if every { Check::All } else { Check::Deciding };
+            let mut decided = affected.clone();
+            let mut asked = Vec::new();
+            let dead = dead_holders(&holders, &mut decided, check, start, |h| {
+                asked.push(h.pid);
+                !runs(h)
+            });
+            let mut once = asked.clone();
+            once.sort_unstable();
+            once.dedup();
+            prop_assert_eq!(once.len(), asked.len(), "asked twice: {:?}", asked);
+            prop_assert!(affected.is_subset(&decided));
+            for &i in &dead {
+                prop_assert!(!runs(&holders[i]));
+                prop_assert!(holders[i].cpus.iter().all(|c| decided.contains(c)));
+            }
+            for &cpu in &decided {
+                let strictest = |keep: &dyn Fn(usize) -> bool| {
+                    (0..holders.len())
+                        .filter(|&i| keep(i) && holders[i].cpus.contains(&cpu))
+                        .map(|i| holders[i].latency_us)
+                        .min()
+                };
+                let left = strictest(&|i| !dead.contains(&i));
+                let running = strictest(&|i| runs(&holders[i]));
+                prop_assert_eq!(left, running, "cpu {}", cpu);
+            }
+            if every {
+                let all_dead: BTreeSet<usize> =
+                    (0..holders.len()).filter(|&i| !runs(&holders[i])).collect();
+                prop_assert_eq!(dead, all_dead);
+            } else if holders.len() > SAMPLE {
+                let deciding = (0..holders.len())
+                    .filter(|&i| holders[i].cpus.iter().any(|c| decided.contains(c)))
+                    .count();
+                prop_assert!(asked.len() <= SAMPLE + deciding);
+            }
+        }
+    }
 }

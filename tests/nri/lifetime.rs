@@ -270,7 +270,13 @@ fn nri_a_holder_not_in_force_in_time_refuses_the_creation_and_leaves_nothing() {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .unwrap();
-    let lock = std::fs::File::create(format!("{}/lock", crate::common::REGISTRY_DIR)).unwrap();
+    // Never shortened: a waiting lllqos maps its first bytes (the doorbell).
+    let lock = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).append(true),
+        0o600,
+    )
+    .open(format!("{}/lock", crate::common::REGISTRY_DIR))
+    .unwrap();
     // SAFETY: flock on a descriptor we own.
     assert_eq!(
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
@@ -293,8 +299,6 @@ fn nri_a_holder_not_in_force_in_time_refuses_the_creation_and_leaves_nothing() {
     assert_eq!(read_cpu(cpu), before);
     assert_eq!(read_node(), kernel.baseline);
     wait_until("no holder left", || holders().is_empty());
-    let _ = std::fs::remove_file(format!("{}/lock", crate::common::REGISTRY_DIR));
-    let _ = std::fs::remove_dir(crate::common::REGISTRY_DIR);
 }
 
 #[test]

@@ -65,9 +65,7 @@ use crate::internal::file::{self, Kind};
 use crate::internal::procfs;
 use store::{open_dir, read_registry};
 
-pub(crate) use store::random;
-
-pub(crate) use store::{HolderFile, Locked};
+pub(crate) use store::{HolderFile, Locked, random};
 
 /// The registry's directory.
 macro_rules! registry_dir {

@@ -409,7 +409,8 @@ pub(crate) struct Locked {
 
 impl Locked {
     /// Takes the registry lock, creating the directory when there is none. While another lllqos
-    /// has it, tries again with pauses (1 ms, doubling to 20 ms), calls `on_wait` once with what
+    /// has it, tries again with pauses (1 ms, doubling to [`MAX_PAUSE`], cut short when the lock
+    /// is let go: [`Doorbell`]), calls `on_wait` once with what
     /// it waits for after a second, and gives up with [`CpuErrorKind::Stalled`] when the
     /// registry has not changed for [`STALL_LIMIT`]. When `interruptible`, it also gives up with
     /// [`CpuErrorKind::Interrupted`] as soon as an ending signal is pending (placing a constraint
