@@ -530,6 +530,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_shield_makes_the_thread_roots_and_ordinary_until_dropped() {
+        if let Some(status) = as_setuid_program("internal::privilege::tests::child_is_shielded") {
+            assert!(status.success(), "{status:?}");
+        }
+    }
+
+    #[test]
+    #[ignore = "run by a_shield_makes_the_thread_roots_and_ordinary_until_dropped, as a setuid program"]
+    fn child_is_shielded() {
+        assert!(is_privileged());
+        lower().unwrap();
+        let nice = || {
+            nix::errno::Errno::clear();
+            // SAFETY: getpriority of the calling thread.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+        };
+        // SAFETY: setpriority of the calling thread (a user may lower its own priority).
+        assert_eq!(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 5) }, 0);
+        let before = getresuid().unwrap();
+        assert_eq!(before.real.as_raw(), 65534);
+        let shielded = shield();
+        let during = getresuid().unwrap();
+        // Real and effective root: no signal, trace or renice of its user reaches the thread.
+        assert!(during.real.is_root() && during.effective.is_root());
+        assert_eq!(nice(), 0);
+        drop(shielded);
+        let after = getresuid().unwrap();
+        assert_eq!(
+            (after.real, after.effective, after.saved),
+            (before.real, before.effective, before.saved)
+        );
+        assert_eq!(nice(), 5);
+    }
+
+    #[test]
     fn nothing_is_raised_without_credentials_to_put_back() {
         // A process without privilege raises nothing whatever happens; the guard then holds
         // nothing to restore.
