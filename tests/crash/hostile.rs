@@ -129,17 +129,11 @@ fn registry_files_that_are_not_files_are_refused_at_once() {
     }
 }
 
-/// A holder waiting for the registry lock behind another lllqos stopped in the middle of placing
-/// its request (strace stops it with SIGSTOP at its first registry store) says what it
-/// waits for after a second, and ends at once on SIGTERM, changing nothing: a wrapper dies of the
-/// signal, as its command would have; a hold ends with status 0.
-#[test]
-fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
-    let _kernel = kernel!();
-    require_program!("strace", "strace");
-    let cpu = cpu();
-    let before = read_cpu(cpu);
-    let mut strace = Reaped(
+/// An `lllqos --cpu CPU -l 7` under strace, stopped (SIGSTOP) at its first registry store: the
+/// registry with its intent is in place, and it holds the lock until its second store, which never
+/// comes. strace, and the stopped lllqos (killed when the guard is dropped).
+fn stopped_in_the_lock(cpu: u32) -> (Reaped, Stopped) {
+    let strace = Reaped(
         Command::new("strace")
             .args([
                 "-f",
@@ -156,13 +150,24 @@ fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    let guard = Stopped(wait_for_child(strace.pid()));
-    let stopped = guard.0;
-    // It stops on its first registry store (the registry with its intent is in place), holding
-    // the lock until its second, which never comes.
+    let stopped = Stopped(wait_for_child(strace.pid()));
     wait_until("the first lllqos to stop holding the registry lock", || {
         std::path::Path::new(REGISTRY).exists()
     });
+    (strace, stopped)
+}
+
+/// A holder waiting for the registry lock behind another lllqos stopped in the middle of placing
+/// its request says what it waits for after a second, and ends at once on SIGTERM, changing
+/// nothing: a wrapper dies of the signal, as its command would have; a hold ends with status 0.
+#[test]
+fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
+    let _kernel = kernel!();
+    require_program!("strace", "strace");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    let (mut strace, guard) = stopped_in_the_lock(cpu);
+    let stopped = guard.0;
     let lock = format!("{REGISTRY_DIR}/lock");
     for (args, expect) in [(vec!["echo", "ran"], None), (vec![], Some(0))] {
         let mut waiting = Reaped::spawn(
@@ -198,6 +203,51 @@ fn a_holder_waiting_behind_a_stopped_one_says_so_and_ends_on_sigterm() {
     }
     // The stopped one is killed (strace leaves with it); the next lllqos cleans up after it.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(stopped), Signal::SIGKILL).unwrap();
+    strace.wait();
+    lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
+        .assert()
+        .success();
+    assert_eq!(read_cpu(cpu), before);
+}
+
+/// Behind a holder stopped inside the registry's lock, a waiter gives up once the registry has not
+/// changed for the stall limit (10 s), saying so in one line and changing nothing: with
+/// `--strict` it exits 125 without running its command; without, it warns and runs the command
+/// without a request.
+#[test]
+fn a_waiter_gives_up_on_a_registry_stalled_for_the_limit() {
+    let _kernel = kernel!();
+    require_program!("strace", "strace");
+    let cpu = cpu();
+    let before = read_cpu(cpu);
+    let (mut strace, guard) = stopped_in_the_lock(cpu);
+    let waiter = |options: &[&str]| {
+        lllqos_std(options.iter().copied())
+            .args(["--cpu", &cpu.to_string(), "-l", "5", "echo", "ran"])
+            .output()
+            .unwrap()
+    };
+    // Both at once: each waits the whole limit. Quiet, the strict one says only its error.
+    let (strict, lenient) = std::thread::scope(|scope| {
+        let strict = scope.spawn(|| waiter(&["--strict", "--quiet"]));
+        let lenient = scope.spawn(|| waiter(&[]));
+        (strict.join().unwrap(), lenient.join().unwrap())
+    });
+    let gave_up = format!(
+        "gave up waiting for {REGISTRY_DIR}/lock held by pid {}, stopped after 10 s in which the registry did not change",
+        guard.0
+    );
+    let stderr = crate::common::refused(&strict);
+    assert!(stderr.contains(&gave_up), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&strict.stdout), "");
+    let stderr = String::from_utf8_lossy(&lenient.stderr);
+    assert_eq!(lenient.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("lllqos: waiting for "), "{stderr}");
+    assert!(lines[1].contains(&gave_up), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&lenient.stdout), "ran\n");
+    drop(guard);
     strace.wait();
     lllqos(["--cpu", &cpu.to_string(), "-l", "9", "true"])
         .assert()
