@@ -98,6 +98,50 @@ fn a_signal_sent_right_after_start_is_not_lost() {
     }
 }
 
+/// `lllqos ARGS` started with `signal` already pending (blocked and raised before its exec, which
+/// keeps it pending): what a Ctrl-C or a `kill` that comes while lllqos starts up looks like, made
+/// certain to come before the command is made.
+fn started_with_pending(signal: Signal, args: &[&str]) -> std::process::ExitStatus {
+    let mut cmd = lllqos_std(args);
+    // SAFETY: sigprocmask and raise on this process, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal as i32);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::raise(signal as i32);
+            Ok(())
+        });
+    }
+    cmd.status().unwrap()
+}
+
+#[test]
+fn a_ctrl_c_before_the_command_starts_ends_lllqos_and_the_command_never_runs() {
+    let _kernel = kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let marker = marker.to_str().unwrap();
+    for args in [
+        vec!["-l", "0", "--", "touch", marker],
+        vec!["-l", "0", "--cpu", "0", "--", "touch", marker],
+    ] {
+        let status = started_with_pending(Signal::SIGINT, &args);
+        assert_eq!(status.signal(), Some(libc::SIGINT), "{args:?}: {status:?}");
+        assert!(!std::path::Path::new(marker).exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_signal_that_came_before_the_command_started_reaches_it() {
+    let _kernel = kernel!();
+    let start = Instant::now();
+    let status = started_with_pending(Signal::SIGUSR1, &["-l", "0", "--", "sleep", "30"]);
+    assert_eq!(status.signal(), Some(libc::SIGUSR1), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
 #[test]
 fn lllqos_does_not_wake_up_while_the_command_sleeps() {
     let _kernel = kernel!();

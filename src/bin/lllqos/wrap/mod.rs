@@ -119,7 +119,8 @@ fn check(args: &HoldArgs) -> Result<Vec<PidFd>> {
         .collect()
 }
 
-/// A signal that ends lllqos arrived while it waited for the registry: nothing was placed. A hold
+/// A signal that ends lllqos arrived before the command was started: while lllqos waited for the
+/// registry (nothing was placed), or before the command was made (see [`spawn::Spawned`]). A hold
 /// ends as that signal ends a hold; the command is not started, and lllqos ends as the command
 /// would have.
 fn interrupted(signals: &Signals, mode: Mode) -> Result<ExitStatus> {
@@ -157,8 +158,11 @@ fn run_command(
     // The command has its copy; lllqos's own descriptor holds the request.
     drop(passed);
     match started {
-        Ok(child) => supervise::supervise(signals, child, args.descendants)
-            .context("waiting for the command failed"),
+        Ok(spawn::Spawned::Running { child, early }) => {
+            supervise::supervise(signals, child, early, args.descendants)
+                .context("waiting for the command failed")
+        }
+        Ok(spawn::Spawned::Cancelled) => Ok((interrupted(signals, Mode::Relay)?, None)),
         Err(error) => {
             say!("lllqos: {error}");
             Ok((error.status(), None))

@@ -39,7 +39,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use lllqos::internal::oserror::os_message;
 use lllqos::internal::privilege::is_privileged;
-use lllqos::internal::sigset::SignalSet;
+use lllqos::internal::sigset::{ENDING, SignalSet};
 use nix::unistd::Pid;
 
 use crate::exit::ExitStatus;
@@ -194,9 +194,32 @@ fn environment(changes: &[EnvChange]) -> Vec<CString> {
     envp
 }
 
+/// What [`spawn`] did.
+#[derive(Debug)]
+pub enum Spawned {
+    /// The command runs as `child`. `early`: the signals pending for lllqos (blocked, not read yet)
+    /// just before the child was made. The child was not there to get them: whoever sent them, a
+    /// terminal included, they are the command's to receive all the same.
+    Running { child: Pid, early: SignalSet },
+    /// Not started: a signal that asks a process to end ([`ENDING`]: Ctrl-C, Ctrl-\, a hang-up,
+    /// SIGTERM) was pending. Started directly, the command would have died of it before its first
+    /// instruction; lllqos ends of it instead.
+    Cancelled,
+}
+
 /// Starts `argv` (PATH lookup for a bare name) in lllqos's process group, as described in the
 /// module documentation. `chld_ignored`: SIGCHLD was ignored at start (see [`crate::signals::Signals`]).
-pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result<Pid, SpawnError> {
+///
+/// The pending signals are looked at as late as can be, after everything the child needs has been
+/// prepared and right before it is made. A signal sent to the group once the child is made reaches
+/// the child itself (it blocks everything until its exec, then dies of it or handles it). One sent
+/// in the microseconds between the look and the child's making is the one case left uncovered: it
+/// is judged as one sent while the command runs (a terminal's is then taken for one it got).
+pub fn spawn(
+    argv: &[OsString],
+    env: &[EnvChange],
+    chld_ignored: bool,
+) -> Result<Spawned, SpawnError> {
     let name = argv.first().cloned().unwrap_or_default();
     let fail = |source| SpawnError {
         name: name.clone(),
@@ -220,6 +243,10 @@ pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result
     // leaves out the signals it keeps for itself (32 to 34): they would come back unblocked, and
     // a kill -34 would end lllqos instead of being relayed. The mask is put back as it was.
     let mask = SignalSet::blocked();
+    let early = SignalSet::pending();
+    if ENDING.iter().any(|&(signal, _)| early.contains(signal)) {
+        return Ok(Spawned::Cancelled);
+    }
     let start = |launch: &Launch| {
         if needs_fork {
             fork_exec(launch)
@@ -238,7 +265,9 @@ pub fn spawn(argv: &[OsString], env: &[EnvChange], chld_ignored: bool) -> Result
     if let Ok(mask) = mask {
         let _ = mask.set_mask();
     }
-    result.map_err(fail)
+    result
+        .map(|child| Spawned::Running { child, early })
+        .map_err(fail)
 }
 
 fn posix_spawn(launch: &Launch) -> io::Result<Pid> {

@@ -7,7 +7,9 @@
 //! reads them from a `signalfd` ([`crate::signals`]). A signal that arrives at any moment (during spawn, while a per-CPU
 //! value is being written) therefore waits, pending, until lllqos is ready for it: it is relayed once
 //! the child exists, never lost, never sent to a reaped pid, and never kills lllqos half-way through
-//! a change it must undo. Waiting is a blocking `read` (or `poll`, with `--pid`): no timer, no
+//! a change it must undo. One that came before the child was made is relayed whoever sent it, the
+//! terminal included (its Ctrl-Z reached lllqos alone), and one of those that ask a process to end
+//! (Ctrl-C, SIGTERM, ...) means the command is not started at all: it would have died of it first. Waiting is a blocking `read` (or `poll`, with `--pid`): no timer, no
 //! polling loop, no wake-up of lllqos's own while the command runs. The same `signalfd` delivers
 //! SIGCHLD, so reaping is part of the one loop.
 //!
@@ -79,9 +81,10 @@ use crate::signals::{Signals, ends_a_process};
 pub fn supervise(
     signals: &Signals,
     child: Pid,
+    early: SignalSet,
     descendants: bool,
 ) -> io::Result<(ExitStatus, Option<Sentinel>)> {
-    let mut supervisor = Supervisor::new(signals, child, descendants);
+    let mut supervisor = Supervisor::new(signals, child, early, descendants);
     loop {
         let info = signals.next()?;
         if let Some(status) = supervisor.step(&info)? {
@@ -98,6 +101,9 @@ struct Supervisor<'a> {
     descendants: bool,
     /// The witness of signals sent to the whole group (see [`super::sentinel`]).
     sentinel: Option<Sentinel>,
+    /// Signals that were pending before the command was made, not read yet: it never got them,
+    /// so each is relayed when read, whoever sent it (see [`super::spawn::Spawned`]).
+    early: SignalSet,
     /// The command's status, once reaped, while descendants still run (`--descendants`).
     ended: Option<ExitStatus>,
     /// The command or (once it has exited) a descendant is stopped.
@@ -125,7 +131,12 @@ enum Next {
 }
 
 impl<'a> Supervisor<'a> {
-    fn new(signals: &'a Signals, child: Pid, descendants: bool) -> Supervisor<'a> {
+    fn new(
+        signals: &'a Signals,
+        child: Pid,
+        early: SignalSet,
+        descendants: bool,
+    ) -> Supervisor<'a> {
         // The witness of group-wide signals is made now that the command runs, off its start: the
         // command spends the clone's cost starting on another CPU (or it is saved, when the
         // command has exited already). A signal that came before the witness was there is
@@ -147,6 +158,7 @@ impl<'a> Supervisor<'a> {
             me: getpid(),
             descendants,
             sentinel,
+            early,
             ended: None,
             child_stopped: false,
             suspended: false,
@@ -270,7 +282,9 @@ impl<'a> Supervisor<'a> {
     fn relay(&mut self, info: &libc::signalfd_siginfo) {
         let signal = info.ssi_signo as i32;
         if self.ended.is_none() {
-            if should_relay(info, &[self.child], self.me) && !self.group_wide(info) {
+            let early = self.early.contains(signal);
+            self.early = self.early - SignalSet::of([signal]);
+            if early || (should_relay(info, &[self.child], self.me) && !self.group_wide(info)) {
                 // ESRCH: the child is exiting; its SIGCHLD is on the way.
                 // SAFETY: kill on integers; the signal number came from the kernel.
                 unsafe { libc::kill(self.child.as_raw(), signal) };
