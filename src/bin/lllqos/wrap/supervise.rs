@@ -3,15 +3,16 @@
 //!
 //! # The design in one paragraph
 //!
-//! lllqos blocks the signals it cares about *before* it places a request and spawns the command, and
-//! reads them from a `signalfd` ([`crate::signals`]). A signal that arrives at any moment (during spawn, while a per-CPU
-//! value is being written) therefore waits, pending, until lllqos is ready for it: it is relayed once
-//! the child exists, never lost, never sent to a reaped pid, and never kills lllqos half-way through
-//! a change it must undo. One that came before the child was made is relayed whoever sent it, the
-//! terminal included (its Ctrl-Z reached lllqos alone), and one of those that ask a process to end
-//! (Ctrl-C, SIGTERM, ...) means the command is not started at all: it would have died of it first. Waiting is a blocking `read` (or `poll`, with `--pid`): no timer, no
-//! polling loop, no wake-up of lllqos's own while the command runs. The same `signalfd` delivers
-//! SIGCHLD, so reaping is part of the one loop.
+//! lllqos blocks the signals it cares about *before* it places a request and spawns the command,
+//! and reads them from a `signalfd` ([`crate::signals`]). A signal that arrives at any moment
+//! (during spawn, while a per-CPU value is being written) therefore waits, pending, until lllqos is
+//! ready for it: it is relayed once the child exists, never lost, never sent to a reaped pid, and
+//! never kills lllqos half-way through a change it must undo. One that came before the child was
+//! made is relayed whoever sent it, the terminal included (its Ctrl-Z reached lllqos alone), and
+//! one of those that ask a process to end (Ctrl-C, SIGTERM, ...) means the command is not started
+//! at all: it would have died of it first. Waiting is a blocking `read` (or `poll`, with `--pid`):
+//! no timer, no polling loop, no wake-up of lllqos's own while the command runs. The same
+//! `signalfd` delivers SIGCHLD, so reaping is part of the one loop.
 //!
 //! # Why each rule (sudo's `exec_nopty.c`, in its source tree at `src/exec_nopty.c`, is the model)
 //!
