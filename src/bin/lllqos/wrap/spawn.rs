@@ -20,8 +20,9 @@
 //! - **File descriptors.** lllqos is built without Rust's runtime start-up (`main.rs`), which would
 //!   open /dev/null on a closed fd 0, 1 or 2. [`crate::process::init_process`] puts a
 //!   close-on-exec /dev/null there instead, so that nothing lllqos opens lands on a standard fd
-//!   and the command still finds it closed. Everything lllqos opens is close-on-exec; the one exception is the copy of the
-//!   request's descriptor that `--pass-fd` makes for the command (and closes once it is started).
+//!   and the command still finds it closed. Everything lllqos opens is close-on-exec; the one
+//!   exception is the copy of the request's descriptor that `--pass-fd` makes for the command
+//!   (and closes once it is started).
 //!
 //! The usual path is `posix_spawnp(3)`, which glibc and musl implement with `CLONE_VFORK`: no
 //! copy of lllqos's page tables, so lllqos starts a command about as fast as `chrt` execs one.

@@ -76,9 +76,10 @@ use crate::signals::{Signals, ends_a_process};
 
 /// Relays signals to `child` until it has exited, and returns its status with the witness of
 /// group-wide signals, if one was made (drop it before the request is released: it may hold a
-/// copy of the request's descriptor until its first instructions have run). Returns the moment the child is reaped, so the caller can
-/// release the request at once; with `descendants`, the moment the last process lllqos is the
-/// subreaper of has been reaped (see the module documentation).
+/// copy of the request's descriptor until its first instructions have run). Returns the moment
+/// the child is reaped, so the caller can release the request at once; with `descendants`, the
+/// moment the last process lllqos is the subreaper of has been reaped (see the module
+/// documentation).
 pub fn supervise(
     signals: &Signals,
     child: Pid,
