@@ -103,6 +103,9 @@ fn the_python_package_passes_its_suite_against_the_kernel_and_the_seed() {
     // Not from python/: there the source tree's lllqos/ would shadow the installed package.
     let output = Command::new(&python)
         .args(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"])
+        // Its temporary files here, not in /tmp/pytest-of-root (pytest empties it at each run).
+        .arg("--basetemp")
+        .arg(environments().join("pytest"))
         .arg(&suite)
         .current_dir(environments())
         .env("LLLQOS_BIN", crate::common::bin())

@@ -106,7 +106,8 @@ func main() {
 	case "pod":
 		one(1)
 		s := parse(args[1])
-		logs, _ := os.MkdirTemp("", "pod")
+		// In the test's directory as containerd sees it (it makes the directory), gone with it.
+		logs := "/mnt/test/logs/" + s.Namespace + "-" + s.Name
 		rpl, err := client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podConfig(s, logs)})
 		if err != nil {
 			fail("%v", err)
