@@ -62,10 +62,14 @@ func parse(text string) *spec {
 	return &s
 }
 
-func podConfig(s *spec, logs string) *runtime.PodSandboxConfig {
+// podConfig is the configuration of pod s, as the kubelet sends it with RunPodSandbox and again
+// with each CreateContainer. Its containers' logs go to the test's directory as containerd sees
+// it (containerd makes the directory when it starts one), and are removed with it.
+func podConfig(s *spec) *runtime.PodSandboxConfig {
+	uid := s.Namespace + "-" + s.Name
 	return &runtime.PodSandboxConfig{
-		Metadata:     &runtime.PodSandboxMetadata{Name: s.Name, Namespace: s.Namespace, Uid: s.Namespace + "-" + s.Name, Attempt: 0},
-		LogDirectory: logs,
+		Metadata:     &runtime.PodSandboxMetadata{Name: s.Name, Namespace: s.Namespace, Uid: uid, Attempt: 0},
+		LogDirectory: "/mnt/test/logs/" + uid,
 		Annotations:  s.Annotations,
 		Linux: &runtime.LinuxPodSandboxConfig{
 			SecurityContext: &runtime.LinuxSandboxSecurityContext{
@@ -106,9 +110,7 @@ func main() {
 	case "pod":
 		one(1)
 		s := parse(args[1])
-		// In the test's directory as containerd sees it (it makes the directory), gone with it.
-		logs := "/mnt/test/logs/" + s.Namespace + "-" + s.Name
-		rpl, err := client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podConfig(s, logs)})
+		rpl, err := client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podConfig(s)})
 		if err != nil {
 			fail("%v", err)
 		}
@@ -198,7 +200,7 @@ func create(ctx context.Context, client runtime.RuntimeServiceClient, podID stri
 		},
 	}
 	rpl, err := client.CreateContainer(ctx, &runtime.CreateContainerRequest{
-		PodSandboxId: podID, Config: config, SandboxConfig: podConfig(s.Pod, ""),
+		PodSandboxId: podID, Config: config, SandboxConfig: podConfig(s.Pod),
 	})
 	if err != nil {
 		return "", err
